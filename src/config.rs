@@ -1,0 +1,376 @@
+//! The plugin's configuration: values read from a ulogd.conf section,
+//! validated against the key table in `keys.rs` into a typed `Config`.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::keys::{CONF_KEYS, ConfKind};
+use crate::record::NatFilter;
+
+/// A config value as ulogd stored it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawValue {
+    Str(String),
+    Int(i64),
+}
+
+impl fmt::Display for RawValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RawValue::Str(s) => write!(f, "{s:?}"),
+            RawValue::Int(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+/// A config value that cannot be used: names the key, the value and what the
+/// key allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config key `{key}` = {value}: {allowed}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub value: String,
+    pub allowed: String,
+}
+
+/// The line format (config key `format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Rfc5424,
+    Json,
+}
+
+/// Where syslog lines go (config key `destination`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A local datagram socket such as `/dev/log`.
+    Unix(PathBuf),
+    /// Remote syslog over UDP (RFC 5426).
+    Udp(SocketAddr),
+    /// Remote syslog over TCP with octet counting (RFC 6587).
+    Tcp(SocketAddr),
+}
+
+impl Destination {
+    /// Whether the destination is a remote host (the message then carries
+    /// the HOSTNAME field).
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, Destination::Unix(_))
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Unix(p) => write!(f, "unix:{}", p.display()),
+            Destination::Udp(a) => write!(f, "udp:{a}"),
+            Destination::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// The validated configuration of one MASQLOG instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub format: Format,
+    pub nat: NatFilter,
+    pub destination: Destination,
+    /// Syslog facility number (0 .. 23).
+    pub facility: u8,
+    /// Syslog severity number (0 .. 7).
+    pub severity: u8,
+    pub tag: String,
+    /// `None`: use the system's host name.
+    pub hostname: Option<String>,
+    pub queue_size: usize,
+    /// `None`: statistics only on SIGUSR1.
+    pub stats_interval: Option<Duration>,
+    pub send_timeout: Duration,
+    pub retry_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let defaults: Vec<RawValue> = CONF_KEYS
+            .iter()
+            .map(|k| match k.kind {
+                ConfKind::Str => RawValue::Str(k.default.to_string()),
+                ConfKind::Int => RawValue::Int(k.default.parse().unwrap_or(0)),
+            })
+            .collect();
+        Config::from_values(&defaults).expect("the defaults in keys.rs are valid")
+    }
+}
+
+const FACILITIES: &[(&str, u8)] = &[
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+const SEVERITIES: &[(&str, u8)] = &[
+    ("emerg", 0),
+    ("alert", 1),
+    ("crit", 2),
+    ("err", 3),
+    ("warning", 4),
+    ("notice", 5),
+    ("info", 6),
+    ("debug", 7),
+];
+
+fn names(table: &[(&str, u8)]) -> String {
+    table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+struct Reader<'a> {
+    values: &'a [RawValue],
+}
+
+impl Reader<'_> {
+    fn index(name: &str) -> usize {
+        CONF_KEYS
+            .iter()
+            .position(|k| k.name == name)
+            .expect("key is in keys.rs")
+    }
+
+    fn err(key: &'static str, value: &RawValue, allowed: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key,
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
+    fn string(&self, key: &'static str) -> Result<&str, ConfigError> {
+        match &self.values[Self::index(key)] {
+            RawValue::Str(s) => Ok(s.as_str()),
+            v => Err(Self::err(key, v, "a string")),
+        }
+    }
+
+    fn int(&self, key: &'static str, min: i64, max: i64) -> Result<i64, ConfigError> {
+        match &self.values[Self::index(key)] {
+            RawValue::Int(i) if (min..=max).contains(i) => Ok(*i),
+            v => Err(Self::err(key, v, format!("an integer from {min} to {max}"))),
+        }
+    }
+
+    fn choice<T: Copy>(&self, key: &'static str, table: &[(&str, T)]) -> Result<T, ConfigError> {
+        let s = self.string(key)?;
+        table
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(s))
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let all: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+                Self::err(key, &RawValue::Str(s.into()), format!("one of {}", all.join(", ")))
+            })
+    }
+}
+
+/// Parses `HOST:PORT` where HOST is an IPv4 literal or a bracketed IPv6
+/// literal.
+fn parse_socket_addr(s: &str) -> Option<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return (a.port() != 0).then_some(a);
+    }
+    // an IPv4 or IPv6 address without port: default syslog port 514
+    s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 514))
+}
+
+/// Parses the `destination` key.
+pub fn parse_destination(s: &str) -> Option<Destination> {
+    let (scheme, rest) = s.split_once(':')?;
+    match scheme {
+        "unix" if rest.starts_with('/') && rest.len() < 108 => {
+            Some(Destination::Unix(PathBuf::from(rest)))
+        }
+        "udp" => parse_socket_addr(rest).map(Destination::Udp),
+        "tcp" => parse_socket_addr(rest).map(Destination::Tcp),
+        _ => None,
+    }
+}
+
+fn valid_tag(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b':' && b != b'[' && b != b']')
+}
+
+fn valid_hostname(s: &str) -> bool {
+    (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+impl Config {
+    /// Validates the values of every key in `CONF_KEYS` order.
+    pub fn from_values(values: &[RawValue]) -> Result<Config, ConfigError> {
+        assert_eq!(values.len(), CONF_KEYS.len(), "one value per key");
+        let r = Reader { values };
+        let format = r.choice(
+            "format",
+            &[
+                ("text", Format::Text),
+                ("rfc5424", Format::Rfc5424),
+                ("json", Format::Json),
+            ],
+        )?;
+        let nat = r.choice(
+            "nat",
+            &[
+                ("snat", NatFilter::Snat),
+                ("dnat", NatFilter::Dnat),
+                ("both", NatFilter::Both),
+            ],
+        )?;
+        let dest = r.string("destination")?;
+        let destination = parse_destination(dest).ok_or_else(|| ConfigError {
+            key: "destination",
+            value: format!("{dest:?}"),
+            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT or tcp:IP:PORT (IPv6 as [ADDR]:PORT)"
+                .into(),
+        })?;
+        let facility = r
+            .choice("facility", FACILITIES)
+            .map_err(|e| ConfigError {
+                allowed: format!("one of {}", names(FACILITIES)),
+                ..e
+            })?;
+        let severity = r.choice("severity", SEVERITIES)?;
+        let tag = r.string("tag")?;
+        if !valid_tag(tag) {
+            return Err(ConfigError {
+                key: "tag",
+                value: format!("{tag:?}"),
+                allowed: "1 to 32 printable ASCII characters without space, ':', '[' or ']'"
+                    .into(),
+            });
+        }
+        let hostname = r.string("hostname")?;
+        if !hostname.is_empty() && !valid_hostname(hostname) {
+            return Err(ConfigError {
+                key: "hostname",
+                value: format!("{hostname:?}"),
+                allowed: "empty (the system's host name) or printable ASCII without spaces"
+                    .into(),
+            });
+        }
+        let queue_size = r.int("queue_size", 64, 4_194_304)? as usize;
+        let stats = r.int("stats_interval", 0, 86_400)? as u64;
+        let send_timeout = r.int("send_timeout_ms", 10, 60_000)? as u64;
+        let retry = r.int("retry_interval_ms", 10, 600_000)? as u64;
+        Ok(Config {
+            format,
+            nat,
+            destination,
+            facility,
+            severity,
+            tag: tag.to_string(),
+            hostname: (!hostname.is_empty()).then(|| hostname.to_string()),
+            queue_size,
+            stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
+            send_timeout: Duration::from_millis(send_timeout),
+            retry_interval: Duration::from_millis(retry),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Vec<RawValue> {
+        CONF_KEYS
+            .iter()
+            .map(|k| match k.kind {
+                ConfKind::Str => RawValue::Str(k.default.into()),
+                ConfKind::Int => RawValue::Int(k.default.parse().unwrap()),
+            })
+            .collect()
+    }
+
+    fn with(key: &str, v: RawValue) -> Result<Config, ConfigError> {
+        let mut vals = defaults();
+        vals[CONF_KEYS.iter().position(|k| k.name == key).unwrap()] = v;
+        Config::from_values(&vals)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::default();
+        assert_eq!(c.format, Format::Text);
+        assert_eq!(c.destination, Destination::Unix("/dev/log".into()));
+        assert_eq!(c.facility, 3);
+        assert_eq!(c.severity, 6);
+        assert_eq!(c.hostname, None);
+        assert_eq!(c.stats_interval, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn unknown_format_names_key_value_and_choices() {
+        let e = with("format", RawValue::Str("xml".into())).unwrap_err();
+        assert_eq!(e.key, "format");
+        let msg = e.to_string();
+        assert!(msg.contains("\"xml\""), "{msg}");
+        assert!(msg.contains("text, rfc5424, json"), "{msg}");
+    }
+
+    #[test]
+    fn destinations_parse() {
+        let c = with("destination", RawValue::Str("tcp:[2001:db8::1]:6514".into())).unwrap();
+        assert_eq!(c.destination, Destination::Tcp("[2001:db8::1]:6514".parse().unwrap()));
+        let c = with("destination", RawValue::Str("udp:192.0.2.9".into())).unwrap();
+        assert_eq!(c.destination, Destination::Udp("192.0.2.9:514".parse().unwrap()));
+        for bad in ["tcp:loghost:514", "udp:1.2.3.4:0", "unix:relative", "file:/x", "tcp:1.2.3.4:99999"] {
+            let e = with("destination", RawValue::Str(bad.into())).unwrap_err();
+            assert_eq!(e.key, "destination", "{bad}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused() {
+        let e = with("queue_size", RawValue::Int(0)).unwrap_err();
+        assert!(e.to_string().contains("from 64 to 4194304"), "{e}");
+        assert!(with("stats_interval", RawValue::Int(0)).unwrap().stats_interval.is_none());
+        assert!(with("send_timeout_ms", RawValue::Int(60_001)).is_err());
+    }
+
+    #[test]
+    fn tag_and_hostname_are_checked() {
+        assert!(with("tag", RawValue::Str("a b".into())).is_err());
+        assert!(with("tag", RawValue::Str(String::new())).is_err());
+        assert!(with("tag", RawValue::Str("nat-log".into())).is_ok());
+        assert!(with("hostname", RawValue::Str("bad host".into())).is_err());
+        let c = with("hostname", RawValue::Str("gw1".into())).unwrap();
+        assert_eq!(c.hostname.as_deref(), Some("gw1"));
+    }
+
+    #[test]
+    fn facility_and_severity_names() {
+        assert_eq!(with("facility", RawValue::Str("local5".into())).unwrap().facility, 21);
+        assert_eq!(with("severity", RawValue::Str("notice".into())).unwrap().severity, 5);
+        assert!(with("facility", RawValue::Str("local8".into())).is_err());
+    }
+}

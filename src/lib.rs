@@ -1,0 +1,16 @@
+//! masqlog: NAT flow logging for ulogd2 and the forensics that answer
+//! "who was public ip:port at time T".
+//!
+//! The crate is both the `ulogd_output_MASQLOG.so` plugin (a `cdylib` loaded
+//! by stock ulogd2 through the C shim in `c-shim/`) and the library behind
+//! the `masqlog` command. Only `ffi` may use `unsafe`.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod ffi;
+pub mod format;
+pub mod keys;
+pub mod plugin;
+pub mod record;
+pub mod sink;
+pub mod time;
