@@ -59,7 +59,10 @@ fn generate_keys_header(version: &str) -> String {
         assert!(k.name.len() < 30, "config key too long: {}", k.name);
         assert!(k.default.len() < 225, "config default too long: {}", k.name);
         let (ty, init) = match k.kind {
-            keys::ConfKind::Str => ("CONFIG_TYPE_STRING", format!(".string = {}", c_string(k.default))),
+            keys::ConfKind::Str => (
+                "CONFIG_TYPE_STRING",
+                format!(".string = {}", c_string(k.default)),
+            ),
             keys::ConfKind::Int => {
                 let v: i32 = k.default.parse().expect("integer default");
                 ("CONFIG_TYPE_INT", format!(".value = {v}"))
@@ -72,14 +75,29 @@ fn generate_keys_header(version: &str) -> String {
         );
     }
     h.push_str("}\n");
-    let _ = writeln!(h, "#define MASQLOG_NUM_INPUT_KEYS {}", keys::INPUT_KEYS.len());
+    let _ = writeln!(
+        h,
+        "#define MASQLOG_NUM_INPUT_KEYS {}",
+        keys::INPUT_KEYS.len()
+    );
     h.push_str("#define MASQLOG_INPUT_KEYS_INIT { \\\n");
     for k in keys::INPUT_KEYS {
         assert!(k.name.len() < 32, "input key too long: {}", k.name);
-        let flags = if k.optional { "ULOGD_KEYF_OPTIONAL" } else { "ULOGD_RETF_NONE" };
+        let flags = if k.optional {
+            "ULOGD_KEYF_OPTIONAL"
+        } else {
+            "ULOGD_RETF_NONE"
+        };
+        let ty = match k.ty {
+            keys::KeyType::IpAddr => "ULOGD_RET_IPADDR",
+            keys::KeyType::U8 => "ULOGD_RET_UINT8",
+            keys::KeyType::U16 => "ULOGD_RET_UINT16",
+            keys::KeyType::U32 => "ULOGD_RET_UINT32",
+            keys::KeyType::U64 => "ULOGD_RET_UINT64",
+        };
         let _ = writeln!(
             h,
-            "\t{{ .type = ULOGD_RET_NONE, .flags = {flags}, .name = {} }}, \\",
+            "\t{{ .type = {ty}, .flags = {flags}, .name = {} }}, \\",
             c_string(k.name)
         );
     }
@@ -97,7 +115,8 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let version = ulogd_version();
     println!("cargo:rustc-env=MASQLOG_ULOGD_VERSION={version}");
-    fs::write(out.join("masqlog_keys.h"), generate_keys_header(&version)).expect("write keys header");
+    fs::write(out.join("masqlog_keys.h"), generate_keys_header(&version))
+        .expect("write keys header");
 
     cc::Build::new()
         .file("c-shim/shim.c")

@@ -186,7 +186,11 @@ impl Reader<'_> {
             .map(|(_, v)| *v)
             .ok_or_else(|| {
                 let all: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
-                Self::err(key, &RawValue::Str(s.into()), format!("one of {}", all.join(", ")))
+                Self::err(
+                    key,
+                    &RawValue::Str(s.into()),
+                    format!("one of {}", all.join(", ")),
+                )
             })
     }
 }
@@ -249,23 +253,19 @@ impl Config {
         let destination = parse_destination(dest).ok_or_else(|| ConfigError {
             key: "destination",
             value: format!("{dest:?}"),
-            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT or tcp:IP:PORT (IPv6 as [ADDR]:PORT)"
-                .into(),
+            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT or tcp:IP:PORT (IPv6 as [ADDR]:PORT)".into(),
         })?;
-        let facility = r
-            .choice("facility", FACILITIES)
-            .map_err(|e| ConfigError {
-                allowed: format!("one of {}", names(FACILITIES)),
-                ..e
-            })?;
+        let facility = r.choice("facility", FACILITIES).map_err(|e| ConfigError {
+            allowed: format!("one of {}", names(FACILITIES)),
+            ..e
+        })?;
         let severity = r.choice("severity", SEVERITIES)?;
         let tag = r.string("tag")?;
         if !valid_tag(tag) {
             return Err(ConfigError {
                 key: "tag",
                 value: format!("{tag:?}"),
-                allowed: "1 to 32 printable ASCII characters without space, ':', '[' or ']'"
-                    .into(),
+                allowed: "1 to 32 printable ASCII characters without space, ':', '[' or ']'".into(),
             });
         }
         let hostname = r.string("hostname")?;
@@ -273,8 +273,7 @@ impl Config {
             return Err(ConfigError {
                 key: "hostname",
                 value: format!("{hostname:?}"),
-                allowed: "empty (the system's host name) or printable ASCII without spaces"
-                    .into(),
+                allowed: "empty (the system's host name) or printable ASCII without spaces".into(),
             });
         }
         let queue_size = r.int("queue_size", 64, 4_194_304)? as usize;
@@ -339,11 +338,27 @@ mod tests {
 
     #[test]
     fn destinations_parse() {
-        let c = with("destination", RawValue::Str("tcp:[2001:db8::1]:6514".into())).unwrap();
-        assert_eq!(c.destination, Destination::Tcp("[2001:db8::1]:6514".parse().unwrap()));
+        let c = with(
+            "destination",
+            RawValue::Str("tcp:[2001:db8::1]:6514".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            c.destination,
+            Destination::Tcp("[2001:db8::1]:6514".parse().unwrap())
+        );
         let c = with("destination", RawValue::Str("udp:192.0.2.9".into())).unwrap();
-        assert_eq!(c.destination, Destination::Udp("192.0.2.9:514".parse().unwrap()));
-        for bad in ["tcp:loghost:514", "udp:1.2.3.4:0", "unix:relative", "file:/x", "tcp:1.2.3.4:99999"] {
+        assert_eq!(
+            c.destination,
+            Destination::Udp("192.0.2.9:514".parse().unwrap())
+        );
+        for bad in [
+            "tcp:loghost:514",
+            "udp:1.2.3.4:0",
+            "unix:relative",
+            "file:/x",
+            "tcp:1.2.3.4:99999",
+        ] {
             let e = with("destination", RawValue::Str(bad.into())).unwrap_err();
             assert_eq!(e.key, "destination", "{bad}");
         }
@@ -353,7 +368,12 @@ mod tests {
     fn out_of_range_numbers_are_refused() {
         let e = with("queue_size", RawValue::Int(0)).unwrap_err();
         assert!(e.to_string().contains("from 64 to 4194304"), "{e}");
-        assert!(with("stats_interval", RawValue::Int(0)).unwrap().stats_interval.is_none());
+        assert!(
+            with("stats_interval", RawValue::Int(0))
+                .unwrap()
+                .stats_interval
+                .is_none()
+        );
         assert!(with("send_timeout_ms", RawValue::Int(60_001)).is_err());
     }
 
@@ -369,8 +389,18 @@ mod tests {
 
     #[test]
     fn facility_and_severity_names() {
-        assert_eq!(with("facility", RawValue::Str("local5".into())).unwrap().facility, 21);
-        assert_eq!(with("severity", RawValue::Str("notice".into())).unwrap().severity, 5);
+        assert_eq!(
+            with("facility", RawValue::Str("local5".into()))
+                .unwrap()
+                .facility,
+            21
+        );
+        assert_eq!(
+            with("severity", RawValue::Str("notice".into()))
+                .unwrap()
+                .severity,
+            5
+        );
         assert!(with("facility", RawValue::Str("local8".into())).is_err());
     }
 }

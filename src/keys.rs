@@ -95,37 +95,141 @@ pub const CONF_KEYS: &[ConfKey] = &[
     },
 ];
 
+/// The type an input key is declared with (ulogd does not check it: the
+/// value is read by the type of the upstream key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    IpAddr,
+    U8,
+    U16,
+    U32,
+    U64,
+}
+
 /// One NFCT output key that MASQLOG reads.
 #[derive(Clone, Copy, Debug)]
 pub struct InputKey {
     pub name: &'static str,
+    pub ty: KeyType,
     /// `KEYF_OPTIONAL`: the stack still starts when the upstream lacks it.
     pub optional: bool,
 }
 
 /// Every input key, in the order of the C input keyset.
 pub const INPUT_KEYS: &[InputKey] = &[
-    InputKey { name: "oob.family", optional: false },
-    InputKey { name: "orig.ip.saddr", optional: false },
-    InputKey { name: "orig.ip.daddr", optional: false },
-    InputKey { name: "reply.ip.saddr", optional: false },
-    InputKey { name: "reply.ip.daddr", optional: false },
-    InputKey { name: "orig.ip.protocol", optional: false },
-    InputKey { name: "orig.l4.sport", optional: true },
-    InputKey { name: "orig.l4.dport", optional: true },
-    InputKey { name: "reply.l4.sport", optional: true },
-    InputKey { name: "reply.l4.dport", optional: true },
-    InputKey { name: "icmp.type", optional: true },
-    InputKey { name: "icmp.code", optional: true },
-    InputKey { name: "orig.raw.pktlen", optional: true },
-    InputKey { name: "orig.raw.pktcount", optional: true },
-    InputKey { name: "reply.raw.pktlen", optional: true },
-    InputKey { name: "reply.raw.pktcount", optional: true },
-    InputKey { name: "ct.id", optional: true },
-    InputKey { name: "ct.event", optional: true },
-    InputKey { name: "ct.mark", optional: true },
-    InputKey { name: "flow.start.sec", optional: true },
-    InputKey { name: "flow.start.usec", optional: true },
-    InputKey { name: "flow.end.sec", optional: true },
-    InputKey { name: "flow.end.usec", optional: true },
+    InputKey {
+        name: "oob.family",
+        ty: KeyType::U8,
+        optional: false,
+    },
+    InputKey {
+        name: "orig.ip.saddr",
+        ty: KeyType::IpAddr,
+        optional: false,
+    },
+    InputKey {
+        name: "orig.ip.daddr",
+        ty: KeyType::IpAddr,
+        optional: false,
+    },
+    InputKey {
+        name: "reply.ip.saddr",
+        ty: KeyType::IpAddr,
+        optional: false,
+    },
+    InputKey {
+        name: "reply.ip.daddr",
+        ty: KeyType::IpAddr,
+        optional: false,
+    },
+    InputKey {
+        name: "orig.ip.protocol",
+        ty: KeyType::U8,
+        optional: false,
+    },
+    InputKey {
+        name: "orig.l4.sport",
+        ty: KeyType::U16,
+        optional: true,
+    },
+    InputKey {
+        name: "orig.l4.dport",
+        ty: KeyType::U16,
+        optional: true,
+    },
+    InputKey {
+        name: "reply.l4.sport",
+        ty: KeyType::U16,
+        optional: true,
+    },
+    InputKey {
+        name: "reply.l4.dport",
+        ty: KeyType::U16,
+        optional: true,
+    },
+    InputKey {
+        name: "icmp.type",
+        ty: KeyType::U8,
+        optional: true,
+    },
+    InputKey {
+        name: "icmp.code",
+        ty: KeyType::U8,
+        optional: true,
+    },
+    InputKey {
+        name: "orig.raw.pktlen",
+        ty: KeyType::U64,
+        optional: true,
+    },
+    InputKey {
+        name: "orig.raw.pktcount",
+        ty: KeyType::U64,
+        optional: true,
+    },
+    InputKey {
+        name: "reply.raw.pktlen",
+        ty: KeyType::U64,
+        optional: true,
+    },
+    InputKey {
+        name: "reply.raw.pktcount",
+        ty: KeyType::U64,
+        optional: true,
+    },
+    InputKey {
+        name: "ct.id",
+        ty: KeyType::U32,
+        optional: true,
+    },
+    InputKey {
+        name: "ct.event",
+        ty: KeyType::U32,
+        optional: true,
+    },
+    InputKey {
+        name: "ct.mark",
+        ty: KeyType::U32,
+        optional: true,
+    },
+    InputKey {
+        name: "flow.start.sec",
+        ty: KeyType::U32,
+        optional: true,
+    },
+    InputKey {
+        name: "flow.start.usec",
+        ty: KeyType::U32,
+        optional: true,
+    },
+    InputKey {
+        name: "flow.end.sec",
+        ty: KeyType::U32,
+        optional: true,
+    },
+    InputKey {
+        name: "flow.end.usec",
+        ty: KeyType::U32,
+        optional: true,
+    },
 ];

@@ -47,7 +47,10 @@ pub enum Proto {
     Dccp,
     /// ICMP with the type and code of the packet that created the flow, when
     /// the kernel reported them.
-    Icmp { icmp_type: Option<u8>, code: Option<u8> },
+    Icmp {
+        icmp_type: Option<u8>,
+        code: Option<u8>,
+    },
     Icmpv6,
     /// Any other IP protocol number.
     Other(u8),
@@ -343,11 +346,41 @@ mod tests {
         let r = FlowRecord::from_conntrack(&masqueraded(), NatFilter::Snat).unwrap();
         assert_eq!(r.nat, NatKind::Snat);
         assert_eq!(r.event, Event::End);
-        assert_eq!(r.client, Endpoint { ip: ip("10.99.0.2"), port: Some(40000) });
-        assert_eq!(r.masq, Endpoint { ip: ip("192.0.2.1"), port: Some(53500) });
-        assert_eq!(r.remote, Endpoint { ip: ip("203.0.113.7"), port: Some(443) });
-        assert_eq!(r.out, Some(Counters { packets: 5, bytes: 400 }));
-        assert_eq!(r.inbound, Some(Counters { packets: 4, bytes: 3000 }));
+        assert_eq!(
+            r.client,
+            Endpoint {
+                ip: ip("10.99.0.2"),
+                port: Some(40000)
+            }
+        );
+        assert_eq!(
+            r.masq,
+            Endpoint {
+                ip: ip("192.0.2.1"),
+                port: Some(53500)
+            }
+        );
+        assert_eq!(
+            r.remote,
+            Endpoint {
+                ip: ip("203.0.113.7"),
+                port: Some(443)
+            }
+        );
+        assert_eq!(
+            r.out,
+            Some(Counters {
+                packets: 5,
+                bytes: 400
+            })
+        );
+        assert_eq!(
+            r.inbound,
+            Some(Counters {
+                packets: 4,
+                bytes: 3000
+            })
+        );
         assert_eq!(r.id, Some(77));
     }
 
@@ -393,9 +426,27 @@ mod tests {
         let r = FlowRecord::from_conntrack(&raw, NatFilter::Dnat).unwrap();
         assert_eq!(r.event, Event::Start);
         assert_eq!(r.proto, Proto::Udp);
-        assert_eq!(r.client, Endpoint { ip: ip("10.99.0.5"), port: Some(80) });
-        assert_eq!(r.masq, Endpoint { ip: ip("192.0.2.1"), port: Some(8080) });
-        assert_eq!(r.remote, Endpoint { ip: ip("203.0.113.7"), port: Some(5353) });
+        assert_eq!(
+            r.client,
+            Endpoint {
+                ip: ip("10.99.0.5"),
+                port: Some(80)
+            }
+        );
+        assert_eq!(
+            r.masq,
+            Endpoint {
+                ip: ip("192.0.2.1"),
+                port: Some(8080)
+            }
+        );
+        assert_eq!(
+            r.remote,
+            Endpoint {
+                ip: ip("203.0.113.7"),
+                port: Some(5353)
+            }
+        );
         assert_eq!(r.out.unwrap().bytes, 20);
         assert_eq!(r.inbound.unwrap().bytes, 10);
         let both = FlowRecord::from_conntrack(&raw, NatFilter::Both).unwrap();
@@ -416,7 +467,13 @@ mod tests {
             ..RawConntrack::default()
         };
         let r = FlowRecord::from_conntrack(&raw, NatFilter::Snat).unwrap();
-        assert_eq!(r.proto, Proto::Icmp { icmp_type: Some(8), code: Some(0) });
+        assert_eq!(
+            r.proto,
+            Proto::Icmp {
+                icmp_type: Some(8),
+                code: Some(0)
+            }
+        );
         assert_eq!(r.client.port, None);
         assert_eq!(r.out, None);
     }
@@ -461,7 +518,13 @@ mod tests {
     #[test]
     fn timestamp_carries_microseconds() {
         let t = Timestamp::new(10, 2_500_000);
-        assert_eq!(t, Timestamp { secs: 12, usecs: 500_000 });
+        assert_eq!(
+            t,
+            Timestamp {
+                secs: 12,
+                usecs: 500_000
+            }
+        );
         assert_eq!(t.as_micros(), 12_500_000);
     }
 }

@@ -1,0 +1,3 @@
+//! The `masqlog` binary's subcommands.
+
+pub mod install;

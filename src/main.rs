@@ -1,0 +1,47 @@
+//! The `masqlog` command: forensics and tooling around the MASQLOG plugin.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// NAT forensics for ulogd2: who was public ip:port at time T.
+///
+/// masqlog's plugin for ulogd2 (ulogd_output_MASQLOG.so) logs every
+/// translated conntrack flow to syslog with its three endpoints (client,
+/// masquerade, remote), times and bytes. This command installs the plugin
+/// and runs the tools around it.
+#[derive(Parser, Debug)]
+#[command(name = "masqlog", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Install the built plugin as ulogd_output_MASQLOG.so in ulogd's plugin
+    /// directory (atomic copy, checked with `ulogd -i`).
+    InstallPlugin(cli::install::InstallArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::InstallPlugin(args) => {
+            cli::install::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("masqlog: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
