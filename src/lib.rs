@@ -9,8 +9,10 @@
 pub mod config;
 pub mod ffi;
 pub mod format;
+pub mod ident;
 pub mod keys;
 pub mod plugin;
+pub mod portblock;
 pub mod record;
 pub mod sink;
 pub mod time;

@@ -1,0 +1,1 @@
+//! RFC 1413 IDENT lookups.

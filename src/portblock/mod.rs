@@ -1,0 +1,1 @@
+//! Deterministic port-block NAT.
