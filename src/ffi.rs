@@ -277,8 +277,11 @@ fn fixed_str(chars: &[c_char]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// # Safety
+/// Called by ulogd only, on its thread, with `pi` NULL or a live instance of
+/// this plugin (see SAFETY.md).
 #[unsafe(no_mangle)]
-pub extern "C" fn masqlog_rs_configure(
+pub unsafe extern "C" fn masqlog_rs_configure(
     pi: *mut ulogd_pluginstance,
     _stack: *mut ulogd_pluginstance_stack,
 ) -> c_int {
@@ -387,8 +390,11 @@ unsafe extern "C" fn fd_callback(_fd: c_int, _what: c_uint, data: *mut c_void) -
     })
 }
 
+/// # Safety
+/// Called by ulogd only, on its thread, with `pi` NULL or a live instance of
+/// this plugin (see SAFETY.md).
 #[unsafe(no_mangle)]
-pub extern "C" fn masqlog_rs_start(pi: *mut ulogd_pluginstance) -> c_int {
+pub unsafe extern "C" fn masqlog_rs_start(pi: *mut ulogd_pluginstance) -> c_int {
     boundary("start", IRET_ERR, || {
         if pi.is_null() {
             return IRET_ERR;
@@ -459,8 +465,11 @@ pub extern "C" fn masqlog_rs_start(pi: *mut ulogd_pluginstance) -> c_int {
     })
 }
 
+/// # Safety
+/// Called by ulogd only, on its thread, with `pi` NULL or a live instance of
+/// this plugin (see SAFETY.md).
 #[unsafe(no_mangle)]
-pub extern "C" fn masqlog_rs_stop(pi: *mut ulogd_pluginstance) -> c_int {
+pub unsafe extern "C" fn masqlog_rs_stop(pi: *mut ulogd_pluginstance) -> c_int {
     boundary("stop", IRET_ERR, || {
         if pi.is_null() {
             return IRET_ERR;
@@ -486,8 +495,11 @@ pub extern "C" fn masqlog_rs_stop(pi: *mut ulogd_pluginstance) -> c_int {
     })
 }
 
+/// # Safety
+/// Called by ulogd only, on its thread, with `pi` NULL or a live instance of
+/// this plugin (see SAFETY.md).
 #[unsafe(no_mangle)]
-pub extern "C" fn masqlog_rs_signal(pi: *mut ulogd_pluginstance, sig: c_int) {
+pub unsafe extern "C" fn masqlog_rs_signal(pi: *mut ulogd_pluginstance, sig: c_int) {
     boundary("signal", (), || {
         if pi.is_null() {
             return;
@@ -642,8 +654,11 @@ const _: () = {
     assert!(eq(INPUT_KEYS[22].name, "flow.end.usec"));
 };
 
+/// # Safety
+/// Called by ulogd only, on its thread, with `pi` NULL or a live instance of
+/// this plugin (see SAFETY.md).
 #[unsafe(no_mangle)]
-pub extern "C" fn masqlog_rs_interp(pi: *mut ulogd_pluginstance) -> c_int {
+pub unsafe extern "C" fn masqlog_rs_interp(pi: *mut ulogd_pluginstance) -> c_int {
     boundary("interp", IRET_ERR, || {
         if pi.is_null() {
             return IRET_ERR;

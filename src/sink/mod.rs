@@ -1,11 +1,34 @@
 //! The syslog sink: a writer thread fed by a bounded queue, and the
 //! transports (local datagram socket, UDP, TCP with octet counting).
+//!
+//! ulogd's main thread hands records to [`Writer::submit`], which never
+//! blocks: a full queue drops the record and counts it. The writer thread
+//! (`masqlog-writer`) formats each record into a reused buffer and sends it.
+//! A record whose send fails stays at the head of the line and is retried
+//! every `retry_interval` on a fresh connection, so a destination that is
+//! down loses nothing until the queue is full. The thread never calls ulogd:
+//! it leaves [`Notice`]s that the main thread collects with
+//! [`Writer::take_notices`] when the [`Waker`] woke it.
 
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::SeqCst;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+
+use crate::config::{Config, Format};
+use crate::format::Header;
 use crate::record::FlowRecord;
+
+mod transport;
+mod worker;
+
+#[cfg(test)]
+mod testutil;
 
 /// Something that wakes ulogd's main thread (a byte into a registered fd).
 pub trait Waker: Send + Sync + 'static {
@@ -40,35 +63,251 @@ pub struct Stats {
     pub dropped: u64,
 }
 
+impl fmt::Display for Stats {
+    /// `stats: waiting=N written=N failed=N dropped=N`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stats: waiting={} written={} failed={} dropped={}",
+            self.waiting, self.written, self.failed, self.dropped
+        )
+    }
+}
+
 /// Why the sink could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
+    #[error("queue size {0} is too small: at least 1")]
+    QueueSize(usize),
+}
+
+/// Formats one record into the buffer: `crate::format::write_syslog`, or a
+/// stand-in in tests.
+pub(crate) type FormatFn = Box<dyn FnMut(Format, &Header<'_>, &FlowRecord, &mut Vec<u8>) + Send>;
+
+/// The counters shared by the handle and the thread. `waiting` is derived:
+/// records accepted into the queue that are neither written nor lost yet
+/// (the queue plus the head record the thread holds).
+#[derive(Debug, Default)]
+struct Counts {
+    /// `submit`: records put into the queue.
+    accepted: AtomicU64,
+    /// `submit`: records refused by a full queue (or a dead thread).
+    refused: AtomicU64,
+    /// The thread: records handed to the destination.
+    written: AtomicU64,
+    /// The thread: failed send attempts.
+    failed: AtomicU64,
+    /// The thread (and `stop`): accepted records that will never be sent.
+    lost: AtomicU64,
+}
+
+impl Counts {
+    fn snapshot(&self) -> Stats {
+        // What the thread counts is read before `accepted`: every record in
+        // `written` or `lost` was accepted before the thread saw it, so
+        // `waiting` cannot come out negative. `accepted` and `refused` only
+        // move in `submit`, on the caller's thread, so there
+        // written + dropped + waiting equals the records submitted.
+        let written = self.written.load(SeqCst);
+        let lost = self.lost.load(SeqCst);
+        let failed = self.failed.load(SeqCst);
+        let refused = self.refused.load(SeqCst);
+        let accepted = self.accepted.load(SeqCst);
+        Stats {
+            waiting: accepted.saturating_sub(written + lost),
+            written,
+            failed,
+            dropped: refused + lost,
+        }
+    }
+}
+
+/// The stop deadline, shared by the handle (which sets it) and the thread
+/// and its transport (which give up when it passed, even in the middle of
+/// a send).
+#[derive(Debug)]
+struct StopSignal {
+    base: Instant,
+    /// Nanoseconds after `base`; `u64::MAX`: not stopping.
+    at: AtomicU64,
+}
+
+impl StopSignal {
+    fn new() -> Self {
+        StopSignal {
+            base: Instant::now(),
+            at: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn set(&self, deadline: Instant) {
+        let nanos = deadline.saturating_duration_since(self.base).as_nanos();
+        self.at
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX - 1), SeqCst);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.at.load(SeqCst) {
+            u64::MAX => None,
+            nanos => Some(self.base + Duration::from_nanos(nanos)),
+        }
+    }
 }
 
 /// The writer: owns the queue and the thread.
-pub struct Writer {}
+///
+/// What each destination guarantees:
+/// - `unix:`: one message per datagram; the kernel reports a missing or
+///   full receiver, so nothing is lost while the queue has room.
+/// - `udp:`: one message per datagram, fire and forget. A datagram the
+///   network or a closed port swallows is lost; the ICMP error of a closed
+///   port surfaces on the *next* send, which is then retried.
+/// - `tcp:`: RFC 6587 octet counting (`LEN SP MSG`). A successful write
+///   only means the local kernel accepted the bytes; see the transport's
+///   documentation for what a dying receiver can take with it.
+pub struct Writer {
+    /// `None` once `stop` closed the queue.
+    queue: Option<Sender<FlowRecord>>,
+    stop: Arc<StopSignal>,
+    /// Wakes the thread when `stop` set the deadline.
+    control: Sender<()>,
+    notices: Receiver<Notice>,
+    counts: Arc<Counts>,
+    thread: Option<JoinHandle<()>>,
+}
 
 impl Writer {
-    pub fn start(_cfg: &Config, _waker: Arc<dyn Waker>) -> Result<Writer, SinkError> {
-        todo!()
+    /// Starts the writer thread for `cfg.destination`. Connecting happens on
+    /// the thread: a destination that is down at start is retried like any
+    /// other failure (and reported as a notice).
+    ///
+    /// # Errors
+    ///
+    /// `QueueSize` for a zero `queue_size`; `Thread` when the thread cannot
+    /// be spawned.
+    pub fn start(cfg: &Config, waker: Arc<dyn Waker>) -> Result<Writer, SinkError> {
+        Self::start_with(cfg, waker, Box::new(crate::format::write_syslog))
     }
+
+    /// `start` with the formatter given (tests pass their own).
+    fn start_with(
+        cfg: &Config,
+        waker: Arc<dyn Waker>,
+        format: FormatFn,
+    ) -> Result<Writer, SinkError> {
+        if cfg.queue_size == 0 {
+            // bounded(0) is a rendezvous channel: try_send would refuse
+            // nearly everything.
+            return Err(SinkError::QueueSize(cfg.queue_size));
+        }
+        let (queue_tx, queue_rx) = bounded(cfg.queue_size);
+        let (control_tx, control_rx) = bounded(1);
+        let (notice_tx, notice_rx) = bounded(worker::NOTICE_QUEUE);
+        let counts = Arc::new(Counts::default());
+        let stop = Arc::new(StopSignal::new());
+        let mut worker = worker::Worker::new(
+            cfg.clone(),
+            queue_rx,
+            Arc::clone(&stop),
+            control_rx,
+            worker::Outbox::new(notice_tx, waker),
+            Arc::clone(&counts),
+            format,
+        );
+        let thread = std::thread::Builder::new()
+            .name("masqlog-writer".into())
+            .spawn(move || {
+                // The per-record work has its own guard; this one catches a
+                // bug in the loop itself, so that it is reported instead of
+                // silently stopping the logging.
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| worker.run())) {
+                    worker.crashed(&*panic);
+                }
+            })
+            .map_err(SinkError::Thread)?;
+        Ok(Writer {
+            queue: Some(queue_tx),
+            stop,
+            control: control_tx,
+            notices: notice_rx,
+            counts,
+            thread: Some(thread),
+        })
+    }
+
     /// Never blocks. `false`: the queue was full and the record was counted
     /// as dropped.
-    pub fn submit(&self, _rec: FlowRecord) -> bool {
-        todo!()
+    pub fn submit(&self, rec: FlowRecord) -> bool {
+        let Some(queue) = &self.queue else {
+            self.counts.refused.fetch_add(1, SeqCst);
+            return false;
+        };
+        // Counted before it is queued: the thread may take it at once.
+        self.counts.accepted.fetch_add(1, SeqCst);
+        match queue.try_send(rec) {
+            Ok(()) => true,
+            // Disconnected: the thread died (it said so in a notice).
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counts.accepted.fetch_sub(1, SeqCst);
+                self.counts.refused.fetch_add(1, SeqCst);
+                false
+            }
+        }
     }
+
     /// Notices the writer thread left for ulogd's log; never blocks.
     pub fn take_notices(&self) -> Vec<Notice> {
-        todo!()
+        self.notices.try_iter().collect()
     }
+
     pub fn stats(&self) -> Stats {
-        todo!()
+        self.counts.snapshot()
     }
+
     /// Sends what is queued for at most `timeout`, then stops the thread;
     /// what could not be sent is counted as dropped.
-    pub fn stop(self, _timeout: Duration) -> Stats {
-        todo!()
+    ///
+    /// Returns within `timeout` plus a few milliseconds: the thread checks
+    /// the deadline between sends and retries, and a send in progress
+    /// checks it at least every 50 ms. Only a TCP connect already under way
+    /// runs to its end (at most `send_timeout`; immediate when the port is
+    /// closed or the host answers).
+    pub fn stop(mut self, timeout: Duration) -> Stats {
+        self.shutdown(timeout)
+    }
+
+    fn shutdown(&mut self, timeout: Duration) -> Stats {
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400));
+        // Closing the queue lets the thread drain it and end; the deadline
+        // makes it give up on what it cannot send in time.
+        self.stop.set(deadline);
+        self.queue = None;
+        let _ = self.control.try_send(());
+        if let Some(thread) = self.thread.take() {
+            // Err: the thread panicked outside its guards; what it did not
+            // account for is counted below.
+            let _ = thread.join();
+        }
+        let left = self.counts.snapshot().waiting;
+        self.counts.lost.fetch_add(left, SeqCst);
+        self.counts.snapshot()
     }
 }
+
+impl Drop for Writer {
+    /// A writer dropped without `stop` gives up on what is queued at once.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shutdown(Duration::ZERO);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

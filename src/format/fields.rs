@@ -1,0 +1,71 @@
+//! The fields of a record, in the one order and under the one set of names
+//! that every format uses; a field whose value is unknown is not visited.
+
+use crate::record::{Endpoint, FlowRecord, Proto, Timestamp};
+
+/// The key that carries the format version (`masqlog/1`, `"masqlog":1`,
+/// `masqlog="1"`).
+pub(crate) const VERSION: &str = "masqlog";
+pub(crate) const EV: &str = "ev";
+pub(crate) const NAT: &str = "nat";
+pub(crate) const PROTO: &str = "proto";
+pub(crate) const ICMP_TYPE: &str = "icmp_type";
+pub(crate) const ICMP_CODE: &str = "icmp_code";
+pub(crate) const ID: &str = "id";
+pub(crate) const CLIENT: &str = "client";
+pub(crate) const MASQ: &str = "masq";
+pub(crate) const REMOTE: &str = "remote";
+pub(crate) const START: &str = "start";
+pub(crate) const END: &str = "end";
+pub(crate) const OUT_PKTS: &str = "out_pkts";
+pub(crate) const OUT_BYTES: &str = "out_bytes";
+pub(crate) const IN_PKTS: &str = "in_pkts";
+pub(crate) const IN_BYTES: &str = "in_bytes";
+
+/// The value of one field, typed so that each format can write it its way.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Value<'a> {
+    /// A fixed lowercase word (event, NAT kind, protocol name).
+    Word(&'static str),
+    Num(u64),
+    Endpoint(&'a Endpoint),
+    Time(Timestamp),
+}
+
+/// Calls `f` for each known field of `rec`, in format order.
+pub(crate) fn for_each(rec: &FlowRecord, mut f: impl FnMut(&'static str, Value<'_>)) {
+    f(EV, Value::Word(rec.event.name()));
+    f(NAT, Value::Word(rec.nat.name()));
+    match rec.proto.name() {
+        Some(name) => f(PROTO, Value::Word(name)),
+        None => f(PROTO, Value::Num(rec.proto.number().into())),
+    }
+    if let Proto::Icmp { icmp_type, code } = rec.proto {
+        if let Some(t) = icmp_type {
+            f(ICMP_TYPE, Value::Num(t.into()));
+        }
+        if let Some(c) = code {
+            f(ICMP_CODE, Value::Num(c.into()));
+        }
+    }
+    if let Some(id) = rec.id {
+        f(ID, Value::Num(id.into()));
+    }
+    f(CLIENT, Value::Endpoint(&rec.client));
+    f(MASQ, Value::Endpoint(&rec.masq));
+    f(REMOTE, Value::Endpoint(&rec.remote));
+    if let Some(t) = rec.start {
+        f(START, Value::Time(t));
+    }
+    if let Some(t) = rec.end {
+        f(END, Value::Time(t));
+    }
+    if let Some(c) = rec.out {
+        f(OUT_PKTS, Value::Num(c.packets));
+        f(OUT_BYTES, Value::Num(c.bytes));
+    }
+    if let Some(c) = rec.inbound {
+        f(IN_PKTS, Value::Num(c.packets));
+        f(IN_BYTES, Value::Num(c.bytes));
+    }
+}
