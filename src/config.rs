@@ -404,3 +404,22 @@ mod tests {
         assert!(with("facility", RawValue::Str("local8".into())).is_err());
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use crate::keys::CONF_KEYS;
+
+    /// The README documents every key with its default: no drift.
+    #[test]
+    fn readme_lists_every_key_with_its_default() {
+        let readme = include_str!("../README.md");
+        for k in CONF_KEYS {
+            let row = if k.default.is_empty() {
+                format!("| `{}` | (empty) |", k.name)
+            } else {
+                format!("| `{}` | `{}` |", k.name, k.default)
+            };
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+    }
+}
