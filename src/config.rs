@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ident::{Mode, PoolConfig, QueryConfig};
 use crate::keys::{CONF_KEYS, ConfKind};
 use crate::record::NatFilter;
 
@@ -73,6 +74,84 @@ impl fmt::Display for Destination {
     }
 }
 
+/// An address prefix (`10.99.0.0/24`, `fd00::/8`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDR/LEN` or a bare address (a host prefix).
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => l.parse().ok()?,
+            Some(_) => return None,
+            None => max,
+        };
+        (len <= max).then_some(Cidr { addr, len })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |a: IpAddr| -> (u128, u32) {
+            match a {
+                IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+                IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        };
+        let ((net, w1), (host, w2)) = (bits(self.addr), bits(ip));
+        if w1 != w2 {
+            return false;
+        }
+        let shift = w1 - u32::from(self.len);
+        if shift >= 128 {
+            return true;
+        }
+        (net >> shift) == (host >> shift)
+    }
+}
+
+/// IDENT lookups (config keys `ident*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentConfig {
+    pub pool: PoolConfig,
+    /// Clients to ask; empty: every client.
+    pub clients: Vec<Cidr>,
+    /// Remote port ranges to ask about; empty: every port.
+    pub remote_ports: Vec<(u16, u16)>,
+}
+
+impl IdentConfig {
+    /// Whether a flow from `client` to remote port `port` is to be asked about.
+    pub fn wants(&self, client: IpAddr, port: u16) -> bool {
+        (self.clients.is_empty() || self.clients.iter().any(|c| c.contains(client)))
+            && (self.remote_ports.is_empty()
+                || self
+                    .remote_ports
+                    .iter()
+                    .any(|(lo, hi)| (*lo..=*hi).contains(&port)))
+    }
+}
+
+fn parse_port_ranges(s: &str) -> Option<Vec<(u16, u16)>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (lo, hi) = p.split_once('-').unwrap_or((p, p));
+            let lo: u16 = lo.trim().parse().ok()?;
+            let hi: u16 = hi.trim().parse().ok()?;
+            (lo >= 1 && lo <= hi).then_some((lo, hi))
+        })
+        .collect()
+}
+
 /// The validated configuration of one MASQLOG instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -91,6 +170,8 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
     pub send_timeout: Duration,
     pub retry_interval: Duration,
+    /// `None`: IDENT lookups are off.
+    pub ident: Option<IdentConfig>,
 }
 
 impl Default for Config {
@@ -280,6 +361,7 @@ impl Config {
         let stats = r.int("stats_interval", 0, 86_400)? as u64;
         let send_timeout = r.int("send_timeout_ms", 10, 60_000)? as u64;
         let retry = r.int("retry_interval_ms", 10, 600_000)? as u64;
+        let ident = Self::ident(&r)?;
         Ok(Config {
             format,
             nat,
@@ -292,7 +374,80 @@ impl Config {
             stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
             send_timeout: Duration::from_millis(send_timeout),
             retry_interval: Duration::from_millis(retry),
+            ident,
         })
+    }
+
+    fn ident(r: &Reader<'_>) -> Result<Option<IdentConfig>, ConfigError> {
+        #[derive(Clone, Copy)]
+        enum M {
+            Off,
+            Plain,
+            Transparent,
+        }
+        let mode = r.choice(
+            "ident",
+            &[
+                ("off", M::Off),
+                ("plain", M::Plain),
+                ("transparent", M::Transparent),
+            ],
+        )?;
+        let port = r.int("ident_port", 1, 65_535)? as u16;
+        let source = r.string("ident_source")?;
+        let source = if source.is_empty() {
+            None
+        } else {
+            Some(source.parse::<IpAddr>().map_err(|_| ConfigError {
+                key: "ident_source",
+                value: format!("{source:?}"),
+                allowed: "empty or an IPv4 or IPv6 address of the router".into(),
+            })?)
+        };
+        let connect = r.int("ident_connect_timeout_ms", 10, 60_000)? as u64;
+        let deadline = r.int("ident_timeout_ms", 10, 120_000)? as u64;
+        let workers = r.int("ident_workers", 1, 256)? as usize;
+        let queue_size = r.int("ident_queue_size", 1, 1_048_576)? as usize;
+        let per_host = r.int("ident_per_host", 1, 1024)? as usize;
+        let clients_s = r.string("ident_clients")?;
+        let clients = clients_s
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(Cidr::parse)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ConfigError {
+                key: "ident_clients",
+                value: format!("{clients_s:?}"),
+                allowed: "empty or comma-separated prefixes such as 10.99.0.0/24,fd99::/64".into(),
+            })?;
+        let ports_s = r.string("ident_remote_ports")?;
+        let remote_ports = parse_port_ranges(ports_s).ok_or_else(|| ConfigError {
+            key: "ident_remote_ports",
+            value: format!("{ports_s:?}"),
+            allowed: "empty or comma-separated ports and ranges such as 22,25,6660-6669".into(),
+        })?;
+        let mode = match mode {
+            M::Off => return Ok(None),
+            M::Plain => Mode::Plain { source },
+            M::Transparent => Mode::Transparent,
+        };
+        Ok(Some(IdentConfig {
+            pool: PoolConfig {
+                workers,
+                queue_size,
+                per_host,
+                query: QueryConfig {
+                    mode,
+                    port,
+                    connect_timeout: Duration::from_millis(connect),
+                    deadline: Duration::from_millis(deadline),
+                    ..QueryConfig::default()
+                },
+            },
+            clients,
+            remote_ports,
+        }))
     }
 }
 

@@ -93,6 +93,66 @@ pub const CONF_KEYS: &[ConfKey] = &[
         default: "1000",
         help: "milliseconds between reconnection attempts to a failed destination (10 .. 600000)",
     },
+    ConfKey {
+        name: "ident",
+        kind: ConfKind::Str,
+        default: "off",
+        help: "IDENT (RFC 1413) lookups of the user behind each new masqueraded TCP flow: off, plain (queries from the router; the client's identd must trust it, e.g. oidentd -P ROUTER) or transparent (queries sent from the remote server's address with IP_TRANSPARENT; any identd answers; needs CAP_NET_ADMIN and policy routing)",
+    },
+    ConfKey {
+        name: "ident_port",
+        kind: ConfKind::Int,
+        default: "113",
+        help: "the identd port on the clients (1 .. 65535)",
+    },
+    ConfKey {
+        name: "ident_source",
+        kind: ConfKind::Str,
+        default: "",
+        help: "plain mode: the router address to send queries from (the inside address the identd trusts); empty lets the kernel choose",
+    },
+    ConfKey {
+        name: "ident_connect_timeout_ms",
+        kind: ConfKind::Int,
+        default: "2000",
+        help: "milliseconds to wait for the identd to accept the connection (10 .. 60000)",
+    },
+    ConfKey {
+        name: "ident_timeout_ms",
+        kind: ConfKind::Int,
+        default: "5000",
+        help: "total milliseconds one query may take, connect to answer (10 .. 120000); past it the outcome is timeout",
+    },
+    ConfKey {
+        name: "ident_workers",
+        kind: ConfKind::Int,
+        default: "4",
+        help: "threads sending IDENT queries (1 .. 256)",
+    },
+    ConfKey {
+        name: "ident_queue_size",
+        kind: ConfKind::Int,
+        default: "1024",
+        help: "queries waiting for a worker, at most (1 .. 1048576); beyond that the outcome is queue-full and no query is sent",
+    },
+    ConfKey {
+        name: "ident_per_host",
+        kind: ConfKind::Int,
+        default: "2",
+        help: "queries in flight to one client at once, at most (1 .. 1024); beyond that the outcome is busy",
+    },
+    ConfKey {
+        name: "ident_clients",
+        kind: ConfKind::Str,
+        default: "",
+        help: "comma-separated CIDR prefixes of the clients to ask (IPv4 and IPv6); empty asks every client",
+    },
+    ConfKey {
+        name: "ident_remote_ports",
+        kind: ConfKind::Str,
+        default: "",
+        help: "comma-separated remote ports or ranges (e.g. 22,25,6660-6669) whose flows are asked about; empty asks about every TCP flow",
+    },
 ];
 
 /// The type an input key is declared with (ulogd does not check it: the

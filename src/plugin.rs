@@ -2,11 +2,15 @@
 //! start, the per-event path, statistics and stop. The `ffi` room calls
 //! these from ulogd's callbacks; everything here runs on ulogd's thread.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError, RawValue};
-use crate::record::{FlowRecord, RawConntrack, Skip};
+use crate::ident::{IdentError, Outcome, Pool, Query};
+use crate::record::{
+    Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, RawConntrack, Skip,
+};
 use crate::sink::{Level, SinkError, Stats, Waker, Writer};
 
 /// What the instance needs from its host (ulogd): a log.
@@ -18,6 +22,93 @@ pub trait Host {
 const STOP_GRACE_MAX: Duration = Duration::from_secs(5);
 /// At most one "queue full" error line per this interval.
 const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// IDENT answers kept for the end lines of their flows, at most.
+const ANSWERS_KEPT: usize = 65_536;
+
+/// Why an instance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("ident: {0}")]
+    Ident(#[from] IdentError),
+}
+
+/// IDENT answers waiting for the end lines of their flows: a map with a
+/// fixed capacity that forgets the oldest entry first.
+#[derive(Default)]
+struct Answers {
+    map: HashMap<u32, IdentInfo>,
+    order: VecDeque<u32>,
+}
+
+impl Answers {
+    fn insert(&mut self, id: u32, info: IdentInfo) {
+        if self.map.insert(id, info).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > ANSWERS_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+
+    fn take(&mut self, id: u32) -> Option<IdentInfo> {
+        // The id stays in `order` until it ages out: `insert` tolerates that.
+        self.map.remove(&id)
+    }
+}
+
+/// The IDENT side of an instance.
+struct IdentState {
+    pool: Pool,
+    /// Start records of flows whose query is under way, by conntrack id,
+    /// with the time the query was queued (bounded by `cap`).
+    pending: HashMap<u32, (FlowRecord, Instant)>,
+    /// The pool's queue plus its workers.
+    cap: usize,
+    /// No query can still be under way after this long (a result the pool
+    /// could not deliver leaves its entry behind until then).
+    stale: Duration,
+    answers: Answers,
+}
+
+fn ident_info(outcome: Outcome) -> IdentInfo {
+    let (status, user, opsys, detail) = match outcome {
+        Outcome::User {
+            opsys,
+            charset,
+            user,
+        } => {
+            let mut os = opsys;
+            if let Some(cs) = charset {
+                os.push(b',');
+                os.extend_from_slice(&cs);
+            }
+            (IdentStatus::User, Some(user), Some(os), None)
+        }
+        Outcome::IdentError(e) => (IdentStatus::IdentError, None, None, Some(e)),
+        Outcome::Timeout => (IdentStatus::Timeout, None, None, None),
+        Outcome::Refused => (IdentStatus::Refused, None, None, None),
+        Outcome::Unreachable => (IdentStatus::Unreachable, None, None, None),
+        Outcome::ProtocolError(why) => (
+            IdentStatus::ProtocolError,
+            None,
+            None,
+            Some(why.into_bytes()),
+        ),
+        Outcome::QueueFull => (IdentStatus::QueueFull, None, None, None),
+        Outcome::Busy => (IdentStatus::Busy, None, None, None),
+    };
+    IdentInfo {
+        status,
+        user,
+        opsys,
+        detail,
+    }
+}
 
 /// Counts of what `interp` saw, besides the sink's own counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,6 +129,7 @@ pub struct Instance {
     id: String,
     cfg: Config,
     writer: Option<Writer>,
+    ident: Option<IdentState>,
     counts: EventCounts,
     drops_reported: u64,
     last_drop_report: Option<Instant>,
@@ -51,6 +143,7 @@ impl Instance {
             id: id.to_string(),
             cfg,
             writer: None,
+            ident: None,
             counts: EventCounts::default(),
             drops_reported: 0,
             last_drop_report: None,
@@ -65,9 +158,26 @@ impl Instance {
         &self.cfg
     }
 
-    /// Starts the writer thread.
-    pub fn start(&mut self, waker: Arc<dyn Waker>, host: &dyn Host) -> Result<(), SinkError> {
-        let writer = Writer::start(&self.cfg, waker)?;
+    /// Starts the writer thread, and the IDENT workers when configured.
+    pub fn start(&mut self, waker: Arc<dyn Waker>, host: &dyn Host) -> Result<(), StartError> {
+        let writer = Writer::start(&self.cfg, waker.clone())?;
+        if let Some(ic) = &self.cfg.ident {
+            match Pool::start(ic.pool.clone(), waker) {
+                Ok(pool) => {
+                    self.ident = Some(IdentState {
+                        pool,
+                        pending: HashMap::new(),
+                        cap: ic.pool.queue_size + ic.pool.workers,
+                        stale: ic.pool.query.deadline * 2 + Duration::from_secs(1),
+                        answers: Answers::default(),
+                    });
+                }
+                Err(e) => {
+                    writer.stop(Duration::ZERO);
+                    return Err(e.into());
+                }
+            }
+        }
         self.writer = Some(writer);
         host.log(
             Level::Info,
@@ -86,18 +196,112 @@ impl Instance {
     /// Handles one conntrack event; never blocks.
     pub fn interp(&mut self, raw: &RawConntrack, host: &dyn Host) {
         self.counts.events += 1;
-        let Some(writer) = &self.writer else {
+        if self.writer.is_none() {
             return;
-        };
+        }
         match FlowRecord::from_conntrack(raw, self.cfg.nat) {
-            Ok(rec) => {
+            Ok(mut rec) => {
                 self.counts.logged += 1;
-                if !writer.submit(rec) {
+                let query = self.ident_query(&mut rec);
+                let submitted = self.writer.as_ref().is_some_and(|w| w.submit(rec));
+                if !submitted {
                     self.report_drops(host);
+                }
+                // The start line is queued first: IDENT never delays it.
+                if let Some((start_rec, q)) = query {
+                    self.submit_query(start_rec, q, host);
                 }
             }
             Err(Skip::NotTranslated) => self.counts.untranslated += 1,
             Err(Skip::Incomplete) => self.counts.incomplete += 1,
+        }
+    }
+
+    /// For a new masqueraded TCP flow that the filters select: the start
+    /// record to keep and the query to send. For an end record: attaches
+    /// the flow's IDENT answer when it came in time.
+    fn ident_query(&mut self, rec: &mut FlowRecord) -> Option<(FlowRecord, Query)> {
+        let st = self.ident.as_mut()?;
+        let ic = self.cfg.ident.as_ref()?;
+        let id = rec.id?;
+        match rec.event {
+            Event::End => {
+                // When the query is still under way (the flow ended first),
+                // the end line has no user; the ident line follows.
+                rec.ident = st.answers.take(id);
+                None
+            }
+            Event::Start
+                if rec.proto == Proto::Tcp
+                    && rec.nat == NatKind::Snat
+                    && rec.client.port.is_some()
+                    && ic.wants(rec.client.ip, rec.remote.port.unwrap_or(0)) =>
+            {
+                let q = Query {
+                    ct_id: Some(id),
+                    client: std::net::SocketAddr::new(rec.client.ip, rec.client.port?),
+                    remote: std::net::SocketAddr::new(rec.remote.ip, rec.remote.port?),
+                };
+                Some((rec.clone(), q))
+            }
+            _ => None,
+        }
+    }
+
+    fn submit_query(&mut self, start_rec: FlowRecord, q: Query, host: &dyn Host) {
+        let Some(st) = self.ident.as_mut() else {
+            return;
+        };
+        let Some(id) = q.ct_id else { return };
+        if st.pending.len() >= st.cap {
+            let stale = st.stale;
+            st.pending.retain(|_, (_, at)| at.elapsed() < stale);
+        }
+        let accepted = st.pending.len() < st.cap && st.pool.submit(q);
+        if accepted {
+            st.pending.insert(id, (start_rec, Instant::now()));
+        } else {
+            // No query sent: the outcome is recorded at once.
+            self.write_ident(start_rec, ident_info(Outcome::QueueFull), host);
+        }
+    }
+
+    /// Writes the ident line of a flow and keeps the answer for its end line.
+    fn write_ident(&mut self, start_rec: FlowRecord, info: IdentInfo, host: &dyn Host) {
+        let Some(writer) = &self.writer else { return };
+        if let (Some(st), Some(id)) = (self.ident.as_mut(), start_rec.id) {
+            st.answers.insert(id, info.clone());
+        }
+        let rec = FlowRecord {
+            event: Event::Ident,
+            end: None,
+            out: None,
+            inbound: None,
+            ident: Some(info),
+            ..start_rec
+        };
+        if !writer.submit(rec) {
+            self.report_drops(host);
+        }
+    }
+
+    /// Writes the ident lines of the queries that finished.
+    fn drain_ident(&mut self, host: &dyn Host) {
+        let Some(st) = self.ident.as_mut() else {
+            return;
+        };
+        let results = st.pool.take_results();
+        for (q, outcome, _latency) in results {
+            let Some(st) = self.ident.as_mut() else {
+                return;
+            };
+            // Every query sent yields one result; the start record waits
+            // for it even when the flow has ended meanwhile, so a late
+            // answer still gets its ident line.
+            let Some((start_rec, _)) = q.ct_id.and_then(|id| st.pending.remove(&id)) else {
+                continue;
+            };
+            self.write_ident(start_rec, ident_info(outcome), host);
         }
     }
 
@@ -134,8 +338,13 @@ impl Instance {
 
     fn format_stats(&self, what: &str, s: Stats) -> String {
         let c = self.counts;
+        let ident = self
+            .ident
+            .as_ref()
+            .map(|st| format!(" {}", st.pool.stats()))
+            .unwrap_or_default();
         format!(
-            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} events={} logged={} untranslated={} incomplete={}",
+            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} events={} logged={} untranslated={} incomplete={}{ident}",
             self.id,
             s.waiting,
             s.written,
@@ -150,6 +359,7 @@ impl Instance {
 
     /// The writer thread woke the main thread: log what it left.
     pub fn on_wake(&mut self, host: &dyn Host) {
+        self.drain_ident(host);
         let Some(writer) = &self.writer else { return };
         for n in writer.take_notices() {
             // The writer's periodic statistics line carries only its own
@@ -172,11 +382,20 @@ impl Instance {
     /// Sends what is queued (bounded wait), stops the writer and logs the
     /// final counts; an error line when anything was lost.
     pub fn stop(&mut self, host: &dyn Host) {
+        let grace = (self.cfg.send_timeout * 2).min(STOP_GRACE_MAX);
         self.on_wake(host);
+        if let Some(st) = self.ident.take() {
+            // Answers still under way at shutdown are not waited for (their
+            // flows keep the lines they have) and count as lost.
+            let istats = st.pool.stop(grace);
+            host.log(
+                Level::Notice,
+                &format!("MASQLOG[{}] ident stopped: {istats}", self.id),
+            );
+        }
         let Some(writer) = self.writer.take() else {
             return;
         };
-        let grace = (self.cfg.send_timeout * 2).min(STOP_GRACE_MAX);
         let stats = writer.stop(grace);
         let level = if stats.dropped > 0 {
             Level::Error

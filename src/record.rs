@@ -118,6 +118,9 @@ pub enum Event {
     Update,
     /// DESTROY: the flow ended (end time and counters known).
     End,
+    /// The IDENT answer for a flow, written when it arrives (joined to the
+    /// start and end lines by conntrack id).
+    Ident,
 }
 
 impl Event {
@@ -126,6 +129,7 @@ impl Event {
             Event::Start => "start",
             Event::Update => "update",
             Event::End => "end",
+            Event::Ident => "ident",
         }
     }
 }
@@ -164,6 +168,67 @@ pub enum NatFilter {
 pub struct Endpoint {
     pub ip: IpAddr,
     pub port: Option<u16>,
+}
+
+/// The outcome of an IDENT (RFC 1413) query about a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdentStatus {
+    /// `USERID`: the user (and operating system) that owns the connection.
+    User,
+    /// `ERROR`: the identd's error token (NO-USER, HIDDEN-USER, ...).
+    IdentError,
+    /// No complete answer within the deadline.
+    Timeout,
+    /// Nothing listens on the client's ident port.
+    Refused,
+    /// The client could not be reached.
+    Unreachable,
+    /// An answer that is not RFC 1413 (the reason is kept).
+    ProtocolError,
+    /// The query queue was full: no query was sent.
+    QueueFull,
+    /// Too many queries to this client at once: no query was sent.
+    Busy,
+}
+
+impl IdentStatus {
+    pub const ALL: [IdentStatus; 8] = [
+        IdentStatus::User,
+        IdentStatus::IdentError,
+        IdentStatus::Timeout,
+        IdentStatus::Refused,
+        IdentStatus::Unreachable,
+        IdentStatus::ProtocolError,
+        IdentStatus::QueueFull,
+        IdentStatus::Busy,
+    ];
+
+    /// The name written into the line (`ident=...`).
+    pub fn name(self) -> &'static str {
+        match self {
+            IdentStatus::User => "user",
+            IdentStatus::IdentError => "ident-error",
+            IdentStatus::Timeout => "timeout",
+            IdentStatus::Refused => "refused",
+            IdentStatus::Unreachable => "unreachable",
+            IdentStatus::ProtocolError => "protocol-error",
+            IdentStatus::QueueFull => "queue-full",
+            IdentStatus::Busy => "busy",
+        }
+    }
+}
+
+/// What IDENT said about a flow. The byte strings are the identd's own,
+/// untrusted: the formats escape them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IdentInfo {
+    pub status: IdentStatus,
+    /// The user id (`User` only).
+    pub user: Option<Vec<u8>>,
+    /// The operating system token, with `,charset` when one was given.
+    pub opsys: Option<Vec<u8>>,
+    /// The identd's error token, or why the answer was refused.
+    pub detail: Option<Vec<u8>>,
 }
 
 /// Packets and bytes in one direction.
@@ -219,6 +284,8 @@ pub struct FlowRecord {
     pub out: Option<Counters>,
     /// Remote to client direction.
     pub inbound: Option<Counters>,
+    /// The IDENT outcome, when known (ident and end lines).
+    pub ident: Option<IdentInfo>,
 }
 
 /// Why an event was not turned into a record.
@@ -306,6 +373,7 @@ impl FlowRecord {
             end: if event == Event::End { raw.end } else { None },
             out,
             inbound,
+            ident: None,
         })
     }
 }

@@ -21,6 +21,10 @@ pub(crate) const OUT_PKTS: &str = "out_pkts";
 pub(crate) const OUT_BYTES: &str = "out_bytes";
 pub(crate) const IN_PKTS: &str = "in_pkts";
 pub(crate) const IN_BYTES: &str = "in_bytes";
+pub(crate) const IDENT: &str = "ident";
+pub(crate) const USER: &str = "user";
+pub(crate) const OPSYS: &str = "opsys";
+pub(crate) const IDENT_DETAIL: &str = "ident_detail";
 
 /// The value of one field, typed so that each format can write it its way.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +34,8 @@ pub(crate) enum Value<'a> {
     Num(u64),
     Endpoint(&'a Endpoint),
     Time(Timestamp),
+    /// Untrusted bytes (an identd's answer): always escaped.
+    Bytes(&'a [u8]),
 }
 
 /// Calls `f` for each known field of `rec`, in format order.
@@ -67,5 +73,17 @@ pub(crate) fn for_each(rec: &FlowRecord, mut f: impl FnMut(&'static str, Value<'
     if let Some(c) = rec.inbound {
         f(IN_PKTS, Value::Num(c.packets));
         f(IN_BYTES, Value::Num(c.bytes));
+    }
+    if let Some(i) = &rec.ident {
+        f(IDENT, Value::Word(i.status.name()));
+        if let Some(u) = &i.user {
+            f(USER, Value::Bytes(u));
+        }
+        if let Some(o) = &i.opsys {
+            f(OPSYS, Value::Bytes(o));
+        }
+        if let Some(d) = &i.detail {
+            f(IDENT_DETAIL, Value::Bytes(d));
+        }
     }
 }

@@ -43,6 +43,7 @@ pub fn write_body(rec: &FlowRecord, out: &mut Vec<u8>) {
                 time::write_rfc3339_micros(t, out);
                 out.push(b'"');
             }
+            Value::Bytes(b) => escape::write_json_bytes(out, b),
         }
     });
     out.push(b'}');
@@ -123,6 +124,27 @@ mod tests {
         if let Some(c) = rec.inbound {
             v.push(("in_pkts", json!(c.packets)));
             v.push(("in_bytes", json!(c.bytes)));
+        }
+        if let Some(i) = &rec.ident {
+            v.push(("ident", json!(i.status.name())));
+            // Untrusted bytes: serde_json must read a string that unescapes
+            // back to exactly these bytes (checked in `check`).
+            for (k, b) in [
+                ("user", &i.user),
+                ("opsys", &i.opsys),
+                ("ident_detail", &i.detail),
+            ] {
+                if let Some(b) = b {
+                    let mut raw = Vec::new();
+                    escape::write_json_bytes(&mut raw, b);
+                    let decoded: J = serde_json::from_slice(&raw).unwrap();
+                    let J::String(text) = &decoded else {
+                        panic!("not a string")
+                    };
+                    assert_eq!(&escape::unescape_json_bytes(text.as_bytes()), b);
+                    v.push((k, decoded));
+                }
+            }
         }
         v
     }

@@ -6,12 +6,14 @@ use std::net::IpAddr;
 
 use super::escape::{self, is_bare};
 use super::fields::{
-    CLIENT, END, EV, ICMP_CODE, ICMP_TYPE, ID, IN_BYTES, IN_PKTS, MASQ, NAT, OUT_BYTES, OUT_PKTS,
-    PROTO, REMOTE, START, VERSION,
+    CLIENT, END, EV, ICMP_CODE, ICMP_TYPE, ID, IDENT, IDENT_DETAIL, IN_BYTES, IN_PKTS, MASQ, NAT,
+    OPSYS, OUT_BYTES, OUT_PKTS, PROTO, REMOTE, START, USER, VERSION,
 };
 use super::json_reader::{JsonValue, Member, Reader};
 use super::{FORMAT_VERSION, json, rfc5424, text};
-use crate::record::{Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Timestamp};
+use crate::record::{
+    Counters, Endpoint, Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, Timestamp,
+};
 use crate::time::parse_rfc3339;
 
 /// One line read back: the fields of a `FlowRecord`, and the fields this
@@ -29,6 +31,8 @@ pub struct ParsedLine {
     pub end: Option<Timestamp>,
     pub out: Option<Counters>,
     pub inbound: Option<Counters>,
+    /// The IDENT outcome (`ident`, `user`, `opsys`, `ident_detail`).
+    pub ident: Option<IdentInfo>,
     /// Fields of later versions of the format, in line order, with their
     /// values unescaped: text and RFC 5424 values as bytes; JSON strings as
     /// [`escape::unescape_json_bytes`] gives them back, other JSON values as
@@ -52,6 +56,7 @@ impl ParsedLine {
             end: self.end,
             out: self.out,
             inbound: self.inbound,
+            ident: self.ident.clone(),
         }
     }
 }
@@ -106,7 +111,7 @@ fn parse_uint(v: &[u8]) -> Option<u64> {
 }
 
 fn parse_event(v: &[u8]) -> Option<Event> {
-    [Event::Start, Event::Update, Event::End]
+    [Event::Start, Event::Update, Event::End, Event::Ident]
         .into_iter()
         .find(|e| e.name().as_bytes() == v)
 }
@@ -271,6 +276,7 @@ impl Builder {
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return Err(ParseError::DuplicateField(w[0].to_string()));
         }
+        let ident = take_ident(&mut self.extra)?;
         let counters = |p: Option<u64>, b: Option<u64>| {
             (p.is_some() || b.is_some()).then(|| Counters {
                 packets: p.unwrap_or(0),
@@ -289,9 +295,41 @@ impl Builder {
             end: self.end,
             out: counters(self.out_pkts, self.out_bytes),
             inbound: counters(self.in_pkts, self.in_bytes),
+            ident,
             extra: self.extra,
         })
     }
+}
+
+/// Moves the IDENT fields out of the unknown fields into an `IdentInfo`.
+fn take_ident(extra: &mut Vec<(String, Vec<u8>)>) -> Result<Option<IdentInfo>, ParseError> {
+    if !extra.iter().any(|(k, _)| k == IDENT) {
+        // user/opsys without an outcome: not ours to interpret.
+        return Ok(None);
+    }
+    let mut take = |key: &str| {
+        extra
+            .iter()
+            .position(|(k, _)| k == key)
+            .map(|i| extra.remove(i).1)
+    };
+    let status = take(IDENT);
+    let user = take(USER);
+    let opsys = take(OPSYS);
+    let detail = take(IDENT_DETAIL);
+    let Some(status) = status else {
+        return Ok(None);
+    };
+    let status = IdentStatus::ALL
+        .into_iter()
+        .find(|s| s.name().as_bytes() == status.as_slice())
+        .ok_or_else(|| invalid(IDENT, &status))?;
+    Ok(Some(IdentInfo {
+        status,
+        user,
+        opsys,
+        detail,
+    }))
 }
 
 /// Positions in `b` where `needle` starts.

@@ -51,6 +51,7 @@ pub fn write_sd(rec: &FlowRecord, out: &mut Vec<u8>) {
                 time::write_rfc3339_micros(t, out);
                 out.push(b'"');
             }
+            Value::Bytes(b) => escape::write_sd_value(out, b),
         }
     });
     out.push(b']');

@@ -4,7 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::Header;
-use crate::record::{Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Timestamp};
+use crate::record::{
+    Counters, Endpoint, Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, Timestamp,
+};
 
 /// SplitMix64: small, deterministic, good enough to spread test inputs.
 pub(crate) struct Rng(u64);
@@ -70,6 +72,7 @@ pub(crate) fn tcp_end() -> FlowRecord {
             packets: 5,
             bytes: 400,
         }),
+        ident: None,
         inbound: Some(Counters {
             packets: 4,
             bytes: 3000,
@@ -83,6 +86,7 @@ pub(crate) fn tcp_start() -> FlowRecord {
         event: Event::Start,
         end: None,
         out: None,
+        ident: None,
         inbound: None,
         ..tcp_end()
     }
@@ -104,6 +108,7 @@ pub(crate) fn udp6_dnat() -> FlowRecord {
             packets: u64::MAX,
             bytes: u64::MAX,
         }),
+        ident: None,
         inbound: Some(Counters::default()),
     }
 }
@@ -127,6 +132,7 @@ pub(crate) fn icmp_echo() -> FlowRecord {
             packets: 1,
             bytes: 84,
         }),
+        ident: None,
         inbound: None,
     }
 }
@@ -144,6 +150,7 @@ pub(crate) fn gre6_minimal() -> FlowRecord {
         start: None,
         end: None,
         out: None,
+        ident: None,
         inbound: None,
     }
 }
@@ -206,7 +213,7 @@ pub(crate) fn random_record(rng: &mut Rng) -> FlowRecord {
         bytes: r.next() >> r.below(64),
     };
     FlowRecord {
-        event: [Event::Start, Event::Update, Event::End][rng.below(3) as usize],
+        event: [Event::Start, Event::Update, Event::End, Event::Ident][rng.below(4) as usize],
         nat: if rng.chance(2) {
             NatKind::Snat
         } else {
@@ -221,6 +228,19 @@ pub(crate) fn random_record(rng: &mut Rng) -> FlowRecord {
         end: random_opt(rng, random_time),
         out: random_opt(rng, counters),
         inbound: random_opt(rng, counters),
+        ident: random_opt(rng, random_ident),
+    }
+}
+
+/// An IDENT outcome, its byte strings drawn from the hostile values.
+pub(crate) fn random_ident(rng: &mut Rng) -> IdentInfo {
+    let hostile = hostile_values();
+    let pick = |r: &mut Rng| hostile[r.below(hostile.len() as u64) as usize].clone();
+    IdentInfo {
+        status: IdentStatus::ALL[rng.below(IdentStatus::ALL.len() as u64) as usize],
+        user: if rng.chance(2) { Some(pick(rng)) } else { None },
+        opsys: if rng.chance(2) { Some(pick(rng)) } else { None },
+        detail: if rng.chance(2) { Some(pick(rng)) } else { None },
     }
 }
 

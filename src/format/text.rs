@@ -26,6 +26,7 @@ pub fn write_body(rec: &FlowRecord, out: &mut Vec<u8>) {
             // Endpoints and times are made of bare bytes only.
             Value::Endpoint(ep) => write_endpoint(out, ep, b"]"),
             Value::Time(t) => time::write_rfc3339_micros(t, out),
+            Value::Bytes(b) => escape::write_value(out, b),
         }
     });
 }
@@ -85,10 +86,39 @@ mod tests {
     }
 
     #[test]
+    fn identd_bytes_cannot_forge_or_break_a_line() {
+        use crate::format::testutil::hostile_values;
+        use crate::record::{IdentInfo, IdentStatus};
+        for v in hostile_values() {
+            let mut rec = tcp_start();
+            rec.event = crate::record::Event::Ident;
+            rec.ident = Some(IdentInfo {
+                status: IdentStatus::User,
+                user: Some(v.clone()),
+                opsys: Some(v.clone()),
+                detail: None,
+            });
+            let b = body(&rec);
+            // one printable ASCII line
+            assert!(b.bytes().all(|c| (0x20..0x7f).contains(&c)), "{b}");
+            let p = crate::format::parse_text(&b).unwrap();
+            let ident = p.ident.unwrap();
+            assert_eq!(ident.user.as_deref(), Some(v.as_slice()), "{b}");
+            assert_eq!(ident.opsys.as_deref(), Some(v.as_slice()), "{b}");
+            assert_eq!(p.client, rec.client, "{b}");
+            assert!(p.extra.is_empty(), "a value forged a field: {b}");
+        }
+    }
+
+    #[test]
     fn every_value_is_bare() {
         let mut rng = Rng::new(5);
         for _ in 0..2000 {
-            let b = body(&random_record(&mut rng));
+            let mut rec = random_record(&mut rng);
+            // IDENT answers are untrusted text and may be quoted: see
+            // `identd_bytes_cannot_forge_or_break_a_line`.
+            rec.ident = None;
+            let b = body(&rec);
             let mut tokens = b.split(' ');
             assert_eq!(tokens.next(), Some("masqlog/1"));
             for t in tokens {

@@ -90,6 +90,9 @@ struct Head {
 }
 
 /// What woke the thread while it waited for a record.
+// A transient value on the writer's stack: boxing would cost an allocation
+// per record for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Wake {
     Record(FlowRecord),
     /// The queue is closed and empty: everything was sent.
