@@ -97,6 +97,7 @@ pub fn record(id: u32) -> FlowRecord {
             packets: 5,
             bytes: 400,
         }),
+        ident: None,
         inbound: Some(Counters {
             packets: 4,
             bytes: 3000,
