@@ -24,6 +24,14 @@ enum Command {
     /// Install the built plugin as ulogd_output_MASQLOG.so in ulogd's plugin
     /// directory (atomic copy, checked with `ulogd -i`).
     InstallPlugin(cli::install::InstallArgs),
+    /// Run masqlog end to end in network namespaces: a client, a NAT router
+    /// with stock ulogd and the plugin, a server, a real rsyslog; makes flows
+    /// as the users alice and bob and prints the log lines (needs root).
+    Lab(cli::lab::LabArgs),
+    #[command(
+        about = "Deterministic port-block NAT: plan, apply (with history) and test SNAT port blocks"
+    )]
+    Portblock(cli::portblock::PortblockArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -32,6 +40,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::install::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Lab(args) => {
+            cli::lab::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Portblock(args) => Ok(cli::portblock::run(&args)?),
     }
 }
 

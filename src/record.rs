@@ -335,8 +335,23 @@ impl FlowRecord {
             NatFilter::Both if dnat => NatKind::Dnat,
             _ => return Err(Skip::NotTranslated),
         };
-        let orig = counters(raw.orig_packets, raw.orig_bytes);
-        let reply = counters(raw.reply_packets, raw.reply_bytes);
+        let event = match raw.ct_event {
+            Some(e) if e & 4 != 0 => Event::End,
+            Some(e) if e & 1 != 0 => Event::Start,
+            Some(e) if e & 2 != 0 => Event::Update,
+            _ if raw.end.is_some() => Event::End,
+            _ => Event::Start,
+        };
+        // The kernel's counters are always zero in NEW events: a start line
+        // carries none rather than a misleading 0.
+        let (orig, reply) = if event == Event::Start {
+            (None, None)
+        } else {
+            (
+                counters(raw.orig_packets, raw.orig_bytes),
+                counters(raw.reply_packets, raw.reply_bytes),
+            )
+        };
         let ep = |ip, p| Endpoint { ip, port: port(p) };
         let (client, masq, remote, out, inbound) = match kind {
             NatKind::Snat => (
@@ -353,13 +368,6 @@ impl FlowRecord {
                 reply,
                 orig,
             ),
-        };
-        let event = match raw.ct_event {
-            Some(e) if e & 4 != 0 => Event::End,
-            Some(e) if e & 1 != 0 => Event::Start,
-            Some(e) if e & 2 != 0 => Event::Update,
-            _ if raw.end.is_some() => Event::End,
-            _ => Event::Start,
         };
         Ok(FlowRecord {
             event,
@@ -575,12 +583,14 @@ mod tests {
     }
 
     #[test]
-    fn start_event_has_no_end_time() {
+    fn start_event_has_no_end_time_and_no_counters() {
         let mut raw = masqueraded();
         raw.ct_event = Some(1);
         let r = FlowRecord::from_conntrack(&raw, NatFilter::Snat).unwrap();
         assert_eq!(r.event, Event::Start);
         assert_eq!(r.end, None);
+        assert_eq!(r.out, None);
+        assert_eq!(r.inbound, None);
     }
 
     #[test]

@@ -1,0 +1,109 @@
+//! Each example config end to end: alice's TCP and UDP flows over IPv4 and
+//! IPv6 through the NAT, one start and one end line each, compared with
+//! what the kernel reported.
+
+use masqlog::lab::session::LINE_WAIT;
+use masqlog::lab::{Example, Family, FlowProto, SessionOptions};
+use masqlog::record::{Event, Timestamp};
+
+use crate::harness::{self, ok};
+use crate::oracle::{self, Window};
+
+/// (protocol, family, bytes the client sends): sizes differ so that
+/// counters cannot be swapped unnoticed.
+const FLOWS: &[(FlowProto, Family, usize)] = &[
+    (FlowProto::Tcp, Family::V4, 1000),
+    (FlowProto::Udp, Family::V4, 100),
+    (FlowProto::Tcp, Family::V6, 1500),
+    (FlowProto::Udp, Family::V6, 200),
+];
+
+fn flows_are_logged(test: &str, example: Example) {
+    let Some(mut env) = harness::session(test, &SessionOptions::new(example)) else {
+        return;
+    };
+    let from = Timestamp::now();
+    let mut results = Vec::new();
+    for &(proto, family, send) in FLOWS {
+        results.push(ok(env.flow("alice", proto, family, send), "flow"));
+    }
+    let specs: Vec<_> = results.iter().map(|r| r.spec.clone()).collect();
+    ok(env.wait_destroyed(&specs), "DESTROY events");
+    ok(env.wait_logged(&specs, LINE_WAIT), "masqlog lines");
+    // Nothing more can come once ulogd has stopped: count then.
+    let status = ok(env.ulogd.stop(), "stopping ulogd");
+    assert!(status.success(), "ulogd exited with {status}");
+    let to = Timestamp::now();
+    let window = Window { from, to };
+
+    let received = env.received();
+    assert!(
+        received.unreadable.is_empty(),
+        "lines the parser rejects: {:#?}",
+        received.unreadable
+    );
+    let ct = env.conntrack.events();
+    let pid = env.ulogd.pid();
+    for r in &results {
+        let (start, end) = oracle::check_flow(r, &received, &ct, window);
+        for l in [start, end] {
+            oracle::check_header(example, l, pid);
+            if example == Example::Json {
+                oracle::check_json(l);
+            }
+        }
+    }
+    if example == Example::Remote {
+        // rsyslog's own reading of each message (protocol23.log) has the
+        // same structured data as the bytes it received.
+        let p23 = masqlog::lab::logged::read(&env.rsyslog.protocol23());
+        for l in &received.lines {
+            assert!(
+                p23.lines.iter().any(|q| q.parsed == l.parsed),
+                "rsyslog did not parse {} the same way",
+                l.line
+            );
+        }
+    }
+    let log = env.ulogd.log();
+    assert!(
+        !log.contains(masqlog::lab::ulogd::LOSING_EVENTS),
+        "ulogd lost events:\n{log}"
+    );
+    let stopped = env
+        .ulogd
+        .stats()
+        .into_iter()
+        .rfind(|s| s.what == "stopped")
+        .unwrap_or_else(|| panic!("no `stopped` statistics line in:\n{log}"));
+    assert_eq!(stopped.dropped, 0, "{stopped:?}");
+    assert_eq!(
+        stopped.written as usize,
+        received.lines.len(),
+        "{stopped:?}"
+    );
+    let ends = received
+        .lines
+        .iter()
+        .filter(|l| l.parsed.event == Event::End)
+        .count();
+    assert_eq!(ends, FLOWS.len(), "end lines of other flows?");
+}
+
+#[test]
+fn text_lines_reach_the_local_syslog() {
+    flows_are_logged("text_lines_reach_the_local_syslog", Example::Local);
+}
+
+#[test]
+fn rfc5424_messages_reach_the_remote_syslog_over_tcp() {
+    flows_are_logged(
+        "rfc5424_messages_reach_the_remote_syslog_over_tcp",
+        Example::Remote,
+    );
+}
+
+#[test]
+fn json_lines_reach_the_local_syslog() {
+    flows_are_logged("json_lines_reach_the_local_syslog", Example::Json);
+}

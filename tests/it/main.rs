@@ -1,0 +1,13 @@
+//! End-to-end tests: stock ulogd with the built plugin, a real rsyslog,
+//! the kernel's NAT and conntrack in network namespaces (`masqlog::lab`).
+//!
+//! They need root and `ip netns`; elsewhere each test prints why it skips
+//! and passes. The plugin is `target/<profile>/libmasqlog.so`, found next
+//! to this test binary (or `$MASQLOG_SO`).
+
+mod bad_config;
+mod flows;
+mod harness;
+mod info;
+mod oracle;
+mod outage;
