@@ -11,6 +11,7 @@ pub mod ffi;
 pub mod format;
 pub mod ident;
 pub mod keys;
+pub mod lab;
 pub mod plugin;
 pub mod portblock;
 pub mod record;
