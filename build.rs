@@ -24,10 +24,10 @@ fn ulogd_version() -> String {
             .lines()
             .find_map(|l| l.strip_prefix("ulogd Version "))
             .map(str::trim)
+            && !v.is_empty()
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
         {
-            if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
-                return v.to_string();
-            }
+            return v.to_string();
         }
     }
     "2.0.8".to_string()

@@ -490,7 +490,7 @@ mod tests {
             orig_dport: Some(8080),
             reply_sport: Some(80),
             reply_dport: Some(5353),
-            ct_event: Some(1),
+            ct_event: Some(4),
             orig_bytes: Some(10),
             reply_bytes: Some(20),
             ..RawConntrack::default()
@@ -500,7 +500,7 @@ mod tests {
             Err(Skip::NotTranslated)
         );
         let r = FlowRecord::from_conntrack(&raw, NatFilter::Dnat).unwrap();
-        assert_eq!(r.event, Event::Start);
+        assert_eq!(r.event, Event::End);
         assert_eq!(r.proto, Proto::Udp);
         assert_eq!(
             r.client,

@@ -427,10 +427,10 @@ mod tests {
             let s = json_bytes(&v);
             assert!(!s.contains('\n'), "{s:?}");
             let decoded: String = serde_json::from_str(&s).unwrap();
-            if let Ok(valid) = std::str::from_utf8(&v) {
-                if !valid.contains('\\') {
-                    assert_eq!(decoded, valid);
-                }
+            if let Ok(valid) = std::str::from_utf8(&v)
+                && !valid.contains('\\')
+            {
+                assert_eq!(decoded, valid);
             }
             assert_eq!(unescape_json_bytes(decoded.as_bytes()), v, "{s:?}");
         }

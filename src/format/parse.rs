@@ -445,12 +445,13 @@ pub fn parse_json(line: &str) -> Result<ParsedLine, ParseError> {
     })?;
     // The version first, so that a later format is named as such even if
     // the rest of its object is not what this build expects.
-    if let Ok(v) = Reader::new(line, at + json::MARKER.len()).number() {
-        if parse_uint(v.as_bytes()).is_some() && v != itoa::Buffer::new().format(FORMAT_VERSION) {
-            return Err(ParseError::UnknownVersion {
-                version: shown(v.as_bytes()),
-            });
-        }
+    if let Ok(v) = Reader::new(line, at + json::MARKER.len()).number()
+        && parse_uint(v.as_bytes()).is_some()
+        && v != itoa::Buffer::new().format(FORMAT_VERSION)
+    {
+        return Err(ParseError::UnknownVersion {
+            version: shown(v.as_bytes()),
+        });
     }
     let members = Reader::new(line, at).object()?;
     let mut fields = Builder::default();

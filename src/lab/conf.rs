@@ -184,12 +184,12 @@ impl UlogdConf {
             let t = line.trim();
             if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
                 current = name.to_string();
-            } else if current == section && !is_comment(t) {
-                if let Some((k, v)) = t.split_once('=') {
-                    if k.trim() == key {
-                        found = Some(v.trim().to_string());
-                    }
-                }
+            } else if current == section
+                && !is_comment(t)
+                && let Some((k, v)) = t.split_once('=')
+                && k.trim() == key
+            {
+                found = Some(v.trim().to_string());
             }
         }
         found
@@ -215,11 +215,12 @@ impl UlogdConf {
             if !t.is_empty() && !is_comment(&t) {
                 section_end = Some(i + 1);
             }
-            if let Some((k, _)) = t.split_once('=') {
-                if !is_comment(&t) && k.trim() == key {
-                    *line = new_line.clone();
-                    replaced = true;
-                }
+            if let Some((k, _)) = t.split_once('=')
+                && !is_comment(&t)
+                && k.trim() == key
+            {
+                *line = new_line.clone();
+                replaced = true;
             }
         }
         if !replaced {

@@ -99,10 +99,10 @@ impl Rsyslog {
     /// Starts it again after [`Rsyslog::stop`] or [`Rsyslog::kill`], with
     /// the same config and files (they are appended to).
     pub fn restart(&mut self) -> Result<(), LabError> {
-        if let Some(p) = self.proc.as_mut() {
-            if p.is_running() {
-                return Ok(());
-            }
+        if let Some(p) = self.proc.as_mut()
+            && p.is_running()
+        {
+            return Ok(());
         }
         if let Some(sock) = self.socket_path() {
             // A stale socket would look like a ready one.

@@ -356,14 +356,14 @@ pub fn apply(
     };
 
     let mut now = clock::now();
-    if let Some(newest) = entries.last() {
-        if newest.timestamp > now {
-            return Err(PortblockError::ClockBehind {
-                now: clock::rfc3339(now),
-                file: newest.path.clone(),
-                then: clock::rfc3339(newest.timestamp),
-            });
-        }
+    if let Some(newest) = entries.last()
+        && newest.timestamp > now
+    {
+        return Err(PortblockError::ClockBehind {
+            now: clock::rfc3339(now),
+            file: newest.path.clone(),
+            then: clock::rfc3339(newest.timestamp),
+        });
     }
     let mut text = render(plan, now);
     let reload_cmd = opts
@@ -373,40 +373,40 @@ pub fn apply(
     let link = dir.join(CURRENT);
     let reload_line = reload_command_line(&reload_cmd, &link);
 
-    if let (Some(name), Some(pt)) = (&previous, &prev_text) {
-        if same_rules(pt, &text) {
-            let since = parse_rule_file_name(name)
-                .map(|(t, _)| clock::rfc3339(t))
-                .unwrap_or_default();
-            say(
-                log,
-                format!(
-                    "rules unchanged: {} -> {name}, in force since {since}",
-                    link.display()
-                ),
-            );
-            if opts.dry_run {
-                return Ok(ApplyOutcome::Unchanged {
-                    current: dir.join(name),
-                    reloaded: false,
-                });
-            }
-            if current.is_none() {
-                point_current(&dir, name)?;
-                say(log, format!("restored {} -> {name}", link.display()));
-            }
-            let mut reloaded = false;
-            if opts.reload_always {
-                say(log, format!("reloading (--reload-always): {reload_line}"));
-                run_reload(&reload_line, opts.reload_timeout, log)?;
-                say(log, "reloaded");
-                reloaded = true;
-            }
+    if let (Some(name), Some(pt)) = (&previous, &prev_text)
+        && same_rules(pt, &text)
+    {
+        let since = parse_rule_file_name(name)
+            .map(|(t, _)| clock::rfc3339(t))
+            .unwrap_or_default();
+        say(
+            log,
+            format!(
+                "rules unchanged: {} -> {name}, in force since {since}",
+                link.display()
+            ),
+        );
+        if opts.dry_run {
             return Ok(ApplyOutcome::Unchanged {
                 current: dir.join(name),
-                reloaded,
+                reloaded: false,
             });
         }
+        if current.is_none() {
+            point_current(&dir, name)?;
+            say(log, format!("restored {} -> {name}", link.display()));
+        }
+        let mut reloaded = false;
+        if opts.reload_always {
+            say(log, format!("reloading (--reload-always): {reload_line}"));
+            run_reload(&reload_line, opts.reload_timeout, log)?;
+            say(log, "reloaded");
+            reloaded = true;
+        }
+        return Ok(ApplyOutcome::Unchanged {
+            current: dir.join(name),
+            reloaded,
+        });
     }
 
     match (&previous, &prev_text) {

@@ -96,14 +96,14 @@ pub fn warnings(plan: &Plan, local: &LocalPorts) -> Vec<String> {
             ));
         }
     }
-    if let Some(span) = plan.used_span() {
-        if span.lo < 1024 {
-            out.push(format!(
-                "blocks reach down to port {}: ports below 1024 are the well-known ports of \
+    if let Some(span) = plan.used_span()
+        && span.lo < 1024
+    {
+        out.push(format!(
+            "blocks reach down to port {}: ports below 1024 are the well-known ports of \
                  services, and remote firewalls may treat them so; start --ports at 1024 or above",
-                span.lo
-            ));
-        }
+            span.lo
+        ));
     }
     if plan.params.per_client < SMALL_BLOCK {
         out.push(format!(

@@ -244,11 +244,11 @@ impl Tcp {
     }
 
     fn send_frame(&mut self, limit: &Limit<'_>) -> io::Result<()> {
-        if let Some(stream) = &self.stream {
-            if peer_closed(stream) {
-                // Reconnect now: the message has not been written anywhere.
-                self.stream = None;
-            }
+        if let Some(stream) = &self.stream
+            && peer_closed(stream)
+        {
+            // Reconnect now: the message has not been written anywhere.
+            self.stream = None;
         }
         let stream = match &mut self.stream {
             Some(stream) => stream,
