@@ -11,3 +11,4 @@ mod harness;
 mod info;
 mod oracle;
 mod outage;
+mod version;
