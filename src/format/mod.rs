@@ -21,7 +21,7 @@ mod json_reader;
 pub mod parse;
 pub mod rfc5424;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 pub mod text;
 
 pub use parse::{ParseError, ParsedLine, parse_json, parse_line, parse_rfc5424, parse_text};

@@ -2,7 +2,7 @@
 //! temporary directory, a counting waker, records and a stand-in format.
 
 use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use super::{FormatFn, Waker};
 use crate::config::{Config, Destination};
 use crate::format::Header;
-use crate::record::{Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Timestamp};
+use crate::record::FlowRecord;
 
 /// Counts wakes.
 #[derive(Default)]
@@ -71,37 +71,12 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A flow record whose conntrack id is `id`.
+/// A flow record whose conntrack id is `id` (the format tests' TCP end
+/// record).
 pub fn record(id: u32) -> FlowRecord {
-    let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
     FlowRecord {
-        event: Event::End,
-        nat: NatKind::Snat,
-        proto: Proto::Tcp,
         id: Some(id),
-        client: Endpoint {
-            ip: v4(10, 99, 0, 2),
-            port: Some(40000),
-        },
-        masq: Endpoint {
-            ip: v4(192, 0, 2, 1),
-            port: Some(53500),
-        },
-        remote: Endpoint {
-            ip: v4(203, 0, 113, 7),
-            port: Some(443),
-        },
-        start: Some(Timestamp::new(1_700_000_000, 1)),
-        end: Some(Timestamp::new(1_700_000_010, 999_999)),
-        out: Some(Counters {
-            packets: 5,
-            bytes: 400,
-        }),
-        ident: None,
-        inbound: Some(Counters {
-            packets: 4,
-            bytes: 3000,
-        }),
+        ..crate::format::testutil::tcp_end()
     }
 }
 
