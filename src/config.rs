@@ -139,6 +139,19 @@ impl IdentConfig {
     }
 }
 
+fn parse_hex_key(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    if b.len() != 32 {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let hex = std::str::from_utf8(pair).ok()?;
+        key[i] = u8::from_str_radix(hex, 16).ok()?;
+    }
+    Some(key)
+}
+
 fn parse_port_ranges(s: &str) -> Option<Vec<(u16, u16)>> {
     s.split(',')
         .map(str::trim)
@@ -172,6 +185,19 @@ pub struct Config {
     pub retry_interval: Duration,
     /// `None`: IDENT lookups are off.
     pub ident: Option<IdentConfig>,
+    /// How the remote endpoint is written (config keys `remote`,
+    /// `remote_hash_key`).
+    pub remote: RemoteMode,
+}
+
+/// How the remote endpoint is logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RemoteMode {
+    #[default]
+    Log,
+    Omit,
+    /// A keyed hash with this 128-bit key.
+    Hash([u8; 16]),
 }
 
 impl Default for Config {
@@ -362,6 +388,7 @@ impl Config {
         let send_timeout = r.int("send_timeout_ms", 10, 60_000)? as u64;
         let retry = r.int("retry_interval_ms", 10, 600_000)? as u64;
         let ident = Self::ident(&r)?;
+        let remote = Self::remote(&r)?;
         Ok(Config {
             format,
             nat,
@@ -375,7 +402,38 @@ impl Config {
             send_timeout: Duration::from_millis(send_timeout),
             retry_interval: Duration::from_millis(retry),
             ident,
+            remote,
         })
+    }
+
+    fn remote(r: &Reader<'_>) -> Result<RemoteMode, ConfigError> {
+        #[derive(Clone, Copy)]
+        enum M {
+            Log,
+            Omit,
+            Hash,
+        }
+        let mode = r.choice(
+            "remote",
+            &[("log", M::Log), ("omit", M::Omit), ("hash", M::Hash)],
+        )?;
+        let key = r.string("remote_hash_key")?;
+        let parsed = parse_hex_key(key);
+        match (mode, parsed) {
+            (M::Log, _) => Ok(RemoteMode::Log),
+            (M::Omit, _) => Ok(RemoteMode::Omit),
+            (M::Hash, Some(k)) => Ok(RemoteMode::Hash(k)),
+            (M::Hash, None) => Err(ConfigError {
+                key: "remote_hash_key",
+                // the key is a secret: never echo it
+                value: if key.is_empty() {
+                    "\"\"".into()
+                } else {
+                    format!("({} characters, not shown)", key.len())
+                },
+                allowed: "32 hexadecimal digits (a 128-bit secret; e.g. from `head -c16 /dev/urandom | xxd -p`), needed with remote=hash".into(),
+            }),
+        }
     }
 
     fn ident(r: &Reader<'_>) -> Result<Option<IdentConfig>, ConfigError> {
@@ -540,6 +598,31 @@ mod tests {
         assert!(with("hostname", RawValue::Str("bad host".into())).is_err());
         let c = with("hostname", RawValue::Str("gw1".into())).unwrap();
         assert_eq!(c.hostname.as_deref(), Some("gw1"));
+    }
+
+    #[test]
+    fn remote_modes() {
+        assert_eq!(Config::default().remote, RemoteMode::Log);
+        let mut vals = defaults();
+        let at = |k: &str| CONF_KEYS.iter().position(|c| c.name == k).unwrap();
+        vals[at("remote")] = RawValue::Str("hash".into());
+        let e = Config::from_values(&vals).unwrap_err();
+        assert_eq!(e.key, "remote_hash_key");
+        vals[at("remote_hash_key")] = RawValue::Str("secretsecretsecret".into());
+        let e = Config::from_values(&vals).unwrap_err();
+        assert!(!e.to_string().contains("secretsecret"), "{e}");
+        vals[at("remote_hash_key")] = RawValue::Str("000102030405060708090a0b0c0d0e0f".into());
+        let c = Config::from_values(&vals).unwrap();
+        let mut want = [0u8; 16];
+        for (i, b) in want.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        assert_eq!(c.remote, RemoteMode::Hash(want));
+        assert_eq!(
+            with("remote", RawValue::Str("omit".into())).unwrap().remote,
+            RemoteMode::Omit
+        );
+        assert!(with("remote", RawValue::Str("drop".into())).is_err());
     }
 
     #[test]

@@ -94,6 +94,18 @@ pub const CONF_KEYS: &[ConfKey] = &[
         help: "milliseconds between reconnection attempts to a failed destination (10 .. 600000)",
     },
     ConfKey {
+        name: "remote",
+        kind: ConfKind::Str,
+        default: "log",
+        help: "how the remote endpoint is logged (RFC 6888 REQ-12): log (address and port), omit (not at all) or hash (remote_hash=, a keyed hash: equal remotes give equal values, unreadable without remote_hash_key)",
+    },
+    ConfKey {
+        name: "remote_hash_key",
+        kind: ConfKind::Str,
+        default: "",
+        help: "the secret key of remote=hash: 32 hexadecimal digits (128 bits); keep it, it is needed to test a given remote against the logs",
+    },
+    ConfKey {
         name: "ident",
         kind: ConfKind::Str,
         default: "off",

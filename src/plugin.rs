@@ -6,10 +6,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ConfigError, RawValue};
+use crate::config::{Config, ConfigError, RawValue, RemoteMode};
 use crate::ident::{IdentError, Outcome, Pool, Query};
 use crate::record::{
-    Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, RawConntrack, Skip,
+    Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, RawConntrack, RemoteView, Skip,
+    remote_hash,
 };
 use crate::sink::{Level, SinkError, Stats, Waker, Writer};
 
@@ -202,6 +203,11 @@ impl Instance {
         match FlowRecord::from_conntrack(raw, self.cfg.nat) {
             Ok(mut rec) => {
                 self.counts.logged += 1;
+                rec.remote_view = match self.cfg.remote {
+                    RemoteMode::Log => RemoteView::Shown,
+                    RemoteMode::Omit => RemoteView::Omitted,
+                    RemoteMode::Hash(key) => RemoteView::Hashed(remote_hash(&key, &rec.remote)),
+                };
                 let query = self.ident_query(&mut rec);
                 let submitted = self.writer.as_ref().is_some_and(|w| w.submit(rec));
                 if !submitted {

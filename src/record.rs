@@ -218,6 +218,37 @@ impl IdentStatus {
     }
 }
 
+/// How the remote endpoint appears in the lines (config key `remote`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum RemoteView {
+    /// Address and port.
+    #[default]
+    Shown,
+    /// Not written at all.
+    Omitted,
+    /// Written as `remote_hash=`: SipHash-2-4 (128 bits) of the endpoint
+    /// under a secret key.
+    Hashed(u128),
+}
+
+/// The keyed hash of a remote endpoint: SipHash-2-4 with 128-bit output
+/// over the address as 16 bytes (IPv4 mapped into IPv6) and the port as
+/// two big-endian bytes (0 when the protocol has none). The same key and
+/// endpoint always give the same value; without the key the value does not
+/// tell the endpoint.
+pub fn remote_hash(key: &[u8; 16], ep: &Endpoint) -> u128 {
+    use siphasher::sip128::{Hasher128, SipHasher24};
+    use std::hash::Hasher;
+    let ip = match ep.ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    let mut h = SipHasher24::new_with_key(key);
+    h.write(&ip.octets());
+    h.write(&ep.port.unwrap_or(0).to_be_bytes());
+    h.finish128().as_u128()
+}
+
 /// What IDENT said about a flow. The byte strings are the identd's own,
 /// untrusted: the formats escape them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -286,6 +317,8 @@ pub struct FlowRecord {
     pub inbound: Option<Counters>,
     /// The IDENT outcome, when known (ident and end lines).
     pub ident: Option<IdentInfo>,
+    /// How `remote` is to be written; the plugin sets it from its config.
+    pub remote_view: RemoteView,
 }
 
 /// Why an event was not turned into a record.
@@ -382,6 +415,7 @@ impl FlowRecord {
             out,
             inbound,
             ident: None,
+            remote_view: RemoteView::Shown,
         })
     }
 }
@@ -591,6 +625,29 @@ mod tests {
         assert_eq!(r.end, None);
         assert_eq!(r.out, None);
         assert_eq!(r.inbound, None);
+    }
+
+    #[test]
+    fn remote_hash_is_keyed_and_stable() {
+        let ep = Endpoint {
+            ip: ip("203.0.113.7"),
+            port: Some(443),
+        };
+        let k1 = [1u8; 16];
+        let k2 = [2u8; 16];
+        assert_eq!(remote_hash(&k1, &ep), remote_hash(&k1, &ep));
+        assert_ne!(remote_hash(&k1, &ep), remote_hash(&k2, &ep));
+        let other_port = Endpoint {
+            port: Some(444),
+            ..ep
+        };
+        assert_ne!(remote_hash(&k1, &ep), remote_hash(&k1, &other_port));
+        // IPv4 and its IPv6-mapped form are the same remote
+        let mapped = Endpoint {
+            ip: ip("::ffff:203.0.113.7"),
+            ..ep
+        };
+        assert_eq!(remote_hash(&k1, &ep), remote_hash(&k1, &mapped));
     }
 
     #[test]

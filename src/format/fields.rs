@@ -1,7 +1,15 @@
 //! The fields of a record, in the one order and under the one set of names
 //! that every format uses; a field whose value is unknown is not visited.
 
-use crate::record::{Endpoint, FlowRecord, Proto, Timestamp};
+use crate::record::{Endpoint, FlowRecord, Proto, RemoteView, Timestamp};
+
+/// Appends the 32 lowercase hexadecimal digits of `h`.
+pub(crate) fn write_hash(out: &mut Vec<u8>, h: u128) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..32).rev() {
+        out.push(HEX[((h >> (i * 4)) & 0xf) as usize]);
+    }
+}
 
 /// The key that carries the format version (`masqlog/1`, `"masqlog":1`,
 /// `masqlog="1"`).
@@ -21,6 +29,7 @@ pub(crate) const OUT_PKTS: &str = "out_pkts";
 pub(crate) const OUT_BYTES: &str = "out_bytes";
 pub(crate) const IN_PKTS: &str = "in_pkts";
 pub(crate) const IN_BYTES: &str = "in_bytes";
+pub(crate) const REMOTE_HASH: &str = "remote_hash";
 pub(crate) const IDENT: &str = "ident";
 pub(crate) const USER: &str = "user";
 pub(crate) const OPSYS: &str = "opsys";
@@ -36,6 +45,8 @@ pub(crate) enum Value<'a> {
     Time(Timestamp),
     /// Untrusted bytes (an identd's answer): always escaped.
     Bytes(&'a [u8]),
+    /// A 128-bit hash, written as 32 lowercase hexadecimal digits.
+    Hash(u128),
 }
 
 /// Calls `f` for each known field of `rec`, in format order.
@@ -59,7 +70,11 @@ pub(crate) fn for_each(rec: &FlowRecord, mut f: impl FnMut(&'static str, Value<'
     }
     f(CLIENT, Value::Endpoint(&rec.client));
     f(MASQ, Value::Endpoint(&rec.masq));
-    f(REMOTE, Value::Endpoint(&rec.remote));
+    match rec.remote_view {
+        RemoteView::Shown => f(REMOTE, Value::Endpoint(&rec.remote)),
+        RemoteView::Omitted => {}
+        RemoteView::Hashed(h) => f(REMOTE_HASH, Value::Hash(h)),
+    }
     if let Some(t) = rec.start {
         f(START, Value::Time(t));
     }

@@ -44,6 +44,11 @@ pub fn write_body(rec: &FlowRecord, out: &mut Vec<u8>) {
                 out.push(b'"');
             }
             Value::Bytes(b) => escape::write_json_bytes(out, b),
+            Value::Hash(h) => {
+                out.push(b'"');
+                fields::write_hash(out, h);
+                out.push(b'"');
+            }
         }
     });
     out.push(b'}');

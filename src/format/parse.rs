@@ -57,6 +57,7 @@ impl ParsedLine {
             out: self.out,
             inbound: self.inbound,
             ident: self.ident.clone(),
+            remote_view: crate::record::RemoteView::Shown,
         }
     }
 }

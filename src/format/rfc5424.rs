@@ -52,6 +52,11 @@ pub fn write_sd(rec: &FlowRecord, out: &mut Vec<u8>) {
                 out.push(b'"');
             }
             Value::Bytes(b) => escape::write_sd_value(out, b),
+            Value::Hash(h) => {
+                out.push(b'"');
+                fields::write_hash(out, h);
+                out.push(b'"');
+            }
         }
     });
     out.push(b']');

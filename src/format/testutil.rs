@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::Header;
 use crate::record::{
-    Counters, Endpoint, Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, Timestamp,
+    Counters, Endpoint, Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, RemoteView,
+    Timestamp,
 };
 
 /// SplitMix64: small, deterministic, good enough to spread test inputs.
@@ -73,6 +74,7 @@ pub(crate) fn tcp_end() -> FlowRecord {
             bytes: 400,
         }),
         ident: None,
+        remote_view: RemoteView::Shown,
         inbound: Some(Counters {
             packets: 4,
             bytes: 3000,
@@ -87,6 +89,7 @@ pub(crate) fn tcp_start() -> FlowRecord {
         end: None,
         out: None,
         ident: None,
+        remote_view: RemoteView::Shown,
         inbound: None,
         ..tcp_end()
     }
@@ -109,6 +112,7 @@ pub(crate) fn udp6_dnat() -> FlowRecord {
             bytes: u64::MAX,
         }),
         ident: None,
+        remote_view: RemoteView::Shown,
         inbound: Some(Counters::default()),
     }
 }
@@ -133,6 +137,7 @@ pub(crate) fn icmp_echo() -> FlowRecord {
             bytes: 84,
         }),
         ident: None,
+        remote_view: RemoteView::Shown,
         inbound: None,
     }
 }
@@ -151,6 +156,7 @@ pub(crate) fn gre6_minimal() -> FlowRecord {
         end: None,
         out: None,
         ident: None,
+        remote_view: RemoteView::Shown,
         inbound: None,
     }
 }
@@ -229,6 +235,7 @@ pub(crate) fn random_record(rng: &mut Rng) -> FlowRecord {
         out: random_opt(rng, counters),
         inbound: random_opt(rng, counters),
         ident: random_opt(rng, random_ident),
+        remote_view: RemoteView::Shown,
     }
 }
 

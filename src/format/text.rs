@@ -27,6 +27,7 @@ pub fn write_body(rec: &FlowRecord, out: &mut Vec<u8>) {
             Value::Endpoint(ep) => write_endpoint(out, ep, b"]"),
             Value::Time(t) => time::write_rfc3339_micros(t, out),
             Value::Bytes(b) => escape::write_value(out, b),
+            Value::Hash(h) => fields::write_hash(out, h),
         }
     });
 }
@@ -108,6 +109,23 @@ mod tests {
             assert_eq!(p.client, rec.client, "{b}");
             assert!(p.extra.is_empty(), "a value forged a field: {b}");
         }
+    }
+
+    #[test]
+    fn remote_can_be_omitted_or_hashed() {
+        use crate::record::RemoteView;
+        let mut rec = tcp_start();
+        rec.remote_view = RemoteView::Omitted;
+        let b = body(&rec);
+        assert!(!b.contains("remote"), "{b}");
+        assert!(!b.contains("203.0.113.7"), "{b}");
+        rec.remote_view = RemoteView::Hashed(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        let b = body(&rec);
+        assert!(
+            b.contains(" remote_hash=0123456789abcdef0011223344556677 "),
+            "{b}"
+        );
+        assert!(!b.contains("203.0.113.7"), "{b}");
     }
 
     #[test]
