@@ -6,12 +6,14 @@
 //! the `masqlog` command. Only `ffi` may use `unsafe`.
 #![deny(unsafe_code)]
 
+pub mod checkconfig;
 pub mod config;
 pub mod ffi;
 pub mod format;
 pub mod ident;
 pub mod keys;
 pub mod lab;
+pub mod lookup;
 pub mod plugin;
 pub mod portblock;
 pub mod record;

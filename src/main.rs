@@ -32,6 +32,22 @@ enum Command {
         about = "Deterministic port-block NAT: plan, apply (with history) and test SNAT port blocks"
     )]
     Portblock(cli::portblock::PortblockArgs),
+    /// Who was public ip:port at time T: answers an abuse report from
+    /// masqlog's log lines (and port-block rule files), with the evidence.
+    Lookup(cli::lookup::LookupArgs),
+    /// Check a ulogd.conf for MASQLOG, and the machine around it.
+    ///
+    /// Reads the file as ulogd 2.0.8 reads it, validates every key of each
+    /// MASQLOG instance with the plugin's own code, and checks what the
+    /// plugin needs around it: the plugin file, the NFCT section, the
+    /// conntrack sysctls, the syslog destination and, for transparent
+    /// IDENT, the router's policy routing. Run it as root on the router
+    /// before restarting ulogd.
+    CheckConfig(cli::checkconfig::CheckConfigArgs),
+    /// Write the generated man pages, shell completions and example config
+    /// into a directory (for packaging).
+    #[command(hide = true)]
+    GenDocs(cli::gendocs::GenDocsArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -45,6 +61,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Portblock(args) => Ok(cli::portblock::run(&args)?),
+        Command::Lookup(args) => Ok(cli::lookup::run(&args)?),
+        Command::CheckConfig(args) => cli::checkconfig::run(&args),
+        Command::GenDocs(args) => {
+            cli::gendocs::run(&args, <Cli as clap::CommandFactory>::command())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

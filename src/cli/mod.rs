@@ -1,5 +1,9 @@
 //! The `masqlog` binary's subcommands.
 
+pub mod checkconfig;
+pub mod gendocs;
 pub mod install;
 pub mod lab;
+pub mod lookup;
+pub mod man5;
 pub mod portblock;

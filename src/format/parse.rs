@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use super::escape::{self, is_bare};
 use super::fields::{
     CLIENT, END, EV, ICMP_CODE, ICMP_TYPE, ID, IDENT, IDENT_DETAIL, IN_BYTES, IN_PKTS, MASQ, NAT,
-    OPSYS, OUT_BYTES, OUT_PKTS, PROTO, REMOTE, START, USER, VERSION,
+    OPSYS, OUT_BYTES, OUT_PKTS, PROTO, REMOTE, REMOTE_HASH, START, USER, VERSION,
 };
 use super::json_reader::{JsonValue, Member, Reader};
 use super::{FORMAT_VERSION, json, rfc5424, text};
@@ -26,7 +26,11 @@ pub struct ParsedLine {
     pub id: Option<u32>,
     pub client: Endpoint,
     pub masq: Endpoint,
-    pub remote: Endpoint,
+    /// `None` when the line leaves the remote out (the plugin's
+    /// `remote=omit` or `remote=hash`).
+    pub remote: Option<Endpoint>,
+    /// `remote_hash=`: the keyed hash written instead of the remote.
+    pub remote_hash: Option<u128>,
     pub start: Option<Timestamp>,
     pub end: Option<Timestamp>,
     pub out: Option<Counters>,
@@ -44,6 +48,11 @@ pub struct ParsedLine {
 impl ParsedLine {
     /// The record the line was written from.
     pub fn to_record(&self) -> FlowRecord {
+        use crate::record::RemoteView;
+        let unknown = Endpoint {
+            ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            port: None,
+        };
         FlowRecord {
             event: self.event,
             nat: self.nat,
@@ -51,13 +60,19 @@ impl ParsedLine {
             id: self.id,
             client: self.client,
             masq: self.masq,
-            remote: self.remote,
+            // A line without the remote gives a record that does not show
+            // it either: the placeholder is never written.
+            remote: self.remote.unwrap_or(unknown),
             start: self.start,
             end: self.end,
             out: self.out,
             inbound: self.inbound,
             ident: self.ident.clone(),
-            remote_view: crate::record::RemoteView::Shown,
+            remote_view: match (self.remote, self.remote_hash) {
+                (Some(_), _) => RemoteView::Shown,
+                (None, Some(h)) => RemoteView::Hashed(h),
+                (None, None) => RemoteView::Omitted,
+            },
         }
     }
 }
@@ -96,6 +111,14 @@ fn invalid(field: &str, value: &[u8]) -> ParseError {
         field: field.to_string(),
         value: shown(value),
     }
+}
+
+/// 32 lowercase hexadecimal digits.
+fn parse_hash(v: &[u8]) -> Option<u128> {
+    if v.len() != 32 || !v.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u128::from_str_radix(std::str::from_utf8(v).ok()?, 16).ok()
 }
 
 /// A decimal number of ASCII digits only (no sign, no space).
@@ -185,6 +208,7 @@ struct Builder {
     client: Option<Endpoint>,
     masq: Option<Endpoint>,
     remote: Option<Endpoint>,
+    remote_hash: Option<u128>,
     start: Option<Timestamp>,
     end: Option<Timestamp>,
     out_pkts: Option<u64>,
@@ -226,6 +250,7 @@ impl Builder {
             CLIENT => put(&mut self.client, key, parse_endpoint(v).ok_or_else(bad)?),
             MASQ => put(&mut self.masq, key, parse_endpoint(v).ok_or_else(bad)?),
             REMOTE => put(&mut self.remote, key, parse_endpoint(v).ok_or_else(bad)?),
+            REMOTE_HASH => put(&mut self.remote_hash, key, parse_hash(v).ok_or_else(bad)?),
             START => put(&mut self.start, key, parse_time(v).ok_or_else(bad)?),
             END => put(&mut self.end, key, parse_time(v).ok_or_else(bad)?),
             OUT_PKTS => put(&mut self.out_pkts, key, parse_uint(v).ok_or_else(bad)?),
@@ -291,7 +316,8 @@ impl Builder {
             id: self.id,
             client: self.client.ok_or(ParseError::MissingField(CLIENT))?,
             masq: self.masq.ok_or(ParseError::MissingField(MASQ))?,
-            remote: self.remote.ok_or(ParseError::MissingField(REMOTE))?,
+            remote: self.remote,
+            remote_hash: self.remote_hash,
             start: self.start,
             end: self.end,
             out: counters(self.out_pkts, self.out_bytes),
@@ -471,7 +497,7 @@ fn json_member(fields: &mut Builder, m: Member<'_>) -> Result<(), ParseError> {
                 _ => Err(invalid(key, m.raw.as_bytes())),
             }
         }
-        (EV | NAT | START | END, v) => match v {
+        (EV | NAT | START | END | REMOTE_HASH, v) => match v {
             JsonValue::Str(s) => fields.set(key, s.as_bytes()),
             _ => Err(invalid(key, m.raw.as_bytes())),
         },
@@ -710,6 +736,29 @@ mod tests {
     }
 
     #[test]
+    fn omitted_and_hashed_remotes_read_back_in_every_format() {
+        use crate::record::RemoteView;
+        for view in [
+            RemoteView::Omitted,
+            RemoteView::Hashed(0xfeed_0000_0000_0000_0000_0000_0000_beef),
+        ] {
+            let mut rec = tcp_end();
+            rec.remote_view = view;
+            for format in [Format::Text, Format::Json, Format::Rfc5424] {
+                let mut out = Vec::new();
+                crate::format::write_syslog(format, &header(Some("gw1")), &rec, &mut out);
+                let l = String::from_utf8(out).unwrap();
+                let p = parse_line(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                assert_eq!(p.remote, None, "{l}");
+                let back = p.to_record();
+                assert_eq!(back.remote_view, view, "{l}");
+                assert_eq!(back.masq, rec.masq, "{l}");
+                assert!(p.extra.is_empty(), "{l}");
+            }
+        }
+    }
+
+    #[test]
     fn unknown_versions_are_named() {
         let cases = [
             (parse_text as fn(&str) -> _, "x: masqlog/2 ev=start", "2"),
@@ -927,7 +976,10 @@ mod tests {
         assert_eq!(p.proto, Proto::Tcp);
         assert_eq!(p.client.port, Some(5));
         assert_eq!(p.masq.port, None);
-        assert_eq!(p.remote.ip, "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            p.remote.unwrap().ip,
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(p.extra, vec![("client.zone".into(), b"lan".to_vec())]);
 
         for (from, to) in [

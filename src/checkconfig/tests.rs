@@ -1,0 +1,524 @@
+//! The checks against a made-up machine.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+const SO: &str = "/usr/lib/x86_64-linux-gnu/ulogd/ulogd_output_MASQLOG.so";
+const NFCT_SO: &str = "/usr/lib/x86_64-linux-gnu/ulogd/ulogd_inpflow_NFCT.so";
+
+/// A machine where everything the example config needs is in place.
+struct Fake {
+    sysctls: HashMap<&'static str, &'static str>,
+    files: Vec<PathBuf>,
+    masqlog_registers: bool,
+    syslog_listening: bool,
+    tcp_open: bool,
+    capable: bool,
+    commands: HashMap<String, String>,
+    texts: HashMap<PathBuf, String>,
+    ran: RefCell<Vec<String>>,
+}
+
+impl Default for Fake {
+    fn default() -> Fake {
+        Fake {
+            sysctls: HashMap::from([
+                ("net/netfilter/nf_conntrack_acct", "1\n"),
+                ("net/netfilter/nf_conntrack_timestamp", "1\n"),
+            ]),
+            files: vec![SO.into(), NFCT_SO.into(), "/dev/log".into()],
+            masqlog_registers: true,
+            syslog_listening: true,
+            tcp_open: true,
+            capable: true,
+            commands: HashMap::from([
+                (
+                    "nft list ruleset".to_string(),
+                    "table inet masqlog_ident {\n\tchain pre {\n\t\ttype filter hook prerouting priority mangle; policy accept;\n\t\tmeta l4proto tcp socket transparent 1 meta mark set 0x00000001\n\t}\n}\n"
+                        .to_string(),
+                ),
+                (
+                    "ip rule show".to_string(),
+                    "0:\tfrom all lookup local\n32765:\tfrom all fwmark 0x1 lookup 100\n32766:\tfrom all lookup main\n".to_string(),
+                ),
+                (
+                    "ip -6 rule show".to_string(),
+                    "32765:\tfrom all fwmark 0x1 lookup 100\n".to_string(),
+                ),
+                (
+                    "ip route show table 100".to_string(),
+                    "local default dev lo scope host \n".to_string(),
+                ),
+                (
+                    "ip -6 route show table 100".to_string(),
+                    "local default dev lo metric 1024 pref medium\n".to_string(),
+                ),
+            ]),
+            texts: HashMap::new(),
+            ran: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl System for Fake {
+    fn read_sysctl(&self, key: &str) -> io::Result<String> {
+        self.sysctls
+            .get(key)
+            .map(|v| v.to_string())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        self.files.iter().any(|f| f == path)
+    }
+
+    fn plugin_info(&self, path: &Path) -> Result<String, String> {
+        self.ran
+            .borrow_mut()
+            .push(format!("ulogd -i {}", path.display()));
+        let name = if path.to_string_lossy().contains("NFCT") {
+            "NFCT"
+        } else if self.masqlog_registers {
+            "MASQLOG"
+        } else {
+            return Ok(String::new());
+        };
+        Ok(format!("Name: {name}\nConfig options:\n"))
+    }
+
+    fn default_plugin_dir(&self) -> PathBuf {
+        "/usr/lib/x86_64-linux-gnu/ulogd".into()
+    }
+
+    fn unix_connect(&self, path: &Path) -> io::Result<()> {
+        if !self.exists(path) {
+            Err(io::ErrorKind::NotFound.into())
+        } else if self.syslog_listening {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::ConnectionRefused.into())
+        }
+    }
+
+    fn tcp_connect(&self, _addr: SocketAddr, _timeout: Duration) -> io::Result<()> {
+        if self.tcp_open {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::ConnectionRefused.into())
+        }
+    }
+
+    fn transparent_capability(&self) -> Result<(), String> {
+        if self.capable {
+            Ok(())
+        } else {
+            Err("IP_TRANSPARENT is not permitted".into())
+        }
+    }
+
+    fn command(&self, argv: &[&str]) -> Result<String, String> {
+        self.commands
+            .get(&argv.join(" "))
+            .cloned()
+            .ok_or_else(|| format!("no {}", argv.join(" ")))
+    }
+
+    fn read_file(&self, path: &Path) -> Option<String> {
+        self.texts.get(path).cloned()
+    }
+}
+
+/// The packaged example, as Debian would have it.
+fn good() -> String {
+    format!(
+        "# a comment\n[global]\nlogfile=\"/var/log/ulog/ulogd.log\"\nloglevel=3\n\
+         plugin=\"{NFCT_SO}\"\nplugin=\"{SO}\"\nstack=ct1:NFCT,masq1:MASQLOG\n\n\
+         [ct1]\nhash_enable=0\nevent_mask=0x00000005\nnetlink_socket_buffer_size=217088\n\
+         netlink_socket_buffer_maxsize=1085440\nreliable=1\n\n\
+         [masq1]\nformat=text\nnat=snat\ndestination=unix:/dev/log\nhostname=\"\"\nqueue_size=65536\n"
+    )
+}
+
+fn run(text: &str, sys: &Fake) -> Report {
+    check(Path::new("/etc/ulogd.conf"), text.as_bytes(), sys)
+}
+
+fn has(r: &Report, status: Status, subject: &str, needle: &str) -> bool {
+    r.findings
+        .iter()
+        .any(|f| f.status == status && f.subject.contains(subject) && f.message.contains(needle))
+}
+
+#[test]
+fn the_example_is_all_green() {
+    let r = run(&good(), &Fake::default());
+    assert_eq!(r.count(Status::Fail), 0, "{}", r.render_text());
+    assert_eq!(r.count(Status::Warn), 0, "{}", r.render_text());
+    assert_eq!(r.exit_code(), 0);
+    for subject in [
+        "plugin (line 6)",
+        "[ct1] NFCT",
+        "[masq1] MASQLOG",
+        "sysctl net.netfilter.nf_conntrack_acct",
+        "sysctl net.netfilter.nf_conntrack_timestamp",
+        "[masq1] destination",
+    ] {
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.subject == subject && f.status == Status::Ok),
+            "no ok line for {subject}:\n{}",
+            r.render_text()
+        );
+    }
+    assert!(
+        r.render_text()
+            .ends_with(": 6 ok, 0 warnings, 0 failures: ready\n")
+    );
+}
+
+#[test]
+fn a_broken_config_names_each_problem() {
+    let text = good()
+        .replace("hash_enable=0", "hash_enable=1")
+        .replace("event_mask=0x00000005", "event_mask=4")
+        .replace("format=text", "format=xml\nqueue_sise=100")
+        .replace("queue_size=65536", "queue_size=abc");
+    let mut sys = Fake::default();
+    sys.files.retain(|f| f != Path::new(SO));
+    sys.sysctls.insert("net/netfilter/nf_conntrack_acct", "0\n");
+    let r = run(&text, &sys);
+    let text = r.render_text();
+    assert_eq!(r.exit_code(), 1, "{text}");
+    assert!(
+        has(&r, Status::Fail, "[ct1] hash_enable", "set hash_enable=0"),
+        "{text}"
+    );
+    assert!(
+        has(&r, Status::Fail, "[ct1] event_mask", "lacks NEW (0x1)"),
+        "{text}"
+    );
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1] format",
+            "\"xml\": one of text, rfc5424, json"
+        ),
+        "{text}"
+    );
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1] queue_sise",
+            "did you mean `queue_size`?"
+        ),
+        "{text}"
+    );
+    assert!(
+        has(&r, Status::Fail, "[masq1] queue_size", "reads it as 0"),
+        "{text}"
+    );
+    assert!(
+        has(&r, Status::Fail, "[masq1] queue_size", "from 64 to 4194304"),
+        "{text}"
+    );
+    assert!(
+        has(&r, Status::Fail, "plugin (line 6)", "does not exist"),
+        "{text}"
+    );
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "nf_conntrack_acct",
+            "sysctl -w net.netfilter.nf_conntrack_acct=1"
+        ),
+        "{text}"
+    );
+    assert!(text.lines().last().unwrap().contains("failures"), "{text}");
+}
+
+#[test]
+fn nfct_defaults_and_recommendations() {
+    let text = good()
+        .replace("hash_enable=0\n", "")
+        .replace("reliable=1\n", "")
+        .replace(
+            "netlink_socket_buffer_maxsize=1085440\n",
+            "hash_buckts=10\n",
+        );
+    let r = run(&text, &Fake::default());
+    let t = r.render_text();
+    assert!(has(&r, Status::Fail, "[ct1] hash_enable", "is 1"), "{t}");
+    assert!(has(&r, Status::Warn, "[ct1] reliable", "reliable=1"), "{t}");
+    assert!(
+        has(&r, Status::Warn, "[ct1] netlink buffers", "not set"),
+        "{t}"
+    );
+    assert!(
+        has(
+            &r,
+            Status::Warn,
+            "[ct1] hash_buckts",
+            "did you mean `hash_buckets`?"
+        ),
+        "{t}"
+    );
+    let r = run(&good().replace("=217088", "=2000000"), &Fake::default());
+    assert!(
+        has(&r, Status::Warn, "netlink buffers", "is not below"),
+        "{}",
+        r.render_text()
+    );
+    let r = run(
+        &good().replace("event_mask=0x00000005", "event_mask=7"),
+        &Fake::default(),
+    );
+    assert!(
+        has(&r, Status::Warn, "event_mask", "UPDATE"),
+        "{}",
+        r.render_text()
+    );
+    assert_eq!(r.exit_code(), 0);
+}
+
+#[test]
+fn ulogd_quirks_are_reported() {
+    // key= stores the key's name; tag "tag" is valid but not what was meant
+    let r = run(&format!("{}tag=\n", good()), &Fake::default());
+    assert!(
+        has(&r, Status::Fail, "[masq1] tag", "stores the word \"tag\""),
+        "{}",
+        r.render_text()
+    );
+    // hostname= with a local destination: unused, a warning
+    let r = run(
+        &good().replace("hostname=\"\"", "hostname="),
+        &Fake::default(),
+    );
+    assert!(
+        has(&r, Status::Warn, "[masq1] hostname", "unused"),
+        "{}",
+        r.render_text()
+    );
+    assert_eq!(r.exit_code(), 0);
+    // ident_source= reads as "ident_source", which the plugin refuses
+    let r = run(&format!("{}ident_source=\n", good()), &Fake::default());
+    assert!(
+        has(&r, Status::Fail, "[masq1] ident_source", "\"ident_source\""),
+        "{}",
+        r.render_text()
+    );
+    // octal, duplicates, and a last line without newline
+    let r = run(
+        &format!("{}stats_interval=0300\n", good()),
+        &Fake::default(),
+    );
+    assert!(
+        has(&r, Status::Warn, "stats_interval", "octal, 192"),
+        "{}",
+        r.render_text()
+    );
+    let r = run(&format!("{}format=json\n", good()), &Fake::default());
+    assert!(
+        has(&r, Status::Fail, "[masq1] format", "more than once"),
+        "{}",
+        r.render_text()
+    );
+    let r = run(good().trim_end(), &Fake::default());
+    assert!(
+        has(&r, Status::Fail, "[masq1] MASQLOG", "too long"),
+        "{}",
+        r.render_text()
+    );
+}
+
+#[test]
+fn stacks_and_plugins() {
+    let r = run(
+        &good().replace(
+            "stack=ct1:NFCT,masq1:MASQLOG",
+            "stack=ct1:NFCT, masq1:MASQLOG",
+        ),
+        &Fake::default(),
+    );
+    assert!(
+        has(&r, Status::Fail, "stack", "no stack= line names a MASQLOG"),
+        "{}",
+        r.render_text()
+    );
+    let r = run(
+        &good().replace(
+            "stack=ct1:NFCT,masq1:MASQLOG",
+            "stack=log1:NFLOG,masq1:MASQLOG",
+        ),
+        &Fake::default(),
+    );
+    assert!(
+        has(&r, Status::Fail, "stack (line 7)", "start it with an NFCT"),
+        "{}",
+        r.render_text()
+    );
+    // plugin= after stack=
+    let moved = good().replace(&format!("plugin=\"{SO}\"\n"), "");
+    let moved = moved.replace(
+        "stack=ct1:NFCT,masq1:MASQLOG\n",
+        &format!("stack=ct1:NFCT,masq1:MASQLOG\nplugin=\"{SO}\"\n"),
+    );
+    let r = run(&moved, &Fake::default());
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "plugin (line 7)",
+            "move the plugin= lines above"
+        ),
+        "{}",
+        r.render_text()
+    );
+    // a plugin ulogd does not take
+    let sys = Fake {
+        masqlog_registers: false,
+        ..Fake::default()
+    };
+    let r = run(&good(), &sys);
+    assert!(
+        has(&r, Status::Fail, "plugin", "does not list MASQLOG"),
+        "{}",
+        r.render_text()
+    );
+    // no plugin lines: ulogd loads its whole directory
+    let bare: String = good()
+        .lines()
+        .filter(|l| !l.starts_with("plugin="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let r = run(&bare, &Fake::default());
+    assert!(
+        has(&r, Status::Warn, "plugin", "no plugin= lines"),
+        "{}",
+        r.render_text()
+    );
+    assert_eq!(r.exit_code(), 0);
+}
+
+#[test]
+fn destinations() {
+    let sys = Fake {
+        syslog_listening: false,
+        ..Fake::default()
+    };
+    let r = run(&good(), &sys);
+    assert!(
+        has(&r, Status::Fail, "destination", "connect fails"),
+        "{}",
+        r.render_text()
+    );
+    let r = run(
+        &good().replace("unix:/dev/log", "udp:192.0.2.9:514"),
+        &Fake::default(),
+    );
+    assert!(
+        has(&r, Status::Warn, "destination", "not checkable"),
+        "{}",
+        r.render_text()
+    );
+    assert_eq!(r.exit_code(), 0);
+    let sys = Fake {
+        tcp_open: false,
+        ..Fake::default()
+    };
+    let r = run(&good().replace("unix:/dev/log", "tcp:192.0.2.9:6514"), &sys);
+    assert!(
+        has(&r, Status::Fail, "destination", "cannot connect"),
+        "{}",
+        r.render_text()
+    );
+}
+
+#[test]
+fn transparent_ident_needs_its_routing() {
+    let text = format!("{}ident=transparent\n", good());
+    let r = run(&text, &Fake::default());
+    assert_eq!(r.count(Status::Fail), 0, "{}", r.render_text());
+    assert!(
+        has(&r, Status::Ok, "IPv4 routing", "table 100"),
+        "{}",
+        r.render_text()
+    );
+    let mut sys = Fake {
+        capable: false,
+        ..Fake::default()
+    };
+    sys.commands
+        .insert("ip route show table 100".into(), String::new());
+    sys.commands.insert("ip -6 rule show".into(), String::new());
+    sys.texts.insert(
+        "/lib/systemd/system/ulogd2.service".into(),
+        "[Service]\nExecStart=/usr/sbin/ulogd --daemon --uid ulog --pidfile /run/ulog/ulogd.pid\n"
+            .into(),
+    );
+    let r = run(&text, &sys);
+    let t = r.render_text();
+    assert!(has(&r, Status::Fail, "capability", "not permitted"), "{t}");
+    assert!(has(&r, Status::Warn, "service", "--uid"), "{t}");
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "IPv4 routing",
+            "ip route add local 0.0.0.0/0 dev lo table 100"
+        ),
+        "{t}"
+    );
+    assert!(
+        has(
+            &r,
+            Status::Warn,
+            "IPv6 rule",
+            "ip -6 rule add fwmark 0x1 lookup 100"
+        ),
+        "{t}"
+    );
+    sys.commands.remove("nft list ruleset");
+    sys.commands
+        .insert("nft list ruleset".into(), String::new());
+    let r = run(&text, &sys);
+    assert!(
+        has(&r, Status::Fail, "nftables", "socket transparent 1"),
+        "{}",
+        r.render_text()
+    );
+}
+
+#[test]
+fn json_report() {
+    let r = run(&good(), &Fake::default());
+    let mut out = Vec::new();
+    r.to_json().write(&mut out);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["exit"], 0);
+    assert_eq!(v["failures"], 0);
+    assert_eq!(v["findings"][0]["status"], "ok");
+    assert!(v["findings"].as_array().unwrap().len() >= 6);
+}
+
+#[test]
+fn a_section_without_global_or_masqlog() {
+    let r = run("[ct1]\nhash_enable=0\n", &Fake::default());
+    assert!(has(&r, Status::Fail, "[global]", "no [global] section"));
+    let r = run(&good().replace("[masq1]", "[other]"), &Fake::default());
+    assert!(
+        has(&r, Status::Warn, "[masq1] MASQLOG", "no [masq1] section"),
+        "{}",
+        r.render_text()
+    );
+}
