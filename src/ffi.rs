@@ -309,7 +309,7 @@ pub unsafe extern "C" fn masqlog_rs_configure(
             host_log(
                 bindings::ULOGD_ERROR as c_int,
                 &format!(
-                    "MASQLOG[{id}]: cannot read section [{id}] (config_parse_file error {rc}; -7 means a value of 225 characters or more)"
+                    "MASQLOG[{id}]: cannot read section [{id}] (config_parse_file error {rc}; -7: a value of 225 characters or more, a line over 254 bytes, or no newline at the end of the file)"
                 ),
             );
             return IRET_ERR;
