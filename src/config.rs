@@ -200,16 +200,20 @@ pub enum RemoteMode {
     Hash([u8; 16]),
 }
 
+/// The value of every key when ulogd.conf sets none, in `CONF_KEYS` order.
+pub fn default_values() -> Vec<RawValue> {
+    CONF_KEYS
+        .iter()
+        .map(|k| match k.kind {
+            ConfKind::Str => RawValue::Str(k.default.to_string()),
+            ConfKind::Int => RawValue::Int(k.default.parse().unwrap_or(0)),
+        })
+        .collect()
+}
+
 impl Default for Config {
     fn default() -> Self {
-        let defaults: Vec<RawValue> = CONF_KEYS
-            .iter()
-            .map(|k| match k.kind {
-                ConfKind::Str => RawValue::Str(k.default.to_string()),
-                ConfKind::Int => RawValue::Int(k.default.parse().unwrap_or(0)),
-            })
-            .collect();
-        Config::from_values(&defaults).expect("the defaults in keys.rs are valid")
+        Config::from_values(&default_values()).expect("the defaults in keys.rs are valid")
     }
 }
 
@@ -514,13 +518,7 @@ mod tests {
     use super::*;
 
     fn defaults() -> Vec<RawValue> {
-        CONF_KEYS
-            .iter()
-            .map(|k| match k.kind {
-                ConfKind::Str => RawValue::Str(k.default.into()),
-                ConfKind::Int => RawValue::Int(k.default.parse().unwrap()),
-            })
-            .collect()
+        default_values()
     }
 
     fn with(key: &str, v: RawValue) -> Result<Config, ConfigError> {

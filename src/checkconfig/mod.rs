@@ -619,7 +619,7 @@ fn check_masqlog(r: &mut Report, conf: &ConfFile, id: &str) -> Option<Config> {
             ),
         );
     }
-    let defaults = default_values();
+    let defaults = crate::config::default_values();
     let mut values = defaults.clone();
     let mut set: Vec<(usize, usize)> = Vec::new(); // (key index, line)
     for (i, k) in CONF_KEYS.iter().enumerate() {
@@ -718,17 +718,6 @@ fn destination_is_remote(section: &Section) -> bool {
         .get("destination")
         .and_then(|e| crate::config::parse_destination(&e.value))
         .is_some_and(|d| d.is_remote())
-}
-
-/// The values of every key at its default, in `CONF_KEYS` order.
-pub fn default_values() -> Vec<RawValue> {
-    CONF_KEYS
-        .iter()
-        .map(|k| match k.kind {
-            ConfKind::Str => RawValue::Str(k.default.to_string()),
-            ConfKind::Int => RawValue::Int(strtoul_int(k.default)),
-        })
-        .collect()
 }
 
 fn check_sysctls(r: &mut Report, sys: &dyn System) {
