@@ -169,7 +169,10 @@ impl Instance {
                         pool,
                         pending: HashMap::new(),
                         cap: ic.pool.queue_size + ic.pool.workers,
-                        stale: ic.pool.query.deadline * 2 + Duration::from_secs(1),
+                        // queued behind the whole queue, then asked
+                        stale: ic.pool.query.deadline
+                            * (ic.pool.queue_size.div_ceil(ic.pool.workers) as u32 + 2)
+                            + Duration::from_secs(1),
                         answers: Answers::default(),
                     });
                 }
@@ -263,7 +266,12 @@ impl Instance {
             let stale = st.stale;
             st.pending.retain(|_, (_, at)| at.elapsed() < stale);
         }
-        let accepted = st.pending.len() < st.cap && st.pool.submit(q);
+        let accepted = if st.pending.len() < st.cap {
+            st.pool.submit(q)
+        } else {
+            st.pool.count_refused();
+            false
+        };
         if accepted {
             st.pending.insert(id, (start_rec, Instant::now()));
         } else {

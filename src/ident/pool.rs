@@ -212,6 +212,11 @@ impl Shared {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// A query refused before it reached the pool (the caller's own cap).
+    fn refused(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A queued query that will not be asked because the pool stops.
     fn abandoned(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -346,6 +351,13 @@ impl Pool {
                 false
             }
         }
+    }
+
+    /// Counts a query that the caller refused without submitting it (its
+    /// own bound on queries under way was reached): it is `dropped`, like a
+    /// query refused by a full queue.
+    pub fn count_refused(&self) {
+        self.shared.refused();
     }
 
     /// The finished queries so far, each with its latency (submit to

@@ -1,7 +1,8 @@
 //! Traffic through the NAT: socat servers in the server namespace and
 //! client flows from the client namespace, run as a local user.
 //!
-//! A TCP flow sends N bytes, half-closes, and reads the server's M bytes
+//! A TCP flow sends N bytes, half-closes (after holding the connection open
+//! for [`FlowSpec::hold`], zero unless asked), and reads the server's M bytes
 //! until the server closes. A UDP flow sends one datagram of N bytes and
 //! reads the one datagram of M bytes that comes back. The client binds a
 //! known source port (`sourceport=`), so the flow can be found in
@@ -181,6 +182,10 @@ pub struct FlowSpec {
     pub send_bytes: usize,
     /// Bytes the server answers with (checked).
     pub reply_bytes: usize,
+    /// TCP: how long the client keeps the connection open after sending,
+    /// before it half-closes (so that an identd asked about the flow still
+    /// finds it); zero by default. Ignored for UDP.
+    pub hold: Duration,
 }
 
 impl FlowSpec {
@@ -194,7 +199,15 @@ impl FlowSpec {
             dport: server.port,
             send_bytes,
             reply_bytes: server.reply_bytes,
+            hold: Duration::ZERO,
         }
+    }
+
+    /// The same flow, holding its TCP connection open for `hold` after
+    /// sending (see [`FlowSpec::hold`]).
+    pub fn holding(mut self, hold: Duration) -> FlowSpec {
+        self.hold = hold;
+        self
     }
 
     /// The client's address and source port.
@@ -237,9 +250,21 @@ impl FlowSpec {
             // UDP has no end: socat waits this long for the reply.
             FlowProto::Udp => ("UDP", 1),
         };
+        let source = if self.proto == FlowProto::Tcp && !self.hold.is_zero() {
+            // The client's stdin stays open while sleep runs: socat half-closes
+            // only after it, so the connection lives at least that long.
+            format!(
+                "(head -c {} /dev/zero; sleep {}.{:03})",
+                self.send_bytes,
+                self.hold.as_secs(),
+                self.hold.subsec_millis()
+            )
+        } else {
+            format!("head -c {} /dev/zero", self.send_bytes)
+        };
         format!(
-            "head -c {} /dev/zero | socat -t {wait_secs} - '{kind}{d}:{addr},sourceport={}'",
-            self.send_bytes, self.sport
+            "{source} | socat -t {wait_secs} - '{kind}{d}:{addr},sourceport={}'",
+            self.sport
         )
     }
 }
@@ -309,6 +334,7 @@ mod tests {
             dport: 8080,
             send_bytes: 100,
             reply_bytes: 300,
+            hold: Duration::ZERO,
         }
     }
 
@@ -322,6 +348,17 @@ mod tests {
             spec(FlowProto::Udp, Family::V6).script(),
             "head -c 100 /dev/zero | socat -t 1 - 'UDP6:[2001:db8:113::7]:8080,sourceport=40001'"
         );
+    }
+
+    #[test]
+    fn a_held_tcp_flow_sleeps_before_half_closing() {
+        let held = spec(FlowProto::Tcp, Family::V4).holding(Duration::from_millis(2500));
+        assert_eq!(
+            held.script(),
+            "(head -c 100 /dev/zero; sleep 2.500) | socat -t 10 - 'TCP4:203.0.113.7:8080,sourceport=40001'"
+        );
+        let udp = spec(FlowProto::Udp, Family::V4).holding(Duration::from_secs(2));
+        assert!(udp.script().starts_with("head -c 100 /dev/zero | socat"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The namespace lab: a client, a NAT router and a server in three network
-//! namespaces, with the real daemons (ulogd, rsyslog, conntrack, socat)
-//! started under guards, for `masqlog lab` and the end-to-end tests.
+//! namespaces, with the real daemons (ulogd, rsyslog, conntrack, socat,
+//! oidentd) started under guards, for `masqlog lab` and the end-to-end tests.
 //!
 //! ```text
 //!  <prefix>-client          <prefix>-router                       <prefix>-server
@@ -25,7 +25,10 @@
 pub mod conf;
 pub mod conntrack;
 pub mod flow;
+pub mod hostile;
+pub mod ident;
 pub mod logged;
+pub mod oidentd;
 pub mod process;
 pub mod reaper;
 pub mod rsyslog;
@@ -41,7 +44,10 @@ use std::io;
 pub use conf::{Example, UlogdConf};
 pub use conntrack::{ConntrackWatch, CtEvent, CtKind, CtTuple};
 pub use flow::{Family, FlowProto, FlowResult, FlowSpec, Server};
+pub use hostile::{Behaviour, HostileIdentd, Plan};
+pub use ident::IdentMode;
 pub use logged::{Logged, Received};
+pub use oidentd::Oidentd;
 pub use process::{Signal, Supervised};
 pub use rsyslog::{Rsyslog, RsyslogOptions};
 pub use session::{Session, SessionOptions};

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::conntrack::{ConntrackWatch, CtEvent};
 use super::flow::{Family, FlowProto, FlowResult, FlowSpec, Server};
+use super::ident::IdentMode;
 use super::logged::{self, Received};
+use super::oidentd::Oidentd;
 use super::rsyslog::{REMOTE_PORT, Rsyslog, RsyslogOptions};
 use super::topology::{Lab, LabOptions, SERVER_V4, client_addr};
 use super::ulogd::{self, Ulogd};
@@ -39,8 +41,17 @@ pub struct SessionOptions {
     /// The built plugin; default [`ulogd::find_plugin`].
     pub so: Option<PathBuf>,
     /// Changes to the example after substitution: (section, key, value).
+    /// Applied last, over the IDENT keys.
     pub set: Vec<(String, String, String)>,
     pub lab: LabOptions,
+    /// IDENT lookups (`ident=` of `[masq1]`); off by default. Plain and
+    /// transparent mode also get what they need in the namespaces (see
+    /// [`Session::start`]).
+    pub ident: IdentMode,
+    /// With `ident` plain or transparent: start oidentd on the client
+    /// (default `true`). `false` leaves port 113 to the test (a hostile
+    /// identd, or nothing: `refused`).
+    pub oidentd: bool,
 }
 
 impl SessionOptions {
@@ -50,7 +61,22 @@ impl SessionOptions {
             so: None,
             set: Vec::new(),
             lab: LabOptions::default(),
+            ident: IdentMode::Off,
+            oidentd: true,
         }
+    }
+
+    /// The same with IDENT lookups in `mode`.
+    pub fn with_ident(mut self, mode: IdentMode) -> SessionOptions {
+        self.ident = mode;
+        self
+    }
+
+    /// Adds a change to the example: `key=value` in `[section]`.
+    pub fn set_key(&mut self, section: &str, key: &str, value: &str) -> &mut SessionOptions {
+        self.set
+            .push((section.to_string(), key.to_string(), value.to_string()));
+        self
     }
 }
 
@@ -67,14 +93,20 @@ pub struct Session {
     pub conntrack: ConntrackWatch,
     pub rsyslog: Rsyslog,
     pub servers: Vec<Server>,
+    /// The client's oidentd, when the session started one.
+    pub oidentd: Option<Oidentd>,
+    pub ident: IdentMode,
     pub lab: Lab,
 }
 
 impl Session {
     /// Builds the lab and starts, in order: the receiver, `conntrack -E`,
-    /// the servers, ulogd with the example config (its placeholders
-    /// replaced by the lab's paths, nothing else changed unless
-    /// `opts.set` says so).
+    /// the servers, for IDENT the router's transparent routing (transparent
+    /// mode) and oidentd on the client (`-P 10.99.0.1` in plain mode, stock
+    /// in transparent mode; unless `opts.oidentd` is false), then ulogd with
+    /// the example config (its placeholders replaced by the lab's paths,
+    /// `ident=` set when not off, nothing else changed unless `opts.set`
+    /// says so).
     pub fn start(opts: &SessionOptions) -> Result<Session, LabError> {
         let lab = Lab::with_options(&opts.lab)?;
         let so = match &opts.so {
@@ -96,10 +128,23 @@ impl Session {
             servers.push(lab.serve(FlowProto::Tcp, family, TCP_PORT, TCP_REPLY)?);
             servers.push(lab.serve(FlowProto::Udp, family, UDP_PORT, UDP_REPLY)?);
         }
+        if opts.ident == IdentMode::Transparent {
+            lab.transparent_ident_routing()?;
+        }
+        let oidentd = if opts.ident != IdentMode::Off && opts.oidentd {
+            Some(Oidentd::start(&lab, opts.ident.oidentd_proxy())?)
+        } else {
+            None
+        };
         let mut subs = ulogd::substitutions(&lab, "ulogd", &installed);
         subs.syslog_socket = rsyslog.socket_path();
         subs.remote = Some(remote_receiver());
         let mut conf = UlogdConf::from_example(opts.example, &subs)?;
+        if opts.ident != IdentMode::Off {
+            for (key, value) in opts.ident.conf_keys() {
+                conf.set(MASQ_ID, key, value);
+            }
+        }
         for (section, key, value) in &opts.set {
             conf.set(section, key, value);
         }
@@ -110,6 +155,8 @@ impl Session {
             conntrack,
             rsyslog,
             servers,
+            oidentd,
+            ident: opts.ident,
             lab,
         })
     }
@@ -120,6 +167,19 @@ impl Session {
             .iter()
             .find(|s| s.proto == proto && s.family == family)
             .expect("one server per protocol and family")
+    }
+
+    /// A flow as `user` to the server of `proto`/`family`, sending
+    /// `send_bytes`, from a fresh source port, to adjust (e.g.
+    /// [`FlowSpec::holding`]) and run with `lab.flow`.
+    pub fn flow_spec(
+        &self,
+        user: &str,
+        proto: FlowProto,
+        family: Family,
+        send_bytes: usize,
+    ) -> FlowSpec {
+        FlowSpec::to(&self.lab, self.server(proto, family), user, send_bytes)
     }
 
     /// Runs a flow as `user` to the server of `proto`/`family`, sending
@@ -184,6 +244,41 @@ impl Session {
                 .iter()
                 .all(|f| r.has(f, Event::Start) && r.has(f, Event::End));
             Ok(all.then_some(r))
+        })
+    }
+
+    /// Waits until the receiver has an ident line for each flow, and
+    /// returns what it has then. The timeout error names the flows still
+    /// without one.
+    pub fn wait_ident(
+        &mut self,
+        flows: &[FlowSpec],
+        timeout: Duration,
+    ) -> Result<Received, LabError> {
+        let what = format!("ident lines of {} flows", flows.len());
+        let waited = wait::poll(&what, timeout, || {
+            let r = self.received();
+            let all = flows.iter().all(|f| r.has(f, Event::Ident));
+            Ok(all.then_some(r))
+        });
+        waited.map_err(|e| match e {
+            LabError::Timeout { what, secs } => {
+                let r = self.received();
+                let missing: Vec<String> = flows
+                    .iter()
+                    .filter(|f| !r.has(f, Event::Ident))
+                    .map(FlowSpec::label)
+                    .collect();
+                LabError::Timeout {
+                    what: format!(
+                        "{what} ({} without one: {})",
+                        missing.len(),
+                        missing.join(", ")
+                    ),
+                    secs,
+                }
+            }
+            other => other,
         })
     }
 }

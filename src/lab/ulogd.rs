@@ -231,6 +231,9 @@ pub struct StatsLine {
     pub dropped: u64,
     /// Every `key=N` of the line, the four above included.
     pub all: BTreeMap<String, u64>,
+    /// The `key=N` after `ident:` (the pool's counters: sent, answered,
+    /// failed, dropped, lost, mean_ms, max_ms); empty without IDENT.
+    pub ident: BTreeMap<String, u64>,
 }
 
 /// Finds the statistics lines in a ulogd log. ulogd 2.0.8 sometimes writes
@@ -250,14 +253,12 @@ pub fn parse_stats(log: &str) -> Vec<StatsLine> {
         if what.contains(' ') {
             continue;
         }
-        let mut all = BTreeMap::new();
-        for tok in fields.split_whitespace() {
-            let Some((k, v)) = tok.split_once('=') else {
-                break;
-            };
-            let Ok(v) = v.parse::<u64>() else { break };
-            all.insert(k.to_string(), v);
-        }
+        let (sink, ident_fields) = match fields.split_once(" ident: ") {
+            Some((s, i)) => (s, Some(i)),
+            None => (fields, None),
+        };
+        let all = key_values(sink);
+        let ident = ident_fields.map(key_values).unwrap_or_default();
         let get = |k: &str| all.get(k).copied();
         let (Some(waiting), Some(written), Some(failed), Some(dropped)) = (
             get("waiting"),
@@ -275,9 +276,23 @@ pub fn parse_stats(log: &str) -> Vec<StatsLine> {
             failed,
             dropped,
             all,
+            ident,
         });
     }
     out
+}
+
+/// The leading `key=N` tokens of `fields`.
+fn key_values(fields: &str) -> BTreeMap<String, u64> {
+    let mut all = BTreeMap::new();
+    for tok in fields.split_whitespace() {
+        let Some((k, v)) = tok.split_once('=') else {
+            break;
+        };
+        let Ok(v) = v.parse::<u64>() else { break };
+        all.insert(k.to_string(), v);
+    }
+    all
 }
 
 #[cfg(test)]
@@ -303,9 +318,22 @@ mod tests {
             ("masq1", "stats", 2, 10, 3)
         );
         assert_eq!(s[0].all.get("events"), Some(&12));
+        assert!(s[0].ident.is_empty());
         assert_eq!(
             (s[1].instance.as_str(), s[1].what.as_str(), s[1].dropped),
             ("m2", "stopped", 1)
         );
+    }
+
+    #[test]
+    fn ident_counters_are_kept_apart() {
+        let log = "x MASQLOG[masq1] stats: waiting=0 written=9 failed=0 dropped=0 events=9 \
+                   ident: sent=4 answered=1 failed=3 dropped=7 lost=0 mean_ms=12 max_ms=1500\n";
+        let s = parse_stats(log);
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].dropped, s[0].all.get("events")), (0, Some(&9)));
+        assert_eq!(s[0].ident.get("dropped"), Some(&7));
+        assert_eq!(s[0].ident.get("max_ms"), Some(&1500));
+        assert_eq!(s[0].ident.len(), 7);
     }
 }

@@ -6,9 +6,13 @@
 //! to this test binary (or `$MASQLOG_SO`).
 
 mod bad_config;
+mod checkconfig;
 mod flows;
+mod forensics;
 mod harness;
+mod ident;
 mod info;
 mod oracle;
 mod outage;
+mod package;
 mod version;

@@ -48,11 +48,18 @@ fn patched(bin: &Path, from: &str, to: &str, dir: &Path) -> Result<PathBuf, Stri
     Ok(out)
 }
 
+/// Removes the test's directory when the test ends, also on failure.
 struct Setup {
     dir: TempDir,
     bin: PathBuf,
     version: String,
     so: PathBuf,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.dir.path());
+    }
 }
 
 fn setup(test: &str) -> Option<Setup> {

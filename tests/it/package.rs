@@ -1,0 +1,469 @@
+//! The Debian package end to end: `debian-pkg/build` makes the .deb from
+//! this build, apt installs it, the files, man pages, conffiles and the
+//! plugin are where Debian looks for them, stock ulogd with the packaged
+//! plugin and the packaged example config logs a flow in the lab through
+//! the packaged rsyslog drop-in, and `apt-get purge` leaves nothing behind
+//! but the logs.
+//!
+//! This installs a package on the machine (a CI machine: fine), and leaves
+//! it as it found it: a guard purges the package and puts back any file the
+//! package replaced, also when the test fails.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use masqlog::lab::conntrack::ConntrackWatch;
+use masqlog::lab::process::{self, Supervised};
+use masqlog::lab::rsyslog::read_lines;
+use masqlog::lab::session::{DESTROY_WAIT, LINE_WAIT, TCP_PORT, TCP_REPLY};
+use masqlog::lab::tempdir::TempDir;
+use masqlog::lab::topology::{SHORT_WAIT, client_addr};
+use masqlog::lab::{Family, FlowProto, FlowSpec, Role, UlogdConf, logged, ulogd, wait};
+use masqlog::record::Event;
+
+use crate::harness::{self, ok, skip};
+
+const PLUGIN: &str = "/usr/lib/x86_64-linux-gnu/ulogd/ulogd_output_MASQLOG.so";
+const EXAMPLE_CONF: &str = "/etc/ulogd-masqlog.conf";
+const RSYSLOG_DROPIN: &str = "/etc/rsyslog.d/30-masqlog.conf";
+const LOGROTATE: &str = "/etc/logrotate.d/masqlog";
+const MASQLOG_LOG: &str = "/var/log/masqlog.log";
+/// The man pages every subcommand must have (and `masqlog`).
+const PAGES: &[&str] = &[
+    "masqlog",
+    "masqlog-lab",
+    "masqlog-portblock",
+    "masqlog-install-plugin",
+    "masqlog-check-config",
+];
+
+fn run(argv: &[&str], cwd: Option<&Path>) -> Output {
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", argv.join(" ")))
+}
+
+fn must(argv: &[&str], cwd: Option<&Path>) -> String {
+    let out = run(argv, cwd);
+    assert!(
+        out.status.success(),
+        "`{}` failed ({}):\n{}{}",
+        argv.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn is_installed() -> bool {
+    run(&["dpkg-query", "-W", "-f=${Status}", "masqlog"], None)
+        .stdout
+        .starts_with(b"install ok installed")
+}
+
+/// Every path under the trees a package may touch, less the package
+/// manager's own bookkeeping and logs.
+fn snapshot() -> BTreeSet<String> {
+    let out = run(
+        &[
+            "find",
+            "/etc",
+            "/usr",
+            "/opt",
+            "/var/lib",
+            "/var/log",
+            "-xdev",
+            "(",
+            "-path",
+            "/var/lib/dpkg",
+            "-o",
+            "-path",
+            "/var/lib/apt",
+            "-o",
+            "-path",
+            "/var/log/apt",
+            "-o",
+            "-path",
+            "/var/lib/systemd",
+            ")",
+            "-prune",
+            "-o",
+            "-print",
+        ],
+        None,
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !matches!(*l, "/var/log/dpkg.log" | "/var/log/alternatives.log"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Purges the package and restores what it replaced, on drop.
+struct Installed {
+    /// (original path, saved copy) of files the package overwrote.
+    saved: Vec<(PathBuf, PathBuf)>,
+    /// Files the test made that the machine did not have.
+    made: Vec<PathBuf>,
+    _dir: TempDir,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        // harmless when the test purged it already
+        let out = run(&["dpkg", "--purge", "masqlog"], None);
+        if !out.status.success() {
+            eprintln!(
+                "package test: dpkg --purge masqlog failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for (orig, copy) in &self.saved {
+            if let Err(e) = std::fs::copy(copy, orig) {
+                eprintln!("package test: cannot restore {}: {e}", orig.display());
+            }
+        }
+        for f in &self.made {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// What the package test needs, or why it cannot run.
+fn preflight() -> Result<(), String> {
+    masqlog::lab::preflight().map_err(|e| e.to_string())?;
+    for tool in [
+        "dpkg-deb", "apt-get", "man", "strip", "readelf", "objdump", "gzip",
+    ] {
+        process::find_tool(tool).map_err(|e| e.to_string())?;
+    }
+    if let Ok(rd) = std::fs::read_dir("/etc/dpkg/dpkg.cfg.d") {
+        for e in rd.flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            if text
+                .lines()
+                .any(|l| l.trim_start().starts_with("path-exclude"))
+            {
+                return Err(format!(
+                    "{} excludes paths from packages (a minimal image): man pages and docs would not be installed",
+                    e.path().display()
+                ));
+            }
+        }
+    }
+    if is_installed() {
+        return Err(
+            "the masqlog package is already installed here: the test would remove it".into(),
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_debian_package_installs_works_and_purges_clean() {
+    let test = "the_debian_package_installs_works_and_purges_clean";
+    if let Err(why) = preflight() {
+        return skip(test, &why);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = ok(TempDir::create("masqlog-pkg"), "temporary directory");
+    let so = ok(ulogd::find_plugin(), "plugin");
+    let deb = must(
+        &[
+            &root.join("debian-pkg/build").to_string_lossy(),
+            "--no-build",
+            "--bin",
+            env!("CARGO_BIN_EXE_masqlog"),
+            "--so",
+            &so.to_string_lossy(),
+            "--out",
+            &dir.path().to_string_lossy(),
+        ],
+        None,
+    );
+    let deb = PathBuf::from(deb.trim());
+    let contents = must(&["dpkg-deb", "-c", &deb.to_string_lossy()], None);
+    let files: Vec<PathBuf> = contents
+        .lines()
+        .filter(|l| !l.starts_with('d'))
+        .filter_map(|l| l.split_whitespace().last())
+        .map(|p| PathBuf::from(p.trim_start_matches('.')))
+        .collect();
+
+    // Keep what the package will overwrite, and the machine's file list.
+    let saved_dir = dir.path().join("saved");
+    std::fs::create_dir_all(&saved_dir).unwrap();
+    let mut guard = Installed {
+        saved: Vec::new(),
+        made: Vec::new(),
+        _dir: dir,
+    };
+    for (i, f) in files.iter().enumerate() {
+        if f.is_file() {
+            let copy = saved_dir.join(i.to_string());
+            std::fs::copy(f, &copy).unwrap();
+            guard.saved.push((f.clone(), copy));
+        }
+    }
+    let before = snapshot();
+
+    let deb_dir = deb.parent().unwrap();
+    let name = format!("./{}", deb.file_name().unwrap().to_string_lossy());
+    must(
+        &["apt-get", "install", "-y", "--no-install-recommends", &name],
+        Some(deb_dir),
+    );
+    assert!(is_installed());
+
+    // dpkg -L names every file; they are where Debian looks
+    let listed = must(&["dpkg", "-L", "masqlog"], None);
+    for f in &files {
+        assert!(
+            listed.lines().any(|l| Path::new(l) == f),
+            "dpkg -L lacks {}",
+            f.display()
+        );
+        assert!(f.exists(), "{} not installed", f.display());
+    }
+    for must_have in [
+        PLUGIN,
+        "/usr/bin/masqlog",
+        EXAMPLE_CONF,
+        RSYSLOG_DROPIN,
+        LOGROTATE,
+        "/usr/share/man/man5/ulogd_output_MASQLOG.5.gz",
+        "/usr/share/bash-completion/completions/masqlog",
+        "/usr/share/zsh/vendor-completions/_masqlog",
+        "/usr/share/fish/vendor_completions.d/masqlog.fish",
+        "/usr/share/doc/masqlog/examples/ident-transparent.sh",
+        "/usr/share/doc/masqlog/examples/masqlog-portblock.timer",
+        "/usr/share/doc/masqlog/copyright",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == must_have),
+            "dpkg -L lacks {must_have}"
+        );
+    }
+    let conffiles = must(&["dpkg-query", "-W", "-f=${Conffiles}", "masqlog"], None);
+    for c in [EXAMPLE_CONF, RSYSLOG_DROPIN, LOGROTATE] {
+        assert!(conffiles.contains(c), "{c} is not a conffile: {conffiles}");
+    }
+
+    // man finds every page: the plugin's, the command's, each subcommand's
+    let page5 = must(&["man", "-w", "5", "ulogd_output_MASQLOG"], None);
+    assert_eq!(
+        page5.trim(),
+        "/usr/share/man/man5/ulogd_output_MASQLOG.5.gz"
+    );
+    let mut pages: Vec<String> = PAGES.iter().map(|p| p.to_string()).collect();
+    if run(&["/usr/bin/masqlog", "lookup", "--help"], None)
+        .status
+        .success()
+    {
+        pages.push("masqlog-lookup".into());
+    }
+    for p in &pages {
+        let w = must(&["man", "-w", "8", p], None);
+        assert_eq!(
+            w.trim(),
+            format!("/usr/share/man/man8/{p}.8.gz"),
+            "man -w 8 {p}"
+        );
+    }
+    let rendered = must(&["man", "-P", "cat", "5", "ulogd_output_MASQLOG"], None);
+    assert!(rendered.contains("queue_size"), "{rendered}");
+
+    // stock ulogd takes the packaged plugin
+    let info = must(&["ulogd", "-i", PLUGIN], None);
+    assert!(info.lines().any(|l| l.trim() == "Name: MASQLOG"), "{info}");
+    if process::find_tool("logrotate").is_ok() {
+        must(&["logrotate", "-d", LOGROTATE], None);
+    }
+
+    logs_a_flow_with_the_packaged_files(test);
+
+    // purge: the logs stay, everything else goes
+    let made_log = !Path::new(MASQLOG_LOG).exists();
+    if made_log {
+        std::fs::write(MASQLOG_LOG, "evidence\n").unwrap();
+        guard.made.push(MASQLOG_LOG.into());
+    }
+    must(&["apt-get", "purge", "-y", "masqlog"], None);
+    assert!(!is_installed());
+    assert!(
+        Path::new(MASQLOG_LOG).exists(),
+        "purge removed {MASQLOG_LOG}"
+    );
+    for f in &files {
+        let was_there = guard.saved.iter().any(|(o, _)| o == f);
+        assert!(
+            was_there || !f.exists(),
+            "{} is left after purge",
+            f.display()
+        );
+    }
+    let mut after = snapshot();
+    if made_log {
+        after.remove(MASQLOG_LOG);
+    }
+    let gone: Vec<&String> = before.difference(&after).collect();
+    let left: Vec<&String> = after.difference(&before).collect();
+    assert!(
+        gone.is_empty() && left.is_empty(),
+        "purge did not restore the file list: gone {gone:#?}, left {left:#?}"
+    );
+    drop(guard);
+}
+
+/// In a lab: the packaged rsyslog drop-in (writing to the lab instead of
+/// /var/log) in an rsyslogd of its own, stock ulogd with the packaged
+/// example config (its log file and syslog socket moved into the lab), and
+/// one TCP flow through the NAT: its start and end lines reach the
+/// drop-in's file and nothing else; another program's line does the
+/// opposite.
+fn logs_a_flow_with_the_packaged_files(test: &str) {
+    let Some(lab) = harness::lab(test) else {
+        return;
+    };
+    let dir = lab.path("pkg-rsyslog");
+    std::fs::create_dir_all(&dir).unwrap();
+    let masqlog_log = dir.join("masqlog.log");
+    let other_log = dir.join("syslog");
+    let sock = dir.join("log.sock");
+    let dropin = std::fs::read_to_string(RSYSLOG_DROPIN).unwrap();
+    assert!(dropin.contains(MASQLOG_LOG));
+    let conf = format!(
+        "global(workDirectory=\"{d}\")\n\
+         module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+         input(type=\"imuxsock\" Socket=\"{s}\" CreatePath=\"on\" RateLimit.Interval=\"0\")\n\
+         {dropin}\n\
+         action(type=\"omfile\" file=\"{o}\")\n",
+        d = dir.display(),
+        s = sock.display(),
+        dropin = dropin.replace(MASQLOG_LOG, &masqlog_log.to_string_lossy()),
+        o = other_log.display(),
+    );
+    let conf_path = dir.join("rsyslog.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let conf_s = conf_path.to_string_lossy().into_owned();
+    must(&["rsyslogd", "-N1", "-f", &conf_s], None);
+    let pid = dir.join("rsyslogd.pid").to_string_lossy().into_owned();
+    let mut rsyslog: Supervised = ok(
+        lab.spawn(
+            None,
+            "rsyslog-pkg",
+            &["rsyslogd", "-n", "-f", &conf_s, "-i", &pid],
+        ),
+        "starting rsyslogd",
+    );
+    ok(
+        wait::poll("the rsyslog socket", SHORT_WAIT, || {
+            Ok(sock.exists().then_some(()))
+        }),
+        "rsyslogd",
+    );
+
+    let packaged = std::fs::read_to_string(EXAMPLE_CONF).unwrap();
+    let mut ulogd_conf = UlogdConf::from_text(&packaged);
+    ulogd_conf
+        .set(
+            "global",
+            "logfile",
+            &format!("\"{}\"", lab.path("ulogd.log").display()),
+        )
+        .set("masq1", "destination", &format!("unix:{}", sock.display()));
+    assert!(ulogd_conf.text().contains(&format!("plugin=\"{PLUGIN}\"")));
+    // check-config agrees before ulogd starts
+    let conf_file = lab.path("ulogd-pkg.conf");
+    ok(ulogd_conf.write(&conf_file), "writing the config");
+    let out = run(
+        &[
+            "/usr/bin/masqlog",
+            "check-config",
+            "--netns",
+            &lab.ns(Role::Router),
+            &conf_file.to_string_lossy(),
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let mut conntrack: ConntrackWatch = ok(lab.watch_conntrack(), "conntrack -E");
+    let server = ok(
+        lab.serve(FlowProto::Tcp, Family::V4, TCP_PORT, TCP_REPLY),
+        "server",
+    );
+    let mut u = ok(
+        lab.start_ulogd("ulogd", &ulogd_conf),
+        "ulogd with the packaged config",
+    );
+    let spec = FlowSpec::to(&lab, &server, "alice", 1000);
+    ok(lab.flow(&spec), "the flow");
+    ok(
+        conntrack.wait_destroy(
+            client_addr(Family::V4),
+            spec.sport,
+            FlowProto::Tcp,
+            DESTROY_WAIT,
+        ),
+        "DESTROY",
+    );
+    let received = ok(
+        wait::poll(
+            "start and end lines in the drop-in's file",
+            LINE_WAIT,
+            || {
+                let r = logged::read(&read_lines(&masqlog_log));
+                Ok((r.has(&spec, Event::Start) && r.has(&spec, Event::End)).then_some(r))
+            },
+        ),
+        "masqlog lines",
+    );
+    assert!(received.unreadable.is_empty(), "{:?}", received.unreadable);
+    assert!(u.log().contains("MASQLOG[masq1] started"), "{}", u.log());
+    must(
+        &[
+            "logger",
+            "--socket-errors=on",
+            "-u",
+            &sock.to_string_lossy(),
+            "-t",
+            "other",
+            "not a flow",
+        ],
+        None,
+    );
+    ok(
+        wait::poll("the other line", SHORT_WAIT, || {
+            Ok(read_lines(&other_log)
+                .iter()
+                .any(|l| l.contains("not a flow"))
+                .then_some(()))
+        }),
+        "catch-all file",
+    );
+    let other = read_lines(&other_log);
+    assert!(
+        !other.iter().any(|l| l.contains("masqlog/1")),
+        "masqlog lines also reached the catch-all file: {other:#?}"
+    );
+    assert!(
+        !read_lines(&masqlog_log)
+            .iter()
+            .any(|l| l.contains("not a flow"))
+    );
+    let _ = u.stop();
+    let _ = rsyslog.stop();
+}
