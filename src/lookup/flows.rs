@@ -56,6 +56,8 @@ pub struct Flow {
     pub masq: Endpoint,
     /// `None` when no line of the flow has it (`remote=omit|hash`).
     pub remote: Option<Endpoint>,
+    /// `remote_hash=` of a line that left the remote out (`remote=hash`).
+    pub remote_hash: Option<u128>,
     pub start: Option<Timestamp>,
     pub end: FlowEnd,
     pub out: Option<Counters>,
@@ -78,6 +80,7 @@ impl Flow {
             client: p.client,
             masq: p.masq,
             remote: p.remote,
+            remote_hash: p.remote_hash,
             start: p.start,
             end: FlowEnd::Open,
             out: None,
@@ -95,6 +98,9 @@ impl Flow {
         self.lines.push(i);
         if self.remote.is_none() {
             self.remote = p.remote;
+        }
+        if self.remote_hash.is_none() {
+            self.remote_hash = p.remote_hash;
         }
         if self.start.is_none() {
             self.start = p.start;

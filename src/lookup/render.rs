@@ -224,10 +224,9 @@ fn flow_block(out: &mut String, scan: &Scan, q: &Query, m: &Match) {
     let _ = writeln!(out, "  protocol  {proto}");
     let mut remote = match &f.remote {
         Some(r) => ep(r),
-        None => match f.extra.iter().find(|(k, _)| k == "remote_hash") {
-            Some((_, h)) => format!(
-                "not logged; remote_hash={} (comparing needs the plugin's remote_hash_key)",
-                show_bytes(h)
+        None => match f.remote_hash {
+            Some(h) => format!(
+                "not logged; remote_hash={h:032x} (comparing needs the plugin's remote_hash_key)"
             ),
             None => "not logged".to_string(),
         },

@@ -1101,11 +1101,7 @@ fn flows_logged_without_their_remote_are_found_and_not_ruled_out() {
     assert!(v.matches[1].remote_unknown && v.matches[2].remote_unknown);
     let hashed = v.matches.iter().find(|m| m.flow.id == Some(2)).unwrap();
     assert_eq!(hashed.flow.remote, None);
-    assert!(
-        hashed.flow.extra.iter().any(|(k, _)| k == "remote_hash"),
-        "{:?}",
-        hashed.flow.extra
-    );
+    assert!(hashed.flow.remote_hash.is_some(), "{:?}", hashed.flow);
     let text = render::human(
         &scan,
         &render::Answer {
