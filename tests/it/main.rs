@@ -15,4 +15,5 @@ mod info;
 mod oracle;
 mod outage;
 mod package;
+mod privacy;
 mod version;
