@@ -142,6 +142,8 @@ Columns (steady phase: flows in bursts of 64 at the set rate; flood: as fast as 
   lines          start and end lines that reached the sink, both phases
   ident          IDENT lines (ident=plain rows)
   lost           2 x flows (NEW + DESTROY) - lines, both phases (floor: events NOOP did not see)
+  queue drops    of those, records MASQLOG dropped because its queue (queue_size) was full
+                 (its "dropped=" count); the rest never reached ulogd (the kernel dropped them)
   losing         "losing events" messages in ulogd's log
   NEW lag s      flood: seconds from the generator's end until the last start line arrived
                  (- for a buffered file, or when start lines were lost)
