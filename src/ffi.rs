@@ -204,13 +204,7 @@ pub extern "C" fn masqlog_rs_register() {
 unsafe fn instance_id(pi: *const ulogd_pluginstance) -> String {
     // SAFETY: per the contract `pi` is live; `id` is a fixed array that ulogd
     // NUL-terminates (ids are at most 30 characters).
-    let id = unsafe { &(*pi).id };
-    let bytes: Vec<u8> = id
-        .iter()
-        .take_while(|c| **c != 0)
-        .map(|c| *c as u8)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+    fixed_str(unsafe { &(*pi).id })
 }
 
 /// The instance slot in ulogd's private area.
