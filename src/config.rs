@@ -54,6 +54,8 @@ pub enum Destination {
     Udp(SocketAddr),
     /// Remote syslog over TCP with octet counting (RFC 6587).
     Tcp(SocketAddr),
+    /// Remote syslog over RELP: every message is acknowledged.
+    Relp(SocketAddr),
 }
 
 impl Destination {
@@ -70,6 +72,7 @@ impl fmt::Display for Destination {
             Destination::Unix(p) => write!(f, "unix:{}", p.display()),
             Destination::Udp(a) => write!(f, "udp:{a}"),
             Destination::Tcp(a) => write!(f, "tcp:{a}"),
+            Destination::Relp(a) => write!(f, "relp:{a}"),
         }
     }
 }
@@ -188,6 +191,29 @@ pub struct Config {
     /// How the remote endpoint is written (config keys `remote`,
     /// `remote_hash_key`).
     pub remote: RemoteMode,
+    /// `None`: no spool (`spool_size_mb=0`).
+    pub spool: Option<SpoolConfig>,
+}
+
+/// The on-disk spool (config keys `spool_dir`, `spool_size_mb`,
+/// `spool_sync_ms`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpoolConfig {
+    /// The directory as configured; the plugin adds the instance's own
+    /// subdirectory (see [`SpoolConfig::for_instance`]).
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub sync: Duration,
+}
+
+impl SpoolConfig {
+    /// The spool of the instance `id`: its own subdirectory.
+    pub fn for_instance(&self, id: &str) -> SpoolConfig {
+        SpoolConfig {
+            dir: self.dir.join(id),
+            ..self.clone()
+        }
+    }
 }
 
 /// How the remote endpoint is logged.
@@ -307,13 +333,14 @@ impl Reader<'_> {
 }
 
 /// Parses `HOST:PORT` where HOST is an IPv4 literal or a bracketed IPv6
-/// literal.
-fn parse_socket_addr(s: &str) -> Option<SocketAddr> {
+/// literal; a bare address gets `default_port`.
+fn parse_socket_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return (a.port() != 0).then_some(a);
     }
-    // an IPv4 or IPv6 address without port: default syslog port 514
-    s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 514))
+    s.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, default_port))
 }
 
 /// Parses the `destination` key.
@@ -323,8 +350,10 @@ pub fn parse_destination(s: &str) -> Option<Destination> {
         "unix" if rest.starts_with('/') && rest.len() < 108 => {
             Some(Destination::Unix(PathBuf::from(rest)))
         }
-        "udp" => parse_socket_addr(rest).map(Destination::Udp),
-        "tcp" => parse_socket_addr(rest).map(Destination::Tcp),
+        "udp" => parse_socket_addr(rest, 514).map(Destination::Udp),
+        "tcp" => parse_socket_addr(rest, 514).map(Destination::Tcp),
+        // no assigned port; 2514 is what rsyslog's documentation uses
+        "relp" => parse_socket_addr(rest, 2514).map(Destination::Relp),
         _ => None,
     }
 }
@@ -364,7 +393,7 @@ impl Config {
         let destination = parse_destination(dest).ok_or_else(|| ConfigError {
             key: "destination",
             value: format!("{dest:?}"),
-            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT or tcp:IP:PORT (IPv6 as [ADDR]:PORT)".into(),
+            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT, tcp:IP:PORT or relp:IP:PORT (IPv6 as [ADDR]:PORT)".into(),
         })?;
         let facility = r.choice("facility", FACILITIES).map_err(|e| ConfigError {
             allowed: format!("one of {}", names(FACILITIES)),
@@ -393,6 +422,7 @@ impl Config {
         let retry = r.int("retry_interval_ms", 10, 600_000)? as u64;
         let ident = Self::ident(&r)?;
         let remote = Self::remote(&r)?;
+        let spool = Self::spool(&r)?;
         Ok(Config {
             format,
             nat,
@@ -407,7 +437,30 @@ impl Config {
             retry_interval: Duration::from_millis(retry),
             ident,
             remote,
+            spool,
         })
+    }
+
+    fn spool(r: &Reader<'_>) -> Result<Option<SpoolConfig>, ConfigError> {
+        let dir = r.string("spool_dir")?;
+        let size = r.int("spool_size_mb", 0, 1_048_576)?;
+        let sync = r.int("spool_sync_ms", 0, 60_000)?;
+        if size == 0 {
+            return Ok(None);
+        }
+        if !dir.starts_with('/') || dir.len() > 200 || dir.contains('\n') {
+            return Err(ConfigError {
+                key: "spool_dir",
+                value: format!("{dir:?}"),
+                allowed: "an absolute path of at most 200 bytes (or spool_size_mb=0 for no spool)"
+                    .into(),
+            });
+        }
+        Ok(Some(SpoolConfig {
+            dir: PathBuf::from(dir),
+            max_bytes: (size as u64) << 20,
+            sync: Duration::from_millis(sync as u64),
+        }))
     }
 
     fn remote(r: &Reader<'_>) -> Result<RemoteMode, ConfigError> {

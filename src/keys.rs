@@ -43,7 +43,7 @@ pub const CONF_KEYS: &[ConfKey] = &[
         name: "destination",
         kind: ConfKind::Str,
         default: "unix:/dev/log",
-        help: "syslog destination: unix:PATH (local datagram socket), udp:HOST:PORT or tcp:HOST:PORT (RFC 6587 octet counting); IPv6 hosts in brackets",
+        help: "syslog destination: unix:PATH (local datagram socket), udp:HOST:PORT, tcp:HOST:PORT (RFC 6587 octet counting) or relp:HOST:PORT (RELP, every message acknowledged by the receiver; port 2514 when left out); IPv6 hosts in brackets",
     },
     ConfKey {
         name: "facility",
@@ -92,6 +92,24 @@ pub const CONF_KEYS: &[ConfKey] = &[
         kind: ConfKind::Int,
         default: "1000",
         help: "milliseconds between reconnection attempts to a failed destination (10 .. 600000)",
+    },
+    ConfKey {
+        name: "spool_dir",
+        kind: ConfKind::Str,
+        default: "/var/spool/masqlog",
+        help: "directory of the on-disk spool, which keeps records while the destination is down and replays them in order when it is back; the instance's own subdirectory (named by its id) is created in it, mode 0700",
+    },
+    ConfKey {
+        name: "spool_size_mb",
+        kind: ConfKind::Int,
+        default: "256",
+        help: "the spool's size limit in MiB (0 .. 1048576; 0 switches the spool off); a full spool leaves records in the queue, and a full queue drops and counts them",
+    },
+    ConfKey {
+        name: "spool_sync_ms",
+        kind: ConfKind::Int,
+        default: "1000",
+        help: "milliseconds between fdatasync calls on the spool (0 .. 60000; 0 syncs after every write); spooled records survive a crash of ulogd at once, a power failure once synced",
     },
     ConfKey {
         name: "remote",

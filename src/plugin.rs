@@ -139,7 +139,9 @@ pub struct Instance {
 impl Instance {
     /// Validates the values ulogd read from the `[id]` section.
     pub fn configure(id: &str, values: &[RawValue]) -> Result<Instance, ConfigError> {
-        let cfg = Config::from_values(values)?;
+        let mut cfg = Config::from_values(values)?;
+        // Each instance has a spool of its own under spool_dir.
+        cfg.spool = cfg.spool.map(|sc| sc.for_instance(id));
         Ok(Instance {
             id: id.to_string(),
             cfg,
@@ -186,8 +188,16 @@ impl Instance {
         host.log(
             Level::Info,
             &format!(
-                "MASQLOG[{}] started: format={:?} nat={:?} destination={} queue_size={}",
-                self.id, self.cfg.format, self.cfg.nat, self.cfg.destination, self.cfg.queue_size
+                "MASQLOG[{}] started: format={:?} nat={:?} destination={} queue_size={} spool={}",
+                self.id,
+                self.cfg.format,
+                self.cfg.nat,
+                self.cfg.destination,
+                self.cfg.queue_size,
+                self.cfg
+                    .spool
+                    .as_ref()
+                    .map_or_else(|| "off".to_string(), |s| s.dir.display().to_string())
             ),
         );
         Ok(())
@@ -358,12 +368,13 @@ impl Instance {
             .map(|st| format!(" {}", st.pool.stats()))
             .unwrap_or_default();
         format!(
-            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} events={} logged={} untranslated={} incomplete={}{ident}",
+            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} spooled={} events={} logged={} untranslated={} incomplete={}{ident}",
             self.id,
             s.waiting,
             s.written,
             s.failed,
             s.dropped,
+            s.spooled,
             c.events,
             c.logged,
             c.untranslated,
@@ -386,10 +397,15 @@ impl Instance {
         }
     }
 
-    /// SIGUSR1 logs the statistics line.
+    /// SIGUSR1 logs the statistics line; SIGHUP makes the writer drop its
+    /// connection and open a new one (after the receiver moved or rotated).
     pub fn signal(&mut self, sig: i32, host: &dyn Host) {
         if sig == libc::SIGUSR1 {
             host.log(Level::Notice, &self.stats_line());
+        } else if sig == libc::SIGHUP
+            && let Some(w) = &self.writer
+        {
+            w.reconnect();
         }
     }
 
@@ -456,7 +472,8 @@ mod tests {
                 panic!("no log expected");
             }
         }
-        let mut i = Instance::configure("m1", &values(&[])).unwrap();
+        let mut i =
+            Instance::configure("m1", &values(&[("spool_size_mb", RawValue::Int(0))])).unwrap();
         i.interp(&RawConntrack::default(), &NoHost);
         assert!(!i.started());
         assert!(

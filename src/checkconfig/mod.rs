@@ -755,7 +755,7 @@ fn check_destination(r: &mut Report, id: &str, dest: &Destination, sys: &dyn Sys
                 format!("{dest}: connect fails ({e}): start the syslog daemon, or correct the path"),
             ),
         },
-        Destination::Tcp(addr) => match sys.tcp_connect(*addr, Duration::from_secs(2)) {
+        Destination::Tcp(addr) | Destination::Relp(addr) => match sys.tcp_connect(*addr, Duration::from_secs(2)) {
             Ok(()) => r.ok(subject, format!("{dest}: accepts connections")),
             Err(e) => r.fail(
                 subject,
@@ -764,7 +764,7 @@ fn check_destination(r: &mut Report, id: &str, dest: &Destination, sys: &dyn Sys
         },
         Destination::Udp(_) => r.warn(
             subject,
-            format!("{dest}: not checkable (UDP gives no delivery feedback, and nor does the plugin); tcp: is checkable and loses nothing silently"),
+            format!("{dest}: not checkable (UDP gives no delivery feedback, and nor does the plugin); relp: acknowledges every message"),
         ),
     }
 }

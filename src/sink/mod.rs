@@ -3,10 +3,12 @@
 //!
 //! ulogd's main thread hands records to [`Writer::submit`], which never
 //! blocks: a full queue drops the record and counts it. The writer thread
-//! (`masqlog-writer`) formats each record into a reused buffer and sends it.
-//! A record whose send fails stays at the head of the line and is retried
-//! every `retry_interval` on a fresh connection, so a destination that is
-//! down loses nothing until the queue is full. The thread never calls ulogd:
+//! (`masqlog-writer`) formats records into reused buffers and sends them in
+//! batches. A batch whose send fails goes to the on-disk [`spool`] (when one
+//! is configured), and so does every record after it until the destination
+//! is back and the spool is replayed in order; without a spool the batch
+//! stays at the head of the line. Either way it is retried every
+//! `retry_interval` on a fresh connection. The thread never calls ulogd:
 //! it leaves [`Notice`]s that the main thread collects with
 //! [`Writer::take_notices`] when the [`Waker`] woke it.
 
@@ -24,6 +26,8 @@ use crate::config::{Config, Format};
 use crate::format::Header;
 use crate::record::FlowRecord;
 
+mod relp;
+pub mod spool;
 mod transport;
 mod worker;
 
@@ -61,15 +65,17 @@ pub struct Stats {
     pub failed: u64,
     /// Records lost: queue full, or still waiting when ulogd stopped.
     pub dropped: u64,
+    /// Records in the on-disk spool, waiting for the destination.
+    pub spooled: u64,
 }
 
 impl fmt::Display for Stats {
-    /// `stats: waiting=N written=N failed=N dropped=N`
+    /// `stats: waiting=N written=N failed=N dropped=N spooled=N`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "stats: waiting={} written={} failed={} dropped={}",
-            self.waiting, self.written, self.failed, self.dropped
+            "stats: waiting={} written={} failed={} dropped={} spooled={}",
+            self.waiting, self.written, self.failed, self.dropped, self.spooled
         )
     }
 }
@@ -81,6 +87,17 @@ pub enum SinkError {
     Thread(std::io::Error),
     #[error("queue size {0} is too small: at least 1")]
     QueueSize(usize),
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
+}
+
+/// What the handle asks of the thread besides records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// The stop deadline was set: look at it.
+    Stop,
+    /// Drop the connection and open a new one (SIGHUP).
+    Reconnect,
 }
 
 /// Formats one record into the buffer: `crate::format::write_syslog`, or a
@@ -88,8 +105,9 @@ pub enum SinkError {
 pub(crate) type FormatFn = Box<dyn FnMut(Format, &Header<'_>, &FlowRecord, &mut Vec<u8>) + Send>;
 
 /// The counters shared by the handle and the thread. `waiting` is derived:
-/// records accepted into the queue that are neither written nor lost yet
-/// (the queue plus the head record the thread holds).
+/// records accepted into the queue that are neither written, lost nor
+/// spooled yet (the queue plus the batch the thread holds); `spooled` is
+/// what the spool held at start plus what went in minus what came out.
 #[derive(Debug, Default)]
 struct Counts {
     /// `submit`: records put into the queue.
@@ -102,6 +120,12 @@ struct Counts {
     failed: AtomicU64,
     /// The thread (and `stop`): accepted records that will never be sent.
     lost: AtomicU64,
+    /// The thread: live records written to the spool.
+    to_spool: AtomicU64,
+    /// The thread: spooled records that are done (written or lost).
+    spool_done: AtomicU64,
+    /// Records the spool held when it was opened (torn ones included).
+    spool_initial: AtomicU64,
 }
 
 impl Counts {
@@ -111,16 +135,22 @@ impl Counts {
         // `waiting` cannot come out negative. `accepted` and `refused` only
         // move in `submit`, on the caller's thread, so there
         // written + dropped + waiting equals the records submitted.
+        let spool_done = self.spool_done.load(SeqCst);
         let written = self.written.load(SeqCst);
         let lost = self.lost.load(SeqCst);
+        let to_spool = self.to_spool.load(SeqCst);
         let failed = self.failed.load(SeqCst);
         let refused = self.refused.load(SeqCst);
         let accepted = self.accepted.load(SeqCst);
+        let initial = self.spool_initial.load(SeqCst);
+        // Live records that ended: every end minus the spooled ones'.
+        let live_done = (written + lost).saturating_sub(spool_done);
         Stats {
-            waiting: accepted.saturating_sub(written + lost),
+            waiting: accepted.saturating_sub(live_done + to_spool),
             written,
             failed,
             dropped: refused + lost,
+            spooled: (initial + to_spool).saturating_sub(spool_done),
         }
     }
 }
@@ -172,8 +202,8 @@ pub struct Writer {
     /// `None` once `stop` closed the queue.
     queue: Option<Sender<FlowRecord>>,
     stop: Arc<StopSignal>,
-    /// Wakes the thread when `stop` set the deadline.
-    control: Sender<()>,
+    /// Wakes the thread when `stop` set the deadline, or asks a reconnect.
+    control: Sender<Control>,
     notices: Receiver<Notice>,
     counts: Arc<Counts>,
     thread: Option<JoinHandle<()>>,
@@ -186,8 +216,9 @@ impl Writer {
     ///
     /// # Errors
     ///
-    /// `QueueSize` for a zero `queue_size`; `Thread` when the thread cannot
-    /// be spawned.
+    /// `QueueSize` for a zero `queue_size`; `Spool` when the spool directory
+    /// cannot be opened (or another process holds it); `Thread` when the
+    /// thread cannot be spawned.
     pub fn start(cfg: &Config, waker: Arc<dyn Waker>) -> Result<Writer, SinkError> {
         Self::start_with(cfg, waker, Box::new(crate::format::write_syslog))
     }
@@ -203,19 +234,55 @@ impl Writer {
             // nearly everything.
             return Err(SinkError::QueueSize(cfg.queue_size));
         }
-        let (queue_tx, queue_rx) = bounded(cfg.queue_size);
-        let (control_tx, control_rx) = bounded(1);
-        let (notice_tx, notice_rx) = bounded(worker::NOTICE_QUEUE);
         let counts = Arc::new(Counts::default());
+        let (notice_tx, notice_rx) = bounded(worker::NOTICE_QUEUE);
+        let mut outbox = worker::Outbox::new(notice_tx, waker);
+        let spool = match &cfg.spool {
+            Some(sc) => {
+                let (spool, found) = spool::Spool::open(&sc.dir, sc.max_bytes, sc.sync)?;
+                counts
+                    .spool_initial
+                    .store(found.records + found.torn, SeqCst);
+                counts.spool_done.store(found.torn, SeqCst);
+                counts.lost.store(found.torn, SeqCst);
+                if found.records > 0 || found.torn > 0 {
+                    let torn = if found.torn > 0 {
+                        format!(
+                            "; {} torn records cut off (a crash in the middle of a write) and counted as dropped",
+                            found.torn
+                        )
+                    } else {
+                        String::new()
+                    };
+                    outbox.push(
+                        if found.torn > 0 {
+                            Level::Error
+                        } else {
+                            Level::Notice
+                        },
+                        format!(
+                            "spool {} holds {} records from before; they are sent first{torn}",
+                            sc.dir.display(),
+                            found.records
+                        ),
+                    );
+                }
+                Some(spool)
+            }
+            None => None,
+        };
+        let (queue_tx, queue_rx) = bounded(cfg.queue_size);
+        let (control_tx, control_rx) = bounded(4);
         let stop = Arc::new(StopSignal::new());
         let mut worker = worker::Worker::new(
             cfg.clone(),
             queue_rx,
             Arc::clone(&stop),
             control_rx,
-            worker::Outbox::new(notice_tx, waker),
+            outbox,
             Arc::clone(&counts),
             format,
+            spool,
         );
         let thread = std::thread::Builder::new()
             .name("masqlog-writer".into())
@@ -267,8 +334,15 @@ impl Writer {
         self.counts.snapshot()
     }
 
+    /// Asks the thread to drop its connection and open a new one (SIGHUP);
+    /// never blocks.
+    pub fn reconnect(&self) {
+        let _ = self.control.try_send(Control::Reconnect);
+    }
+
     /// Sends what is queued for at most `timeout`, then stops the thread;
-    /// what could not be sent is counted as dropped.
+    /// what could not be sent goes to the spool, or without one is counted
+    /// as dropped.
     ///
     /// Returns within `timeout` plus a few milliseconds: the thread checks
     /// the deadline between sends and retries, and a send in progress
@@ -288,7 +362,7 @@ impl Writer {
         // makes it give up on what it cannot send in time.
         self.stop.set(deadline);
         self.queue = None;
-        let _ = self.control.try_send(());
+        let _ = self.control.try_send(Control::Stop);
         if let Some(thread) = self.thread.take() {
             // Err: the thread panicked outside its guards; what it did not
             // account for is counted below.

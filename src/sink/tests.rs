@@ -63,10 +63,11 @@ fn stats_display_is_exact() {
         written: 22,
         failed: 333,
         dropped: 4444,
+        spooled: 55555,
     };
     assert_eq!(
         s.to_string(),
-        "stats: waiting=1 written=22 failed=333 dropped=4444"
+        "stats: waiting=1 written=22 failed=333 dropped=4444 spooled=55555"
     );
 }
 
@@ -103,7 +104,8 @@ fn unix_destination_gets_the_exact_bytes_without_hostname() {
             waiting: 0,
             written: 10,
             failed: 0,
-            dropped: 0
+            dropped: 0,
+            spooled: 0,
         }
     );
 }
@@ -444,7 +446,7 @@ fn statistics_are_left_as_info_notices_every_interval() {
         notices.extend(w.take_notices());
         notices
             .iter()
-            .filter(|n| n.message == "stats: waiting=0 written=3 failed=0 dropped=0")
+            .filter(|n| n.message == "stats: waiting=0 written=3 failed=0 dropped=0 spooled=0")
             .count()
             >= 2
     }));
@@ -537,4 +539,105 @@ fn real_format_over_tcp_is_framed_and_carries_the_hostname() {
     assert!(line.contains(" gw1 masqlog "), "{line}");
     assert_eq!(parsed_ids(&got), [0, 1, 2, 3, 4]);
     assert_eq!(w.stop(LONG).written, 5);
+}
+
+fn spool_config(dir: &std::path::Path, max_bytes: u64) -> Option<crate::config::SpoolConfig> {
+    Some(crate::config::SpoolConfig {
+        dir: dir.to_path_buf(),
+        max_bytes,
+        sync: Duration::ZERO,
+    })
+}
+
+#[test]
+fn a_dead_destination_fills_the_spool_not_the_queue_and_the_replay_keeps_order() {
+    let dir = TempDir::new("writer-spool-order");
+    let path = dir.path().join("log");
+    let cfg = Config {
+        queue_size: 64,
+        spool: spool_config(&dir.path().join("spool"), 1 << 20),
+        ..test_config(Destination::Unix(path.clone()))
+    };
+    let (w, _) = start(&cfg, id_format());
+    // Far more than the queue holds, at a pace the writer follows.
+    for chunk in 0..20u32 {
+        submit_all(&w, chunk * 50..(chunk + 1) * 50);
+        assert!(wait_until(LONG, || w.stats().waiting < 32));
+    }
+    assert!(
+        wait_until(LONG, || w.stats().spooled == 1000),
+        "{:?}",
+        w.stats()
+    );
+    let s = w.stats();
+    assert_eq!((s.written, s.dropped, s.waiting), (0, 0, 0), "{s:?}");
+    let rx = UnixReceiver::bind(path);
+    submit_all(&w, 1000..1010);
+    let got = rx.recv_n(1010, LONG);
+    assert_eq!(ids(&got), (0..1010).collect::<Vec<_>>());
+    let s = w.stop(LONG);
+    assert_eq!((s.written, s.dropped, s.spooled), (1010, 0, 0), "{s:?}");
+}
+
+#[test]
+fn spooled_records_survive_a_stop_and_go_out_first_after_a_restart() {
+    let dir = TempDir::new("writer-spool-restart");
+    let path = dir.path().join("log");
+    let cfg = Config {
+        spool: spool_config(&dir.path().join("spool"), 1 << 20),
+        ..test_config(Destination::Unix(path.clone()))
+    };
+    let (w, _) = start(&cfg, id_format());
+    submit_all(&w, 0..40);
+    assert!(wait_until(LONG, || w.stats().failed > 0));
+    let s = w.stop(Duration::from_millis(50));
+    assert_eq!(
+        (s.written, s.dropped, s.spooled, s.waiting),
+        (0, 0, 40, 0),
+        "{s:?}"
+    );
+
+    let rx = UnixReceiver::bind(path);
+    let (w, _) = start(&cfg, id_format());
+    let notices = w.take_notices();
+    assert_eq!(
+        count(&notices, Level::Notice, "holds 40 records from before"),
+        1,
+        "{notices:?}"
+    );
+    submit_all(&w, 40..45);
+    let got = rx.recv_n(45, LONG);
+    assert_eq!(ids(&got), (0..45).collect::<Vec<_>>());
+    let s = w.stop(LONG);
+    assert_eq!((s.written, s.dropped, s.spooled), (45, 0, 0), "{s:?}");
+}
+
+#[test]
+fn a_full_spool_leaves_records_in_the_queue_and_counts_what_overflows() {
+    let dir = TempDir::new("writer-spool-full");
+    let cfg = Config {
+        queue_size: 64,
+        // room for a few dozen short messages
+        spool: spool_config(&dir.path().join("spool"), 2048),
+        ..test_config(Destination::Unix(dir.path().join("nobody")))
+    };
+    let (w, _) = start(&cfg, id_format());
+    let mut refused = 0;
+    for id in 0..500 {
+        if !w.submit(record(id)) {
+            refused += 1;
+        }
+        if id % 16 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let s = w.stats();
+    assert!(refused > 0, "{s:?}");
+    assert_eq!(s.dropped, refused, "{s:?}");
+    assert!(s.spooled > 0 && s.spooled < 200, "{s:?}");
+    assert_eq!(s.written + s.dropped + s.waiting + s.spooled, 500, "{s:?}");
+    let s = w.stop(Duration::from_millis(20));
+    // At stop the queue no longer fits: what the spool refuses is counted.
+    assert_eq!(s.written + s.dropped + s.waiting + s.spooled, 500, "{s:?}");
+    assert_eq!(s.waiting, 0, "{s:?}");
 }

@@ -113,6 +113,7 @@ pub fn test_config(destination: Destination) -> Config {
         send_timeout: Duration::from_millis(200),
         retry_interval: Duration::from_millis(20),
         hostname: Some("gw1".into()),
+        spool: None,
         ..Config::default()
     }
 }

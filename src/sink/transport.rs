@@ -3,8 +3,8 @@
 //!
 //! Every transport connects lazily and forgets its socket after a failed
 //! send, so the next send reconnects. The writer thread only sees the
-//! [`Transport`] trait: acknowledged delivery or a disk spool can be slid in
-//! behind it without touching the queueing and retry logic.
+//! [`Transport`] trait; RELP (acknowledged delivery) lives in
+//! [`super::relp`].
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -40,7 +40,7 @@ impl Limit<'_> {
 
     /// The socket timeout for the next blocking call: the time left, at
     /// most one slice; `None` once the limit passed.
-    fn slice(&self) -> Option<Duration> {
+    pub(super) fn slice(&self) -> Option<Duration> {
         let left = self.left();
         (!left.is_zero()).then(|| left.min(SLICE).max(MIN_TIMEOUT))
     }
@@ -66,6 +66,20 @@ pub(super) trait Transport: Send {
     /// Sends one complete message (without framing), connecting first if
     /// needed, within `limit`.
     fn send(&mut self, msg: &[u8], limit: &Limit<'_>) -> Result<(), SendError>;
+
+    /// Sends the messages in order within `limit`. `Err((n, e))`: the first
+    /// `n` were delivered (in the transport's sense), the next one failed
+    /// with `e`.
+    fn send_batch(
+        &mut self,
+        msgs: &[Vec<u8>],
+        limit: &Limit<'_>,
+    ) -> Result<(), (usize, SendError)> {
+        for (i, m) in msgs.iter().enumerate() {
+            self.send(m, limit).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
 }
 
 /// The transport for `dest`; no socket is opened yet.
@@ -74,6 +88,7 @@ pub(super) fn open(dest: &Destination) -> Box<dyn Transport> {
         Destination::Unix(path) => Box::new(Datagram::<UnixDatagram>::new(path.clone())),
         Destination::Udp(addr) => Box::new(Datagram::<UdpSocket>::new(*addr)),
         Destination::Tcp(addr) => Box::new(Tcp::new(*addr)),
+        Destination::Relp(addr) => Box::new(super::relp::Relp::new(*addr)),
     }
 }
 
@@ -212,8 +227,7 @@ impl<S: DatagramSocket> Transport for Datagram<S> {
 /// readable socket means FIN or RST) and reconnects first, which covers a
 /// receiver restart between two messages; it cannot cover a peer that
 /// vanishes silently or dies after the write. Closing that window needs
-/// acknowledged delivery (RELP) and a disk spool, which belong behind the
-/// [`Transport`] trait.
+/// acknowledged delivery: `relp:` (see [`super::relp`]).
 ///
 /// # Duplicates
 ///
@@ -243,7 +257,7 @@ impl Tcp {
         }
     }
 
-    fn send_frame(&mut self, limit: &Limit<'_>) -> io::Result<()> {
+    fn send_frame(&mut self, limit: &Limit<'_>, written: &mut usize) -> io::Result<()> {
         if let Some(stream) = &self.stream
             && peer_closed(stream)
         {
@@ -263,23 +277,48 @@ impl Tcp {
                 self.stream.insert(stream)
             }
         };
-        write_frame(stream, &self.frame, limit)
+        write_frame(stream, &self.frame, limit, written)
+    }
+
+    fn push_frame(&mut self, msg: &[u8]) {
+        self.frame
+            .extend_from_slice(itoa::Buffer::new().format(msg.len()).as_bytes());
+        self.frame.push(b' ');
+        self.frame.extend_from_slice(msg);
     }
 }
 
 impl Transport for Tcp {
     fn send(&mut self, msg: &[u8], limit: &Limit<'_>) -> Result<(), SendError> {
         self.frame.clear();
-        self.frame
-            .extend_from_slice(itoa::Buffer::new().format(msg.len()).as_bytes());
-        self.frame.push(b' ');
-        self.frame.extend_from_slice(msg);
-        self.send_frame(limit).map_err(|e| {
+        self.push_frame(msg);
+        self.send_frame(limit, &mut 0).map_err(|e| {
             // After a partial write the receiver holds half a frame: only a
             // new connection can carry the whole frame again (see the type's
             // documentation on duplicates).
             self.stream = None;
             SendError::Retry(e)
+        })
+    }
+
+    /// The whole batch in one write when the socket has room.
+    fn send_batch(
+        &mut self,
+        msgs: &[Vec<u8>],
+        limit: &Limit<'_>,
+    ) -> Result<(), (usize, SendError)> {
+        self.frame.clear();
+        let mut ends = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            self.push_frame(m);
+            ends.push(self.frame.len());
+        }
+        let mut written = 0;
+        self.send_frame(limit, &mut written).map_err(|e| {
+            self.stream = None;
+            // Frames the kernel took whole count as sent, as for `send`.
+            let done = ends.iter().take_while(|&&end| end <= written).count();
+            (done, SendError::Retry(e))
         })
     }
 }
@@ -306,7 +345,13 @@ fn peer_closed(stream: &TcpStream) -> bool {
 /// slice (SO_SNDTIMEO applies to blocking sockets only), until the frame is
 /// out or the limit passed. std writes with MSG_NOSIGNAL: a reset
 /// connection is an EPIPE error, not a SIGPIPE that would kill ulogd.
-fn write_frame(stream: &mut TcpStream, frame: &[u8], limit: &Limit<'_>) -> io::Result<()> {
+/// `written` counts the bytes the kernel took, also when it fails.
+pub(super) fn write_frame(
+    stream: &mut TcpStream,
+    frame: &[u8],
+    limit: &Limit<'_>,
+    written: &mut usize,
+) -> io::Result<()> {
     let mut rest = frame;
     let mut blocking = false;
     // The write timeout set on the socket (blocking mode only).
@@ -327,7 +372,10 @@ fn write_frame(stream: &mut TcpStream, frame: &[u8], limit: &Limit<'_>) -> io::R
         }
         match stream.write(rest) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => rest = &rest[n..],
+            Ok(n) => {
+                rest = &rest[n..];
+                *written += n;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if !blocking {

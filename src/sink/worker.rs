@@ -1,7 +1,9 @@
-//! The writer thread: takes records from the queue, formats each into a
-//! reused buffer and hands it to the transport, retrying the head record
-//! until it is sent; reports outages, lost records and statistics as
-//! notices for ulogd's main thread.
+//! The writer thread: takes records from the queue in batches, formats each
+//! into a reused buffer and hands the batch to the transport. A batch that
+//! fails goes to the spool (when there is one) or is retried in memory;
+//! while the spool holds records, new ones are appended behind them and
+//! the destination gets them from the spool, in order. Reports outages,
+//! lost records and statistics as notices for ulogd's main thread.
 
 use std::any::Any;
 use std::fmt::Write as _;
@@ -14,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, at, never, select};
 
+use super::spool::Spool;
 use super::transport::{self, Limit, SendError, Transport};
-use super::{Counts, FormatFn, Level, Notice, StopSignal, Waker};
+use super::{Control, Counts, FormatFn, Level, Notice, StopSignal, Waker};
 use crate::config::Config;
 use crate::format::Header;
 use crate::record::{FlowRecord, Timestamp};
@@ -83,11 +86,60 @@ struct Outage {
     reported: Instant,
 }
 
-/// The record at the head of the line, formatted into `Worker::msg`.
-struct Head {
-    /// Its conntrack id, for notices.
-    id: Option<u32>,
+/// Records lost because the spool refused them, since the last notice.
+#[derive(Default)]
+struct SpoolLoss {
+    count: u64,
+    last_error: String,
+    reported: Option<Instant>,
 }
+
+/// Messages sent together (one per record), in order.
+#[derive(Default)]
+struct Batch {
+    msgs: Vec<Vec<u8>>,
+    /// Conntrack ids of live records (`None` for replayed ones).
+    ids: Vec<Option<u32>>,
+    /// Read from the spool: delivered ones are consumed there.
+    from_spool: bool,
+    /// Buffers of sent messages, reused.
+    spare: Vec<Vec<u8>>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.msgs.len()
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        let mut b = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(1024));
+        b.clear();
+        b
+    }
+
+    /// Removes the first `n` messages.
+    fn advance(&mut self, n: usize) {
+        let n = n.min(self.msgs.len());
+        for b in self.msgs.drain(..n) {
+            if self.spare.len() < BATCH {
+                self.spare.push(b);
+            }
+        }
+        self.ids.drain(..n.min(self.ids.len()));
+        if self.msgs.is_empty() {
+            self.from_spool = false;
+        }
+    }
+}
+
+/// At most this many messages go out in one batch.
+pub(super) const BATCH: usize = 256;
+/// Room the spool must have before a record is taken from the queue for it.
+const SPOOL_ROOM: usize = 16 << 10;
 
 /// What woke the thread while it waited for a record.
 // A transient value on the writer's stack: boxing would cost an allocation
@@ -109,33 +161,38 @@ pub(super) struct Worker {
     hostname: Option<String>,
     pid: u32,
     queue: Receiver<FlowRecord>,
+    /// The queue was closed and emptied.
+    queue_closed: bool,
     /// The stop deadline, once `stop` was called.
     stop: Arc<StopSignal>,
-    /// Wakes the thread when the deadline was set.
-    control: Receiver<()>,
+    /// Wakes the thread when the deadline was set or a reconnect asked.
+    control: Receiver<Control>,
     outbox: Outbox,
     counts: Arc<Counts>,
     format: FormatFn,
     transport: Box<dyn Transport>,
-    /// The formatted head message; meaningful while `head` is `Some`.
-    msg: Vec<u8>,
-    /// The record being sent, formatted into `msg`.
-    head: Option<Head>,
-    /// When the head may be tried again after a failure.
+    /// What is being sent.
+    batch: Batch,
+    /// `None`: no spool configured; the head of the line waits in memory.
+    spool: Option<Spool>,
+    spool_loss: SpoolLoss,
+    /// When the batch may be tried again after a failure.
     retry_at: Option<Instant>,
     outage: Option<Outage>,
     next_stats: Option<Instant>,
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         cfg: Config,
         queue: Receiver<FlowRecord>,
         stop: Arc<StopSignal>,
-        control: Receiver<()>,
+        control: Receiver<Control>,
         outbox: Outbox,
         counts: Arc<Counts>,
         format: FormatFn,
+        spool: Option<Spool>,
     ) -> Self {
         let hostname = cfg
             .destination
@@ -150,14 +207,16 @@ impl Worker {
             hostname,
             pid: std::process::id(),
             queue,
+            queue_closed: false,
             stop,
             control,
             outbox,
             counts,
             format,
             transport: transport::open(&cfg.destination),
-            msg: Vec::with_capacity(1024),
-            head: None,
+            batch: Batch::default(),
+            spool,
+            spool_loss: SpoolLoss::default(),
             retry_at: None,
             outage: None,
             next_stats,
@@ -165,8 +224,13 @@ impl Worker {
         }
     }
 
-    /// Runs until the queue is closed and drained, or the stop deadline
-    /// passed.
+    /// Whether records go through the spool now (it holds records).
+    fn spooling(&self) -> bool {
+        self.spool.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
+    /// Runs until the queue is closed and drained (and the spool replayed),
+    /// or the stop deadline passed.
     pub(super) fn run(&mut self) {
         loop {
             let now = Instant::now();
@@ -175,24 +239,33 @@ impl Worker {
                 self.give_up();
                 return;
             }
-            if self.head.is_some() {
+            if !self.batch.is_empty() {
                 match self.retry_at {
-                    Some(at) if now < at => self.sleep_until(at),
+                    Some(at) if now < at => self.wait_retry(at),
                     _ => self.attempt(now),
                 }
                 continue;
             }
+            if self.spooling() {
+                // Everything newer than the spool's head goes behind it.
+                self.spool_queued();
+                self.fill_from_spool();
+                continue;
+            }
             match self.wait_for_record() {
-                Wake::Record(rec) => self.prepare(&rec),
-                Wake::Closed => return,
+                Wake::Record(rec) => self.fill_live(rec),
+                Wake::Closed => {
+                    self.sync_spool();
+                    return;
+                }
                 Wake::Other => {}
             }
         }
     }
 
-    /// The loop panicked (a bug): count what will never be sent and say so.
-    /// The queue closes when the worker is dropped; `submit` then counts
-    /// every record as dropped.
+    /// The loop panicked (a bug): keep or count what will never be sent and
+    /// say so. The queue closes when the worker is dropped; `submit` then
+    /// counts every record as dropped.
     pub(super) fn crashed(&mut self, panic: &(dyn Any + Send)) {
         let lost = self.give_up();
         self.outbox.push(
@@ -213,9 +286,21 @@ impl Worker {
     }
 
     /// `Err`: the handle vanished without `stop` (leaked): stop listening.
-    fn on_control(&mut self, msg: Result<(), crossbeam_channel::RecvError>) {
-        if msg.is_err() {
-            self.control = never();
+    fn on_control(&mut self, msg: Result<Control, crossbeam_channel::RecvError>) {
+        match msg {
+            Ok(Control::Stop) => {}
+            Ok(Control::Reconnect) => {
+                self.transport = transport::open(&self.cfg.destination);
+                self.retry_at = None;
+                self.outbox.push(
+                    Level::Notice,
+                    format!(
+                        "reconnecting to syslog destination {} (SIGHUP)",
+                        self.cfg.destination
+                    ),
+                );
+            }
+            Err(_) => self.control = never(),
         }
     }
 
@@ -233,21 +318,35 @@ impl Worker {
     }
 
     /// Waits for the retry time, a statistics line or the stop signal.
-    fn sleep_until(&mut self, retry_at: Instant) {
+    /// With a spool, records arriving meanwhile go into it, so that the
+    /// queue does not fill while the destination is down.
+    fn wait_retry(&mut self, retry_at: Instant) {
         let timer = at(self.wake_at(Some(retry_at)).unwrap_or(retry_at));
-        let control = select! {
-            recv(self.control) -> m => Some(m),
-            recv(timer) -> _ => None,
+        let take =
+            self.spool.as_ref().is_some_and(|s| s.has_room(SPOOL_ROOM)) && !self.queue_closed;
+        let queue = if take { self.queue.clone() } else { never() };
+        let (rec, control) = select! {
+            recv(queue) -> r => (Some(r), None),
+            recv(self.control) -> m => (None, Some(m)),
+            recv(timer) -> _ => (None, None),
         };
         if let Some(m) = control {
             self.on_control(m);
         }
+        match rec {
+            Some(Ok(rec)) => {
+                self.spool_record(&rec);
+                self.spool_queued();
+            }
+            Some(Err(_)) => self.queue_closed = true,
+            None => {}
+        }
     }
 
-    /// Formats `rec` into the head buffer. A formatter that panics costs
-    /// that record only.
-    fn prepare(&mut self, rec: &FlowRecord) {
-        self.msg.clear();
+    /// Formats `rec` into `out`. A formatter that panics costs that record
+    /// only (counted and reported); `false` then.
+    fn format_into(&mut self, rec: &FlowRecord, out: &mut Vec<u8>) -> bool {
+        out.clear();
         let hdr = Header {
             pri: self.pri,
             timestamp: Timestamp::now(),
@@ -255,11 +354,11 @@ impl Worker {
             app: &self.cfg.tag,
             pid: self.pid,
         };
-        let (format, kind, msg) = (&mut self.format, self.cfg.format, &mut self.msg);
-        match catch_unwind(AssertUnwindSafe(|| format(kind, &hdr, rec, msg))) {
-            Ok(()) => self.head = Some(Head { id: rec.id }),
+        let (format, kind) = (&mut self.format, self.cfg.format);
+        match catch_unwind(AssertUnwindSafe(|| format(kind, &hdr, rec, out))) {
+            Ok(()) => true,
             Err(panic) => {
-                self.msg.clear();
+                out.clear();
                 self.counts.lost.fetch_add(1, SeqCst);
                 self.outbox.push(
                     Level::Error,
@@ -269,27 +368,165 @@ impl Worker {
                         panic_message(&*panic)
                     ),
                 );
+                false
             }
         }
     }
 
-    /// One send of the head message.
+    /// Starts a live batch with `first` and whatever else is queued.
+    fn fill_live(&mut self, first: FlowRecord) {
+        self.batch.from_spool = false;
+        let mut rec = Some(first);
+        while let Some(r) = rec.take() {
+            let mut buf = self.batch.buffer();
+            if self.format_into(&r, &mut buf) {
+                self.batch.msgs.push(buf);
+                self.batch.ids.push(r.id);
+            }
+            if self.batch.len() < BATCH {
+                rec = self.queue.try_recv().ok();
+            }
+        }
+    }
+
+    /// Reads the next batch from the spool.
+    fn fill_from_spool(&mut self) {
+        let Some(spool) = self.spool.as_mut() else {
+            return;
+        };
+        self.batch.from_spool = true;
+        match spool.peek(BATCH, &mut self.batch.msgs) {
+            Ok(n) => self.batch.ids.extend(std::iter::repeat_n(None, n)),
+            Err(e) => {
+                // Unreadable: what it holds cannot be sent; say so and go on
+                // with a fresh spool (the files stay for inspection).
+                let left = spool.records();
+                self.counts.spool_done.fetch_add(left, SeqCst);
+                self.counts.lost.fetch_add(left, SeqCst);
+                self.outbox.push(
+                    Level::Error,
+                    format!("{left} spooled records dropped: {e}; the spool is switched off"),
+                );
+                self.spool = None;
+            }
+        }
+        if self.batch.is_empty() {
+            self.batch.from_spool = false;
+        }
+    }
+
+    /// Moves queued records into the spool while it has room.
+    fn spool_queued(&mut self) {
+        let mut n = 0;
+        while n < 4 * BATCH && self.spool.as_ref().is_some_and(|s| s.has_room(SPOOL_ROOM)) {
+            let Ok(rec) = self.queue.try_recv() else {
+                break;
+            };
+            self.spool_record(&rec);
+            n += 1;
+        }
+        self.flush_spool();
+    }
+
+    /// Formats `rec` and appends it to the spool.
+    fn spool_record(&mut self, rec: &FlowRecord) {
+        let mut buf = self.batch.buffer();
+        if self.format_into(rec, &mut buf) {
+            self.spool_msg(&buf, rec.id);
+        }
+        self.batch.spare.push(buf);
+    }
+
+    /// Appends one formatted live message to the spool; a refusal counts it
+    /// as lost.
+    fn spool_msg(&mut self, msg: &[u8], id: Option<u32>) -> bool {
+        let Some(spool) = self.spool.as_mut() else {
+            self.counts.lost.fetch_add(1, SeqCst);
+            return false;
+        };
+        match spool.append(msg) {
+            Ok(()) => {
+                self.counts.to_spool.fetch_add(1, SeqCst);
+                true
+            }
+            Err(e) => {
+                self.counts.lost.fetch_add(1, SeqCst);
+                self.spool_lost(1, &format!("{} {e}", describe(id)));
+                false
+            }
+        }
+    }
+
+    /// Writes appended records to the spool file (and syncs per policy).
+    fn flush_spool(&mut self) {
+        self.flush_spool_with(false);
+    }
+
+    fn sync_spool(&mut self) {
+        self.flush_spool_with(true);
+    }
+
+    fn flush_spool_with(&mut self, sync: bool) {
+        let Some(spool) = self.spool.as_mut() else {
+            return;
+        };
+        let r = if sync { spool.sync() } else { spool.flush() };
+        if let Err(e) = r {
+            let n = spool.take_lost();
+            self.counts.spool_done.fetch_add(n, SeqCst);
+            self.counts.lost.fetch_add(n, SeqCst);
+            self.spool_lost(n, &e.to_string());
+        }
+    }
+
+    /// Reports records the spool refused: at once, then at most once per
+    /// `REMINDER_INTERVAL` with the count since.
+    fn spool_lost(&mut self, n: u64, why: &str) {
+        let loss = &mut self.spool_loss;
+        loss.count += n;
+        loss.last_error = why.to_string();
+        let now = Instant::now();
+        if loss
+            .reported
+            .is_some_and(|t| now.duration_since(t) < REMINDER_INTERVAL)
+        {
+            return;
+        }
+        let msg = format!(
+            "{} flow records dropped: the spool refused them (last: {})",
+            loss.count, loss.last_error
+        );
+        loss.count = 0;
+        loss.reported = Some(now);
+        self.outbox.push(Level::Error, msg);
+    }
+
+    /// One send of the batch.
     fn attempt(&mut self, now: Instant) {
         let limit = Limit {
             end: now + self.cfg.send_timeout,
             stop: &self.stop,
         };
-        let result = self.transport.send(&self.msg, &limit);
-        match result {
-            Ok(()) => {
-                self.head = None;
+        let result = self.transport.send_batch(&self.batch.msgs, &limit);
+        let (done, err) = match result {
+            Ok(()) => (self.batch.len(), None),
+            Err((done, e)) => (done, Some(e)),
+        };
+        self.delivered(done);
+        match err {
+            None => {
                 self.retry_at = None;
-                self.counts.written.fetch_add(1, SeqCst);
                 if let Some(outage) = self.outage.take() {
+                    let spooled = self.spool.as_ref().map_or(0, Spool::records);
+                    let rest = if spooled > 0 {
+                        format!("; sending {spooled} spooled records first")
+                    } else {
+                        String::new()
+                    };
                     self.outbox.push(
                         Level::Notice,
                         format!(
-                            "syslog destination {} is back after {} s; {} failed attempts",
+                            "syslog destination {} is back after {} s; {} failed attempts{rest}",
                             self.cfg.destination,
                             secs(outage.since.elapsed()),
                             outage.failures
@@ -297,32 +534,79 @@ impl Worker {
                     );
                 }
             }
-            Err(SendError::Reject(e)) => {
-                let id = self.head.take().and_then(|h| h.id);
+            Some(SendError::Reject(e)) => {
+                let id = self.batch.ids.first().copied().flatten();
+                let len = self.batch.msgs.first().map_or(0, Vec::len);
                 self.counts.lost.fetch_add(1, SeqCst);
+                if self.batch.from_spool {
+                    self.consume_spool(1);
+                }
+                self.batch.advance(1);
                 self.outbox.push(
                     Level::Error,
                     format!(
-                        "flow record {} dropped: syslog destination {} refused the {}-byte message: {e}",
+                        "flow record {} dropped: syslog destination {} refused the {len}-byte message: {e}",
                         describe(id),
                         self.cfg.destination,
-                        self.msg.len()
                     ),
                 );
             }
-            Err(SendError::Retry(e)) => {
+            Some(SendError::Retry(e)) => {
                 self.counts.failed.fetch_add(1, SeqCst);
                 let now = Instant::now();
                 self.retry_at = Some(now + self.cfg.retry_interval);
                 self.failed(now, &e);
+                if !self.batch.from_spool && self.spool.is_some() {
+                    // The live batch waits on disk, and so does everything
+                    // after it.
+                    let msgs = std::mem::take(&mut self.batch.msgs);
+                    let ids = std::mem::take(&mut self.batch.ids);
+                    for (m, id) in msgs.iter().zip(ids) {
+                        self.spool_msg(m, id);
+                    }
+                    self.batch.msgs = msgs;
+                    self.batch.advance(usize::MAX);
+                    self.flush_spool();
+                }
             }
+        }
+    }
+
+    /// The first `n` messages of the batch were delivered.
+    fn delivered(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.counts.written.fetch_add(n as u64, SeqCst);
+        if self.batch.from_spool {
+            self.consume_spool(n);
+        }
+        self.batch.advance(n);
+    }
+
+    fn consume_spool(&mut self, n: usize) {
+        self.counts.spool_done.fetch_add(n as u64, SeqCst);
+        if let Some(spool) = self.spool.as_mut()
+            && let Err(e) = spool.consume(n)
+        {
+            // The records went out; only the mark of it failed: after a
+            // restart they would be sent a second time.
+            self.outbox.push(
+                Level::Error,
+                format!("cannot record delivery in the spool: {e}; a restart may send these records again"),
+            );
         }
     }
 
     /// Reports a failed attempt: on the first failure of an outage, then at
     /// most once per `REMINDER_INTERVAL`; never once per retry.
     fn failed(&mut self, now: Instant, e: &std::io::Error) {
-        let waiting = self.counts.snapshot().waiting;
+        let s = self.counts.snapshot();
+        let held = if self.spool.is_some() {
+            format!("{} records spooled", s.spooled + s.waiting)
+        } else {
+            format!("{} records waiting", s.waiting)
+        };
         let dest = &self.cfg.destination;
         match &mut self.outage {
             None => {
@@ -334,7 +618,7 @@ impl Worker {
                 self.outbox.push(
                     Level::Error,
                     format!(
-                        "syslog destination {dest} unreachable: {e}; {waiting} records waiting, retrying every {} ms",
+                        "syslog destination {dest} unreachable: {e}; {held}, retrying every {} ms",
                         self.cfg.retry_interval.as_millis()
                     ),
                 );
@@ -346,7 +630,7 @@ impl Worker {
                     self.outbox.push(
                         Level::Error,
                         format!(
-                            "syslog destination {dest} still unreachable after {} s: {e}; {waiting} records waiting, {} failed attempts",
+                            "syslog destination {dest} still unreachable after {} s: {e}; {held}, {} failed attempts",
                             secs(now.duration_since(outage.since)),
                             outage.failures
                         ),
@@ -369,12 +653,41 @@ impl Worker {
         self.outbox.push(Level::Info, line);
     }
 
-    /// Counts the head and everything queued as lost; returns how many.
+    /// Stopping (or crashed): what is in memory goes to the spool when there
+    /// is one; what cannot be kept is counted as lost. Returns how many were
+    /// lost.
     fn give_up(&mut self) -> u64 {
-        let queued = self.queue.try_iter().count() as u64;
-        let lost = queued + u64::from(self.head.take().is_some());
-        self.counts.lost.fetch_add(lost, SeqCst);
-        lost
+        let lost_before = self.counts.lost.load(SeqCst);
+        if !self.batch.from_spool {
+            let msgs = std::mem::take(&mut self.batch.msgs);
+            let ids = std::mem::take(&mut self.batch.ids);
+            for (m, id) in msgs.iter().zip(ids) {
+                self.spool_msg(m, id);
+            }
+        }
+        // A replayed batch is still in the spool.
+        self.batch = Batch::default();
+        let queued: Vec<FlowRecord> = self.queue.try_iter().collect();
+        for rec in &queued {
+            if self.spool.is_some() {
+                self.spool_record(rec);
+            } else {
+                self.counts.lost.fetch_add(1, SeqCst);
+            }
+        }
+        self.sync_spool();
+        if let Some(spool) = &self.spool
+            && !spool.is_empty()
+        {
+            self.outbox.push(
+                Level::Notice,
+                format!(
+                    "{} records kept in the spool; they are sent first when the plugin starts again",
+                    spool.records()
+                ),
+            );
+        }
+        self.counts.lost.load(SeqCst) - lost_before
     }
 }
 

@@ -1,0 +1,768 @@
+//! The on-disk spool: formatted messages the destination could not take
+//! yet, kept in order in a directory of segment files, bounded in size, and
+//! replayed from the head once the destination is back.
+//!
+//! Layout of the directory (one per plugin instance):
+//! - `lock`: held with `flock` while an instance uses the spool, so that two
+//!   ulogd processes never share one;
+//! - `NNNNNNNNNNNNNNNNNNNN.seg`: segments, numbered in write order; each
+//!   starts with [`MAGIC`] and holds records `LEN(u32 LE) CRC32(u32 LE)
+//!   BYTES`; a new segment starts past [`SEGMENT_BYTES`];
+//! - `head`: `SEGMENT OFFSET`, the first record not yet delivered, replaced
+//!   (write to `head.tmp`, rename) after each delivered batch.
+//!
+//! What survives what: appended bytes reach the kernel at every
+//! [`Spool::flush`], so a `kill -9` of ulogd loses nothing that was flushed;
+//! `fdatasync` runs at most every `sync` interval (and on close), which
+//! bounds what a power failure can take. A record torn by a crash in the
+//! middle of a write fails its length or checksum test when the spool is
+//! opened again: the segment is cut there and the loss is reported.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The first bytes of every segment.
+pub(super) const MAGIC: &[u8; 16] = b"masqlog-spool/1\n";
+/// A segment is closed and the next one started past this size.
+pub(super) const SEGMENT_BYTES: u64 = 4 << 20;
+/// The largest record the spool takes or reads back.
+pub(super) const MAX_RECORD: usize = 64 << 10;
+/// Bytes of framing per record.
+const FRAME: u64 = 8;
+
+/// Why the spool could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool directory {dir}: {what}: {source}")]
+    Io {
+        dir: PathBuf,
+        what: String,
+        source: io::Error,
+    },
+    #[error("spool directory {0} is in use by another process (its lock file is held)")]
+    Locked(PathBuf),
+    #[error("the spool is full ({0} bytes)")]
+    Full(u64),
+    #[error("a {0}-byte message is too large for the spool (at most {MAX_RECORD})")]
+    TooLarge(usize),
+}
+
+/// What [`Spool::open`] found from an earlier run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Records waiting for delivery.
+    pub records: u64,
+    /// Torn or corrupt records cut off (each is reported as lost).
+    pub torn: u64,
+}
+
+/// A segment on disk.
+#[derive(Debug)]
+struct Segment {
+    no: u64,
+    /// Bytes in the file (magic included).
+    len: u64,
+}
+
+/// The read side: an open head segment and the records peeked from it.
+struct ReadPos {
+    no: u64,
+    /// The offset of the first record not yet consumed.
+    offset: u64,
+    /// The offset where the next peek continues.
+    peek_offset: u64,
+    file: BufReader<File>,
+}
+
+/// An open spool directory.
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    sync_every: Duration,
+    _lock: File,
+    /// In order; the last one is written to. Never empty.
+    segments: VecDeque<Segment>,
+    tail: File,
+    /// Appended, not yet written to `tail`.
+    wbuf: Vec<u8>,
+    /// Records in `wbuf`.
+    wbuf_records: u64,
+    /// Records lost by a failed write, not yet taken by [`Spool::take_lost`].
+    lost: u64,
+    /// Records not yet consumed (on disk or in `wbuf`).
+    records: u64,
+    /// Bytes of all segments plus `wbuf`.
+    bytes: u64,
+    read: Option<ReadPos>,
+    /// Records peeked and not consumed: (bytes, offset after it).
+    peeked: VecDeque<u64>,
+    dirty: bool,
+    last_sync: Instant,
+}
+
+fn io_err(dir: &Path, what: impl Into<String>) -> impl FnOnce(io::Error) -> SpoolError {
+    let dir = dir.to_path_buf();
+    let what = what.into();
+    move |source| SpoolError::Io { dir, what, source }
+}
+
+fn seg_name(no: u64) -> String {
+    format!("{no:020}.seg")
+}
+
+/// Reads one record at the reader's position: `Ok(None)` at a clean end,
+/// `Err(())` for a torn or corrupt record.
+fn read_record(r: &mut impl Read, out: &mut Vec<u8>) -> Result<Option<()>, ()> {
+    let mut hdr = [0u8; 8];
+    let mut got = 0;
+    while got < hdr.len() {
+        match r.read(&mut hdr[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(()),
+        }
+    }
+    let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+    let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+    if len > MAX_RECORD {
+        return Err(());
+    }
+    out.clear();
+    out.resize(len, 0);
+    r.read_exact(out).map_err(|_| ())?;
+    if crc32fast::hash(out) != crc {
+        return Err(());
+    }
+    Ok(Some(()))
+}
+
+impl Spool {
+    /// Opens (creating it, mode 0700) the spool directory `dir`, takes its
+    /// lock and checks every segment; what an earlier run left is replayed
+    /// first.
+    ///
+    /// # Errors
+    ///
+    /// `Locked` when another process holds the directory; `Io` when it
+    /// cannot be created, read or written.
+    pub fn open(
+        dir: &Path,
+        max_bytes: u64,
+        sync_every: Duration,
+    ) -> Result<(Spool, Recovered), SpoolError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir, "creating it"))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(dir.join("lock"))
+            .map_err(io_err(dir, "opening its lock file"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(SpoolError::Locked(dir.to_path_buf()));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(dir, "locking it")(e)),
+        }
+        let mut nos = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err(dir, "listing it"))? {
+            let entry = entry.map_err(io_err(dir, "listing it"))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(no) = name
+                .strip_suffix(".seg")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                nos.push(no);
+            }
+        }
+        nos.sort_unstable();
+        let (head_no, head_off) = Self::read_head(dir);
+        let mut rec = Recovered::default();
+        let mut segments = VecDeque::new();
+        let mut scratch = Vec::new();
+        for no in nos {
+            let path = dir.join(seg_name(no));
+            if no < head_no {
+                // Delivered before a crash kept us from removing it.
+                fs::remove_file(&path)
+                    .map_err(io_err(dir, format!("removing {}", path.display())))?;
+                continue;
+            }
+            let (len, records, torn) = Self::check_segment(
+                dir,
+                &path,
+                if no == head_no { head_off } else { 0 },
+                &mut scratch,
+            )?;
+            rec.records += records;
+            rec.torn += torn;
+            segments.push_back(Segment { no, len });
+        }
+        let next_no = segments.back().map_or(head_no.max(1), |s| s.no);
+        let tail = if let Some(s) = segments.back().filter(|s| s.len < SEGMENT_BYTES) {
+            OpenOptions::new()
+                .append(true)
+                .open(dir.join(seg_name(s.no)))
+                .map_err(io_err(dir, "opening the last segment"))?
+        } else {
+            let no = if segments.is_empty() {
+                next_no
+            } else {
+                next_no + 1
+            };
+            let f = Self::create_segment(dir, no)?;
+            segments.push_back(Segment {
+                no,
+                len: MAGIC.len() as u64,
+            });
+            f
+        };
+        let bytes = segments.iter().map(|s| s.len).sum();
+        let mut spool = Spool {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            sync_every,
+            _lock: lock,
+            segments,
+            tail,
+            wbuf: Vec::new(),
+            wbuf_records: 0,
+            lost: 0,
+            records: rec.records,
+            bytes,
+            read: None,
+            peeked: VecDeque::new(),
+            dirty: false,
+            last_sync: Instant::now(),
+        };
+        let first = spool.segments.front().map_or(0, |s| s.no);
+        let offset = if first == head_no {
+            head_off.max(MAGIC.len() as u64)
+        } else {
+            MAGIC.len() as u64
+        };
+        spool.open_read(first, offset)?;
+        if spool.records == 0 {
+            spool.reset()?;
+        }
+        Ok((spool, rec))
+    }
+
+    /// `head` says where delivery stopped; missing or unreadable: at the
+    /// start of the first segment.
+    fn read_head(dir: &Path) -> (u64, u64) {
+        let text = fs::read_to_string(dir.join("head")).unwrap_or_default();
+        let mut it = text.split_whitespace().map(str::parse::<u64>);
+        match (it.next(), it.next()) {
+            (Some(Ok(no)), Some(Ok(off))) => (no, off),
+            _ => (0, 0),
+        }
+    }
+
+    /// Counts the records of a segment from `from`, cutting it after the
+    /// last good record. Returns (length, records, torn).
+    fn check_segment(
+        dir: &Path,
+        path: &Path,
+        from: u64,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(u64, u64, u64), SpoolError> {
+        let what = || format!("reading {}", path.display());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io_err(dir, what()))?;
+        let size = file.metadata().map_err(io_err(dir, what()))?.len();
+        let mut r = BufReader::new(&file);
+        let mut magic = [0u8; 16];
+        if size < MAGIC.len() as u64 || r.read_exact(&mut magic).is_err() || &magic != MAGIC {
+            // Not a segment of ours, or cut before its first byte was
+            // written: nothing in it can be read.
+            let torn = u64::from(size > 0 && &magic != MAGIC);
+            file.set_len(0).map_err(io_err(dir, what()))?;
+            (&file).write_all(MAGIC).map_err(io_err(dir, what()))?;
+            return Ok((MAGIC.len() as u64, 0, torn));
+        }
+        let mut pos = MAGIC.len() as u64;
+        let mut records = 0;
+        let mut counting = from <= pos;
+        loop {
+            if !counting && pos >= from {
+                counting = true;
+            }
+            match read_record(&mut r, scratch) {
+                Ok(Some(())) => {
+                    pos += FRAME + scratch.len() as u64;
+                    if counting {
+                        records += 1;
+                    }
+                }
+                Ok(None) => return Ok((pos, records, 0)),
+                Err(()) => {
+                    file.set_len(pos).map_err(io_err(dir, what()))?;
+                    return Ok((pos, records, 1));
+                }
+            }
+        }
+    }
+
+    fn create_segment(dir: &Path, no: u64) -> Result<File, SpoolError> {
+        let path = dir.join(seg_name(no));
+        // Written sequentially from here on: the cursor stays at the end.
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(dir, format!("creating {}", path.display())))?;
+        f.write_all(MAGIC)
+            .map_err(io_err(dir, format!("writing {}", path.display())))?;
+        Ok(f)
+    }
+
+    fn open_read(&mut self, no: u64, offset: u64) -> Result<(), SpoolError> {
+        let path = self.dir.join(seg_name(no));
+        let mut f =
+            File::open(&path).map_err(io_err(&self.dir, format!("opening {}", path.display())))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(io_err(&self.dir, format!("reading {}", path.display())))?;
+        self.read = Some(ReadPos {
+            no,
+            offset,
+            peek_offset: offset,
+            file: BufReader::with_capacity(64 << 10, f),
+        });
+        self.peeked.clear();
+        Ok(())
+    }
+
+    /// Records lost by failed writes since the last call.
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
+    }
+
+    /// Records waiting (written or buffered, not yet consumed).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Whether a message of `len` bytes fits.
+    pub fn has_room(&self, len: usize) -> bool {
+        self.bytes + FRAME + len as u64 <= self.max_bytes
+    }
+
+    /// Appends one message (buffered until [`Spool::flush`]).
+    ///
+    /// # Errors
+    ///
+    /// `TooLarge`, `Full`, or `Io` when a new segment cannot be started.
+    pub fn append(&mut self, msg: &[u8]) -> Result<(), SpoolError> {
+        if msg.len() > MAX_RECORD {
+            return Err(SpoolError::TooLarge(msg.len()));
+        }
+        if !self.has_room(msg.len()) {
+            return Err(SpoolError::Full(self.max_bytes));
+        }
+        let tail_len = self.segments.back().map_or(0, |s| s.len) + self.wbuf.len() as u64;
+        if tail_len >= SEGMENT_BYTES {
+            self.flush()?;
+            let no = self.segments.back().map_or(1, |s| s.no + 1);
+            self.tail = Self::create_segment(&self.dir, no)?;
+            self.segments.push_back(Segment {
+                no,
+                len: MAGIC.len() as u64,
+            });
+            self.bytes += MAGIC.len() as u64;
+        }
+        self.wbuf
+            .extend_from_slice(&(msg.len() as u32).to_le_bytes());
+        self.wbuf
+            .extend_from_slice(&crc32fast::hash(msg).to_le_bytes());
+        self.wbuf.extend_from_slice(msg);
+        self.bytes += FRAME + msg.len() as u64;
+        self.records += 1;
+        self.wbuf_records += 1;
+        Ok(())
+    }
+
+    /// Writes what was appended to the kernel; `fdatasync`s when the sync
+    /// interval passed (or `force`).
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the write fails; the buffered records are then lost, and
+    /// [`Spool::take_lost`] says how many.
+    pub fn flush(&mut self) -> Result<(), SpoolError> {
+        self.flush_with(false)
+    }
+
+    /// `flush` and `fdatasync` now.
+    pub fn sync(&mut self) -> Result<(), SpoolError> {
+        self.flush_with(true)
+    }
+
+    fn flush_with(&mut self, force: bool) -> Result<(), SpoolError> {
+        if !self.wbuf.is_empty() {
+            let written = self.tail.write_all(&self.wbuf);
+            let pending = self.wbuf.len() as u64;
+            let records = std::mem::take(&mut self.wbuf_records);
+            self.wbuf.clear();
+            let seg = self.segments.back_mut().expect("never empty");
+            if let Err(e) = written {
+                // Cut what part of it reached the file: the segment ends
+                // with a whole record again.
+                let _ = self.tail.set_len(seg.len);
+                let _ = self.tail.seek(SeekFrom::Start(seg.len));
+                self.bytes -= pending;
+                self.records -= records;
+                self.lost += records;
+                return Err(io_err(&self.dir, "writing a segment")(e));
+            }
+            seg.len += pending;
+            self.dirty = true;
+        }
+        if self.dirty && (force || self.last_sync.elapsed() >= self.sync_every) {
+            self.tail
+                .sync_data()
+                .map_err(io_err(&self.dir, "syncing a segment"))?;
+            self.dirty = false;
+            self.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Reads up to `max` records after those already peeked, each into the
+    /// next buffer of `out` (pushed). Returns how many were read.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when a segment cannot be read.
+    pub fn peek(&mut self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<usize, SpoolError> {
+        self.flush()?;
+        let mut n = 0;
+        while n < max && (self.peeked.len() as u64) < self.records {
+            let Some(read) = self.read.as_mut() else {
+                break;
+            };
+            let mut buf = Vec::new();
+            match read_record(&mut read.file, &mut buf) {
+                Ok(Some(())) => {
+                    read.peek_offset += FRAME + buf.len() as u64;
+                    self.peeked.push_back(read.peek_offset);
+                    out.push(buf);
+                    n += 1;
+                }
+                Ok(None) | Err(()) => {
+                    // End of this segment: the next one, if any. (A
+                    // corrupt record was cut at open; none is written
+                    // since.)
+                    let no = read.no;
+                    let Some(next) = self.segments.iter().find(|s| s.no > no).map(|s| s.no) else {
+                        break;
+                    };
+                    if !self.peeked.is_empty() {
+                        // Consume up to the segment's end before moving on.
+                        break;
+                    }
+                    self.drop_segment(no)?;
+                    self.open_read(next, MAGIC.len() as u64)?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn drop_segment(&mut self, no: u64) -> Result<(), SpoolError> {
+        if let Some(i) = self.segments.iter().position(|s| s.no == no) {
+            let s = self.segments.remove(i).expect("index found");
+            self.bytes -= s.len;
+            let path = self.dir.join(seg_name(no));
+            fs::remove_file(&path)
+                .map_err(io_err(&self.dir, format!("removing {}", path.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Marks the first `n` peeked records delivered and records the new
+    /// head on disk; an emptied spool starts over with a fresh segment.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the head file cannot be written.
+    pub fn consume(&mut self, n: usize) -> Result<(), SpoolError> {
+        let n = n.min(self.peeked.len());
+        if n == 0 {
+            return Ok(());
+        }
+        let offset = self.peeked[n - 1];
+        self.peeked.drain(..n);
+        self.records -= n as u64;
+        let Some(read) = self.read.as_mut() else {
+            return Ok(());
+        };
+        read.offset = offset;
+        let no = read.no;
+        if self.records == 0 {
+            return self.reset();
+        }
+        self.write_head(no, offset)
+    }
+
+    /// Forgets what was peeked: the next peek starts at the head again.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the head segment cannot be reopened.
+    pub fn rewind(&mut self) -> Result<(), SpoolError> {
+        if let Some(read) = &self.read {
+            let (no, offset) = (read.no, read.offset);
+            self.open_read(no, offset)?;
+        }
+        Ok(())
+    }
+
+    fn write_head(&self, no: u64, offset: u64) -> Result<(), SpoolError> {
+        let tmp = self.dir.join("head.tmp");
+        fs::write(&tmp, format!("{no} {offset}\n"))
+            .map_err(io_err(&self.dir, "writing head.tmp"))?;
+        fs::rename(&tmp, self.dir.join("head")).map_err(io_err(&self.dir, "replacing head"))
+    }
+
+    /// Everything was delivered: removes every segment and starts one.
+    fn reset(&mut self) -> Result<(), SpoolError> {
+        self.flush()?;
+        let last = self.segments.back().map_or(0, |s| s.no);
+        for s in std::mem::take(&mut self.segments) {
+            let path = self.dir.join(seg_name(s.no));
+            fs::remove_file(&path)
+                .map_err(io_err(&self.dir, format!("removing {}", path.display())))?;
+        }
+        let no = last + 1;
+        self.tail = Self::create_segment(&self.dir, no)?;
+        self.segments.push_back(Segment {
+            no,
+            len: MAGIC.len() as u64,
+        });
+        self.bytes = MAGIC.len() as u64;
+        self.records = 0;
+        self.write_head(no, MAGIC.len() as u64)?;
+        self.open_read(no, MAGIC.len() as u64)
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = self.sync();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::testutil::TempDir;
+
+    fn open(dir: &Path, max: u64) -> (Spool, Recovered) {
+        Spool::open(dir, max, Duration::from_secs(1)).unwrap()
+    }
+
+    fn drain(s: &mut Spool) -> Vec<String> {
+        let mut all = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            let n = s.peek(7, &mut out).unwrap();
+            if n == 0 {
+                break;
+            }
+            s.consume(n).unwrap();
+            all.extend(out.into_iter().map(|b| String::from_utf8(b).unwrap()));
+        }
+        all
+    }
+
+    #[test]
+    fn records_come_back_in_order_once() {
+        let d = TempDir::new("spool-order");
+        let (mut s, rec) = open(d.path(), 1 << 20);
+        assert_eq!(rec, Recovered::default());
+        for i in 0..20 {
+            s.append(format!("m{i}").as_bytes()).unwrap();
+        }
+        assert_eq!(s.records(), 20);
+        let got = drain(&mut s);
+        assert_eq!(got, (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
+        assert!(s.is_empty());
+        s.append(b"again").unwrap();
+        assert_eq!(drain(&mut s), vec!["again".to_string()]);
+    }
+
+    #[test]
+    fn a_reopened_spool_replays_what_was_not_consumed() {
+        let d = TempDir::new("spool-reopen");
+        {
+            let (mut s, _) = open(d.path(), 1 << 20);
+            for i in 0..10 {
+                s.append(format!("m{i}").as_bytes()).unwrap();
+            }
+            let mut out = Vec::new();
+            assert_eq!(s.peek(4, &mut out).unwrap(), 4);
+            s.consume(3).unwrap();
+            s.flush().unwrap();
+            // dropped without consuming the rest (a crash after a flush)
+        }
+        let (mut s, rec) = open(d.path(), 1 << 20);
+        assert_eq!(rec.records, 7);
+        assert_eq!(rec.torn, 0);
+        let got = drain(&mut s);
+        assert_eq!(got, (3..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_second_opener_is_refused_while_the_lock_is_held() {
+        let d = TempDir::new("spool-lock");
+        let (_s, _) = open(d.path(), 1 << 20);
+        match Spool::open(d.path(), 1 << 20, Duration::ZERO) {
+            Err(SpoolError::Locked(p)) => assert_eq!(p, d.path()),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("opened twice"),
+        }
+    }
+
+    #[test]
+    fn the_size_bound_refuses_and_counts_nothing_extra() {
+        let d = TempDir::new("spool-full");
+        let (mut s, _) = open(d.path(), 200);
+        let msg = [b'x'; 40];
+        let mut n = 0;
+        while s.append(&msg).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, (200 - MAGIC.len()) / 48);
+        assert!(matches!(s.append(&msg), Err(SpoolError::Full(200))));
+        assert_eq!(s.records(), n as u64);
+        assert!(matches!(
+            s.append(&vec![0; MAX_RECORD + 1]),
+            Err(SpoolError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_reported() {
+        let d = TempDir::new("spool-torn");
+        {
+            let (mut s, _) = open(d.path(), 1 << 20);
+            s.append(b"one").unwrap();
+            s.append(b"two").unwrap();
+            s.flush().unwrap();
+        }
+        let seg = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
+        let len = fs::metadata(&seg).unwrap().len();
+        // a crash in the middle of the second record
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 2)
+            .unwrap();
+        let (mut s, rec) = open(d.path(), 1 << 20);
+        assert_eq!(
+            rec,
+            Recovered {
+                records: 1,
+                torn: 1
+            }
+        );
+        s.append(b"three").unwrap();
+        assert_eq!(drain(&mut s), vec!["one", "three"]);
+    }
+
+    #[test]
+    fn a_corrupt_byte_fails_the_checksum() {
+        let d = TempDir::new("spool-crc");
+        {
+            let (mut s, _) = open(d.path(), 1 << 20);
+            s.append(b"good").unwrap();
+            s.append(b"evidence").unwrap();
+            s.flush().unwrap();
+        }
+        let seg = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
+        let mut bytes = fs::read(&seg).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x20;
+        fs::write(&seg, bytes).unwrap();
+        let (mut s, rec) = open(d.path(), 1 << 20);
+        assert_eq!(
+            rec,
+            Recovered {
+                records: 1,
+                torn: 1
+            }
+        );
+        assert_eq!(drain(&mut s), vec!["good"]);
+    }
+
+    #[test]
+    fn segments_roll_over_and_are_removed_once_delivered() {
+        let d = TempDir::new("spool-segments");
+        let (mut s, _) = open(d.path(), 64 << 20);
+        let msg = vec![b'y'; 60_000];
+        let n = (3 * SEGMENT_BYTES / 60_000) as usize;
+        for _ in 0..n {
+            s.append(&msg).unwrap();
+        }
+        s.flush().unwrap();
+        let count = || {
+            fs::read_dir(d.path())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "seg")
+                })
+                .count()
+        };
+        assert!(count() >= 3, "{}", count());
+        let mut out = Vec::new();
+        let mut got = 0;
+        while got < n / 2 {
+            out.clear();
+            let k = s.peek(16, &mut out).unwrap();
+            s.consume(k).unwrap();
+            got += k;
+        }
+        assert!(count() < 3, "{}", count());
+        // the rest survives a reopen
+        drop(s);
+        let (mut s, rec) = open(d.path(), 64 << 20);
+        assert_eq!(rec.records as usize, n - got);
+        assert_eq!(drain(&mut s).len(), n - got);
+        assert_eq!(count(), 1);
+    }
+}
