@@ -426,7 +426,10 @@ impl Instance {
         let Some(writer) = self.writer.take() else {
             return;
         };
-        let stats = writer.stop(grace);
+        let (stats, notices) = writer.stop_with_notices(grace);
+        for n in notices {
+            host.log(n.level, &format!("MASQLOG[{}] {}", self.id, n.message));
+        }
         let level = if stats.dropped > 0 {
             Level::Error
         } else {

@@ -522,3 +522,215 @@ fn a_section_without_global_or_masqlog() {
         r.render_text()
     );
 }
+
+/// `good()` with `key=value` as the last line of `[masq1]` (any earlier
+/// line of that key removed), and that line's number.
+fn with_key(key: &str, value: &str) -> (String, usize) {
+    let prefix = format!("{key}=");
+    let mut text: String = good()
+        .lines()
+        .filter(|l| !l.starts_with(&prefix))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(&format!("{key}={value}\n"));
+    let line = text.lines().count();
+    (text, line)
+}
+
+/// Every kind of bad value of every plugin key: one FAIL line for the key,
+/// with the line, the value as the plugin reads it and what is allowed (the
+/// plugin's own message), and exit 1.
+#[test]
+fn every_bad_plugin_value_is_named_with_its_line() {
+    let long_tag = "t".repeat(33);
+    // key, value as written, value as the message shows it, what is allowed
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("format", "xml", "\"xml\"", "one of text, rfc5424, json"),
+        (
+            "nat",
+            "masquerade",
+            "\"masquerade\"",
+            "one of snat, dnat, both",
+        ),
+        (
+            "destination",
+            "tcp:loghost.example:514",
+            "\"tcp:loghost.example:514\"",
+            "unix:/ABSOLUTE/PATH, udp:IP:PORT",
+        ),
+        (
+            "destination",
+            "unix:dev/log",
+            "\"unix:dev/log\"",
+            "unix:/ABSOLUTE/PATH",
+        ),
+        (
+            "destination",
+            "udp:192.0.2.9:0",
+            "\"udp:192.0.2.9:0\"",
+            "unix:/ABSOLUTE/PATH",
+        ),
+        (
+            "destination",
+            "tcp:192.0.2.9:99999",
+            "\"tcp:192.0.2.9:99999\"",
+            "unix:/ABSOLUTE/PATH",
+        ),
+        (
+            "destination",
+            "file:/var/log/masqlog.log",
+            "\"file:/var/log/masqlog.log\"",
+            "unix:/ABSOLUTE/PATH",
+        ),
+        (
+            "facility",
+            "local8",
+            "\"local8\"",
+            "one of kern, user, mail",
+        ),
+        ("severity", "loud", "\"loud\"", "one of emerg, alert, crit"),
+        (
+            "tag",
+            "\"nat log\"",
+            "\"nat log\"",
+            "1 to 32 printable ASCII characters without space",
+        ),
+        ("tag", "nat:log", "\"nat:log\"", "without space, ':', '['"),
+        ("tag", "\"\"", "\"\"", "1 to 32 printable ASCII characters"),
+        (
+            "tag",
+            &long_tag,
+            &format!("\"{long_tag}\""),
+            "1 to 32 printable ASCII characters",
+        ),
+        (
+            "hostname",
+            "\"gw 1\"",
+            "\"gw 1\"",
+            "printable ASCII without spaces",
+        ),
+        ("queue_size", "0", "0", "an integer from 64 to 4194304"),
+        ("queue_size", "-1", "-1", "an integer from 64 to 4194304"),
+        (
+            "stats_interval",
+            "86401",
+            "86401",
+            "an integer from 0 to 86400",
+        ),
+        ("send_timeout_ms", "5", "5", "an integer from 10 to 60000"),
+        (
+            "retry_interval_ms",
+            "600001",
+            "600001",
+            "an integer from 10 to 600000",
+        ),
+        ("remote", "drop", "\"drop\"", "one of log, omit, hash"),
+        (
+            "ident",
+            "maybe",
+            "\"maybe\"",
+            "one of off, plain, transparent",
+        ),
+        ("ident_port", "0", "0", "an integer from 1 to 65535"),
+        ("ident_port", "65536", "65536", "an integer from 1 to 65535"),
+        (
+            "ident_source",
+            "router",
+            "\"router\"",
+            "empty or an IPv4 or IPv6 address of the router",
+        ),
+        (
+            "ident_connect_timeout_ms",
+            "0",
+            "0",
+            "an integer from 10 to 60000",
+        ),
+        (
+            "ident_timeout_ms",
+            "120001",
+            "120001",
+            "an integer from 10 to 120000",
+        ),
+        ("ident_workers", "0", "0", "an integer from 1 to 256"),
+        ("ident_queue_size", "0", "0", "an integer from 1 to 1048576"),
+        (
+            "ident_per_host",
+            "1025",
+            "1025",
+            "an integer from 1 to 1024",
+        ),
+        (
+            "ident_clients",
+            "lan",
+            "\"lan\"",
+            "comma-separated prefixes such as",
+        ),
+        (
+            "ident_clients",
+            "10.99.0.0/33",
+            "\"10.99.0.0/33\"",
+            "comma-separated prefixes such as",
+        ),
+        (
+            "ident_remote_ports",
+            "25-22",
+            "\"25-22\"",
+            "comma-separated ports and ranges",
+        ),
+        (
+            "ident_remote_ports",
+            "0",
+            "\"0\"",
+            "comma-separated ports and ranges",
+        ),
+        (
+            "ident_remote_ports",
+            "http",
+            "\"http\"",
+            "comma-separated ports and ranges",
+        ),
+    ];
+    for &(key, value, shown, allowed) in cases {
+        let (text, line) = with_key(key, value);
+        let r = run(&text, &Fake::default());
+        let out = r.render_text();
+        assert_eq!(r.exit_code(), 1, "{key}={value}:\n{out}");
+        let want = format!("line {line}: config key `{key}` = {shown}: ");
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.status == Status::Fail && f.subject == format!("[masq1] {key}"))
+            .unwrap_or_else(|| panic!("{key}={value}: no FAIL line for the key:\n{out}"));
+        assert!(
+            f.message.starts_with(&want) && f.message.contains(allowed),
+            "{key}={value}: {:?} does not start with {want:?} and name {allowed:?}",
+            f.message
+        );
+    }
+}
+
+/// `remote=hash` is valid only with its `remote_hash_key`: check-config must
+/// judge the two together, and never show the key.
+#[test]
+#[ignore = "bug: check-config validates remote=hash alone, against the default (empty) remote_hash_key, so a correct pair FAILs (src/checkconfig/mod.rs, the per-key loop)"]
+fn remote_hash_with_its_key_is_valid_and_a_bad_key_is_not_shown() {
+    let text = format!(
+        "{}remote=hash\nremote_hash_key=000102030405060708090a0b0c0d0e0f\n",
+        good()
+    );
+    let r = run(&text, &Fake::default());
+    assert_eq!(r.count(Status::Fail), 0, "{}", r.render_text());
+    let text = format!("{}remote=hash\nremote_hash_key=0011\n", good());
+    let r = run(&text, &Fake::default());
+    let out = r.render_text();
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1]",
+            "`remote_hash_key` = (4 characters, not shown)"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("0011"), "{out}");
+}

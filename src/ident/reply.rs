@@ -526,6 +526,42 @@ mod tests {
         assert_eq!(p(&line), Ok(IdentReply::Error(long[..64].to_vec())));
     }
 
+    /// Another server on port 113 (a web server, sshd, an MTA) answers with
+    /// its own greeting: a protocol error that quotes it, never a user.
+    #[test]
+    fn other_protocols_on_port_113_are_protocol_errors() {
+        assert_eq!(
+            err(b"HTTP/1.1 400 Bad Request\r\n"),
+            "malformed port pair \"HTTP/1.1 400 Bad Request\""
+        );
+        assert_eq!(
+            err(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"),
+            "malformed port pair \"SSH-2.0-OpenSSH_9.2p1 Debian-2+d...\""
+        );
+        assert_eq!(
+            err(b"220 mail.example.org ESMTP Postfix\r\n"),
+            "malformed port pair \"220 mail.example.org ESMTP Postf...\""
+        );
+        assert_eq!(
+            err(b"<html><head><title>400</title></head>"),
+            "malformed port pair \"<html><head><title>400</title></...\""
+        );
+    }
+
+    #[test]
+    fn an_operating_system_token_over_64_characters_is_refused() {
+        let mut line = b"6193,23:USERID:".to_vec();
+        line.extend_from_slice(&[b'U'; 65]);
+        line.extend_from_slice(b":bob");
+        assert_eq!(
+            err(&line),
+            format!(
+                "invalid operating system \"{}...\": longer than 64 characters",
+                "U".repeat(32)
+            )
+        );
+    }
+
     #[test]
     fn error_with_trailing_data() {
         assert_eq!(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::LabError;
 
-/// One of the three example configs.
+/// One of the example configs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Example {
     /// `masqlog-local.conf`: local syslog socket, text lines.
@@ -15,10 +15,18 @@ pub enum Example {
     Remote,
     /// `masqlog-json.conf`: local syslog socket, JSON.
     Json,
+    /// `masqlog-relp.conf`: remote rsyslog over RELP, RFC 5424, with the
+    /// spool.
+    Relp,
 }
 
 impl Example {
-    pub const ALL: [Example; 3] = [Example::Local, Example::Remote, Example::Json];
+    pub const ALL: [Example; 4] = [
+        Example::Local,
+        Example::Remote,
+        Example::Json,
+        Example::Relp,
+    ];
 
     /// The file name in `ulogd-conf/`.
     pub fn file_name(self) -> &'static str {
@@ -26,6 +34,7 @@ impl Example {
             Example::Local => "masqlog-local.conf",
             Example::Remote => "masqlog-remote.conf",
             Example::Json => "masqlog-json.conf",
+            Example::Relp => "masqlog-relp.conf",
         }
     }
 
@@ -35,6 +44,7 @@ impl Example {
             Example::Local => include_str!("../../ulogd-conf/masqlog-local.conf"),
             Example::Remote => include_str!("../../ulogd-conf/masqlog-remote.conf"),
             Example::Json => include_str!("../../ulogd-conf/masqlog-json.conf"),
+            Example::Relp => include_str!("../../ulogd-conf/masqlog-relp.conf"),
         }
     }
 
@@ -49,14 +59,14 @@ impl Example {
     pub fn format(self) -> &'static str {
         match self {
             Example::Local => "text",
-            Example::Remote => "rfc5424",
+            Example::Remote | Example::Relp => "rfc5424",
             Example::Json => "json",
         }
     }
 
     /// Whether it sends to a remote syslog server (`@REMOTE@`).
     pub fn is_remote(self) -> bool {
-        self == Example::Remote
+        matches!(self, Example::Remote | Example::Relp)
     }
 }
 
@@ -195,6 +205,32 @@ impl UlogdConf {
         found
     }
 
+    /// The ids of the MASQLOG instances of every `stack=` line.
+    pub fn masqlog_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        for line in self.text.lines() {
+            let t = line.trim();
+            if is_comment(t) {
+                continue;
+            }
+            let Some((k, v)) = t.split_once('=') else {
+                continue;
+            };
+            if k.trim() != "stack" {
+                continue;
+            }
+            for part in v.trim().trim_matches('"').split(',') {
+                if let Some((id, plugin)) = part.split_once(':')
+                    && plugin.trim() == "MASQLOG"
+                    && !ids.iter().any(|i| i == id.trim())
+                {
+                    ids.push(id.trim().to_string());
+                }
+            }
+        }
+        ids
+    }
+
     /// Sets `key=value` in `[section]`: replaces the key's line, or adds one
     /// at the end of the section (a new section at the end if needed).
     pub fn set(&mut self, section: &str, key: &str, value: &str) -> &mut UlogdConf {
@@ -241,6 +277,15 @@ impl UlogdConf {
             }
         }
         self.text = lines.join("\n") + "\n";
+        self
+    }
+
+    /// Points the `spool_dir` of every MASQLOG instance to `dir`, so that
+    /// nothing the lab runs uses the system's spool (or another lab's).
+    pub fn lab_spool(&mut self, dir: &Path) -> &mut UlogdConf {
+        for id in self.masqlog_ids() {
+            self.set(&id, "spool_dir", &dir.to_string_lossy());
+        }
         self
     }
 

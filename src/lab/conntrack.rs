@@ -189,6 +189,10 @@ impl ConntrackWatch {
                 "NEW,DESTROY",
                 "-o",
                 "timestamp,extended,id",
+                // DESTROY events come in bursts (the kernel's garbage
+                // collector): room for some 30000 of them
+                "-b",
+                "8388608",
             ],
         )?;
         // The events are its stdout: `<lab dir>/conntrack-events.out`.

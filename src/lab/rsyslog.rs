@@ -36,6 +36,8 @@ pub struct RsyslogOptions {
     pub tcp: Option<SocketAddr>,
     /// Listen for UDP syslog (imudp).
     pub udp: Option<SocketAddr>,
+    /// Listen for RELP (imrelp, Debian's rsyslog-relp).
+    pub relp: Option<SocketAddr>,
 }
 
 impl RsyslogOptions {
@@ -55,10 +57,21 @@ impl RsyslogOptions {
             ..RsyslogOptions::default()
         }
     }
+
+    /// A remote receiver in the server namespace on RELP `addr`.
+    pub fn remote_relp(addr: SocketAddr) -> RsyslogOptions {
+        RsyslogOptions {
+            role: Some(Role::Server),
+            relp: Some(addr),
+            ..RsyslogOptions::default()
+        }
+    }
 }
 
 /// The TCP port of the lab's remote syslog receiver.
 pub const REMOTE_PORT: u16 = 10514;
+/// The port of the lab's RELP receiver.
+pub const RELP_PORT: u16 = 20514;
 
 /// A running (or stopped, restartable) rsyslogd.
 #[derive(Debug)]
@@ -129,6 +142,7 @@ impl Rsyslog {
         let sock = self.socket_path();
         let tcp = self.opts.tcp;
         let udp = self.opts.udp;
+        let relp = self.opts.relp;
         let ns = self.ns.clone();
         let name = self.name.clone();
         let proc = self.proc.as_mut().expect("started");
@@ -149,7 +163,11 @@ impl Rsyslog {
                 Some(a) => listening(ns.as_deref(), "-Hlun", a)?,
                 None => true,
             };
-            Ok((unix_ok && tcp_ok && udp_ok).then_some(()))
+            let relp_ok = match relp {
+                Some(a) => listening(ns.as_deref(), "-Hltn", a)?,
+                None => true,
+            };
+            Ok((unix_ok && tcp_ok && udp_ok && relp_ok).then_some(()))
         })
     }
 
@@ -265,6 +283,13 @@ pub fn config(dir: &Path, opts: &RsyslogOptions) -> String {
     if let Some(a) = opts.udp {
         c.push_str(&format!(
             "module(load=\"imudp\")\ninput(type=\"imudp\" address=\"{}\" port=\"{}\" RateLimit.Interval=\"0\")\n",
+            a.ip(),
+            a.port()
+        ));
+    }
+    if let Some(a) = opts.relp {
+        c.push_str(&format!(
+            "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"{}\" port=\"{}\")\n",
             a.ip(),
             a.port()
         ));

@@ -12,7 +12,7 @@ use super::flow::{Family, FlowProto, FlowResult, FlowSpec, Server};
 use super::ident::IdentMode;
 use super::logged::{self, Received};
 use super::oidentd::Oidentd;
-use super::rsyslog::{REMOTE_PORT, Rsyslog, RsyslogOptions};
+use super::rsyslog::{RELP_PORT, REMOTE_PORT, Rsyslog, RsyslogOptions};
 use super::topology::{Lab, LabOptions, SERVER_V4, client_addr};
 use super::ulogd::{self, Ulogd};
 use super::{Example, LabError, UlogdConf, wait};
@@ -85,6 +85,11 @@ pub fn remote_receiver() -> SocketAddr {
     SocketAddr::new(SERVER_V4.into(), REMOTE_PORT)
 }
 
+/// The address of the RELP receiver (in the server namespace).
+pub fn relp_receiver() -> SocketAddr {
+    SocketAddr::new(SERVER_V4.into(), RELP_PORT)
+}
+
 /// Everything running. Dropping it stops everything and removes the lab.
 #[derive(Debug)]
 pub struct Session {
@@ -114,7 +119,12 @@ impl Session {
             None => ulogd::find_plugin()?,
         };
         let installed = ulogd::install_plugin(&lab, &so)?;
-        let rsyslog = if opts.example.is_remote() {
+        let rsyslog = if opts.example == Example::Relp {
+            lab.start_rsyslog(
+                "rsyslog-relp",
+                &RsyslogOptions::remote_relp(relp_receiver()),
+            )?
+        } else if opts.example.is_remote() {
             lab.start_rsyslog(
                 "rsyslog-remote",
                 &RsyslogOptions::remote_tcp(remote_receiver()),
@@ -138,7 +148,11 @@ impl Session {
         };
         let mut subs = ulogd::substitutions(&lab, "ulogd", &installed);
         subs.syslog_socket = rsyslog.socket_path();
-        subs.remote = Some(remote_receiver());
+        subs.remote = Some(if opts.example == Example::Relp {
+            relp_receiver()
+        } else {
+            remote_receiver()
+        });
         let mut conf = UlogdConf::from_example(opts.example, &subs)?;
         if opts.ident != IdentMode::Off {
             for (key, value) in opts.ident.conf_keys() {

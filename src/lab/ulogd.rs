@@ -93,6 +93,8 @@ impl Ulogd {
     /// Starts ulogd without waiting (for configs that should fail).
     pub fn spawn(lab: &Lab, name: &str, conf: &UlogdConf) -> Result<Ulogd, LabError> {
         let conf_path = lab.path(&format!("{name}.conf"));
+        let mut conf = conf.clone();
+        conf.lab_spool(&lab.path("spool"));
         conf.write(&conf_path)?;
         let logfile = conf
             .get("global", "logfile")

@@ -1120,3 +1120,53 @@ fn flows_logged_without_their_remote_are_found_and_not_ruled_out() {
     assert_eq!(v.matches.len(), 2);
     assert_eq!(v.filtered_out, 1);
 }
+
+/// Damage in a masqlog line about another public endpoint is neither read
+/// nor reported (such lines are not parsed at all); damage in a line about
+/// the queried one is reported, and the good lines still answer.
+#[test]
+fn only_damaged_lines_about_the_queried_endpoint_are_reported() {
+    let d = TempDir::new("damage");
+    let prefix = "Nov 21 12:37:30 gw1 masqlog[4242]: masqlog/1 ev=start nat=snat proto=tcp";
+    let mut lines = vec![
+        format!("{prefix} id=1 client=10.0.0.1:1 masq=192.0.2.1:53501 remote=bogus"),
+        format!("{prefix} id=2 client=10.0.0.1:1 masq=192.0.2.9:53500 remote=bogus"),
+        format!("{prefix} id=3 client=10.0.0.1:1 masq=192.0.2.1:53500 remote=bogus"),
+        format!("{prefix} id=4 client=10.0.0.1:1 masq=192.0.2.1:53500 remo"),
+    ];
+    lines.extend(flow_lines(
+        Format::Text,
+        TRAD,
+        5,
+        "10.99.0.2:40000",
+        "192.0.2.1:53500",
+        "203.0.113.7:443",
+        "2026-11-21T12:37:00Z",
+        Some("2026-11-21T12:38:00Z"),
+    ));
+    let p = write(&d, "syslog", &lines);
+    for scan_all in [false, true] {
+        let (scan, v) = run(
+            &q("192.0.2.1:53500", "2026-11-21T12:37:42Z"),
+            &files(&[&p]),
+            scan_all,
+        );
+        assert_eq!(v.matches.len(), 1, "scan_all={scan_all}");
+        assert_eq!(v.matches[0].flow.id, Some(5));
+        let bad: Vec<String> = scan.bad_lines.iter().map(|b| b.to_string()).collect();
+        assert_eq!(
+            bad,
+            [
+                format!(
+                    "{}:3: field `remote` has an invalid value \"bogus\"",
+                    p.display()
+                ),
+                format!(
+                    "{}:4: syntax error at byte 121: expected a field name and `=`",
+                    p.display()
+                ),
+            ],
+            "scan_all={scan_all}"
+        );
+    }
+}

@@ -114,10 +114,13 @@ impl RuleFile {
             reason,
         })?;
         let body = text.lines().enumerate().skip(body_start);
-        let blocks = match params.method {
+        // Each block with the (0-based) line it was read from.
+        let (blocks, lines): (Vec<Block>, Vec<usize>) = match params.method {
             Method::Nft => parse_nft(path, body)?,
             Method::Iptables => parse_iptables(path, body)?,
-        };
+        }
+        .into_iter()
+        .unzip();
         if blocks.is_empty() {
             return Err(foreign("it holds no client block"));
         }
@@ -132,26 +135,26 @@ impl RuleFile {
         for w in by_public.windows(2) {
             let (a, b) = (&blocks[w[0]], &blocks[w[1]]);
             if a.public == b.public && a.hi >= b.lo {
-                return Err(PortblockError::Parse {
-                    path: path.into(),
-                    line: 0,
-                    reason: format!(
+                return Err(parse_err(
+                    path,
+                    lines[w[0]].max(lines[w[1]]),
+                    format!(
                         "the blocks of {} and {} overlap on {} ({}-{} and {}-{}): \
                          a port would name two clients",
                         a.internal, b.internal, a.public, a.lo, a.hi, b.lo, b.hi
                     ),
-                });
+                ));
             }
         }
         let mut by_internal: Vec<usize> = (0..blocks.len()).collect();
         by_internal.sort_by_key(|&i| blocks[i].internal);
         for w in by_internal.windows(2) {
             if blocks[w[0]].internal == blocks[w[1]].internal {
-                return Err(PortblockError::Parse {
-                    path: path.into(),
-                    line: 0,
-                    reason: format!("{} has two blocks", blocks[w[0]].internal),
-                });
+                return Err(parse_err(
+                    path,
+                    lines[w[0]].max(lines[w[1]]),
+                    format!("{} has two blocks", blocks[w[0]].internal),
+                ));
             }
         }
         Ok(RuleFile {
@@ -310,7 +313,7 @@ fn port_range(s: &str) -> Option<(u16, u16)> {
 fn parse_nft<'a>(
     path: &Path,
     body: impl Iterator<Item = (usize, &'a str)>,
-) -> Result<Vec<Block>, PortblockError> {
+) -> Result<Vec<(Block, usize)>, PortblockError> {
     let mut blocks = Vec::new();
     let mut in_elements = false;
     let mut seen_map = false;
@@ -346,7 +349,7 @@ fn parse_elements(
     path: &Path,
     i: usize,
     text: &str,
-    blocks: &mut Vec<Block>,
+    blocks: &mut Vec<(Block, usize)>,
 ) -> Result<bool, PortblockError> {
     let (items, closed) = match text.split_once('}') {
         Some((items, _)) => (items, true),
@@ -369,12 +372,15 @@ fn parse_elements(
         let internal: Ipv4Addr = internal.trim().parse().map_err(|_| bad())?;
         let public: Ipv4Addr = public.trim().parse().map_err(|_| bad())?;
         let (lo, hi) = port_range(ports.trim()).ok_or_else(bad)?;
-        blocks.push(Block {
-            internal,
-            public,
-            lo,
-            hi,
-        });
+        blocks.push((
+            Block {
+                internal,
+                public,
+                lo,
+                hi,
+            },
+            i,
+        ));
     }
     Ok(closed)
 }
@@ -384,7 +390,7 @@ fn parse_elements(
 fn parse_iptables<'a>(
     path: &Path,
     body: impl Iterator<Item = (usize, &'a str)>,
-) -> Result<Vec<Block>, PortblockError> {
+) -> Result<Vec<(Block, usize)>, PortblockError> {
     // (block, line) per client, tcp and udp separately, then checked equal.
     let mut tcp: Vec<(Block, usize)> = Vec::new();
     let mut udp: Vec<(Block, usize)> = Vec::new();
@@ -500,7 +506,7 @@ fn parse_iptables<'a>(
     }
     // Back to file order.
     tcp.sort_by_key(|(_, line)| *line);
-    Ok(tcp.into_iter().map(|(b, _)| b).collect())
+    Ok(tcp)
 }
 
 #[cfg(test)]
@@ -641,6 +647,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a SNAT rule"), "{e}");
+    }
+
+    /// A hand-edited file whose blocks overlap, or that gives a client two
+    /// blocks, is refused with the line of the later of the two.
+    #[test]
+    fn a_hand_edited_conflict_names_its_line() {
+        let text = render(&small_plan(Method::Nft, None), 0);
+        let line_of = |text: &str, needle: &str| {
+            text.lines()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} in\n{text}"))
+                + 1
+        };
+        let edited = text.replace("192.0.2.1 . 64512-65023", "192.0.2.1 . 65024-65535");
+        let n = line_of(&edited, "10.9.0.0 : 192.0.2.1 . 65024-65535");
+        assert_eq!(
+            parse("r", &edited).unwrap_err().to_string(),
+            format!(
+                "r:{n}: the blocks of 10.8.0.2 and 10.9.0.0 overlap on 192.0.2.1 \
+                 (65024-65535 and 65024-65535): a port would name two clients"
+            )
+        );
+        let edited = text.replace("10.9.0.0 : 192.0.2.1", "10.8.0.2 : 192.0.2.1");
+        let n = line_of(&edited, "10.8.0.2 : 192.0.2.1 . 64512-65023");
+        assert_eq!(
+            parse("r", &edited).unwrap_err().to_string(),
+            format!("r:{n}: 10.8.0.2 has two blocks")
+        );
     }
 
     #[test]

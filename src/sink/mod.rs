@@ -353,6 +353,13 @@ impl Writer {
         self.shutdown(timeout)
     }
 
+    /// `stop`, and the notices the thread left on its way out (what it
+    /// kept in the spool, what it lost).
+    pub fn stop_with_notices(mut self, timeout: Duration) -> (Stats, Vec<Notice>) {
+        let stats = self.shutdown(timeout);
+        (stats, self.notices.try_iter().collect())
+    }
+
     fn shutdown(&mut self, timeout: Duration) -> Stats {
         let now = Instant::now();
         let deadline = now

@@ -235,7 +235,11 @@ impl Worker {
         loop {
             let now = Instant::now();
             self.tick_stats(now);
-            if self.stop.deadline().is_some_and(|d| now >= d) {
+            let stopping = self.stop.deadline();
+            // Stopping while the destination is down: with a spool, nothing
+            // is gained by waiting for it; everything goes to disk now.
+            let spool_now = stopping.is_some() && self.outage.is_some() && self.spool.is_some();
+            if spool_now || stopping.is_some_and(|d| now >= d) {
                 self.give_up();
                 return;
             }

@@ -6,6 +6,7 @@
 //! to this test binary (or `$MASQLOG_SO`).
 
 mod bad_config;
+mod bad_input;
 mod checkconfig;
 mod flows;
 mod forensics;
@@ -16,4 +17,5 @@ mod oracle;
 mod outage;
 mod package;
 mod privacy;
+mod reliability;
 mod version;

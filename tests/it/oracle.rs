@@ -291,7 +291,7 @@ pub fn check_header(example: Example, l: &Logged, ulogd_pid: u32) {
             let tag = format!(" masqlog[{ulogd_pid}]: ");
             assert!(line.contains(&tag), "{line}: expected the tag {tag:?}");
         }
-        Example::Remote => {
+        Example::Remote | Example::Relp => {
             let f: Vec<&str> = line.splitn(7, ' ').collect();
             assert_eq!(f.len(), 7, "{line}");
             // daemon.info = 3 * 8 + 6
