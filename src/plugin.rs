@@ -368,13 +368,14 @@ impl Instance {
             .map(|st| format!(" {}", st.pool.stats()))
             .unwrap_or_default();
         format!(
-            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} spooled={} events={} logged={} untranslated={} incomplete={}{ident}",
+            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} spooled={} events_lost={} events={} logged={} untranslated={} incomplete={}{ident}",
             self.id,
             s.waiting,
             s.written,
             s.failed,
             s.dropped,
             s.spooled,
+            s.events_lost,
             c.events,
             c.logged,
             c.untranslated,

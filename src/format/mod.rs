@@ -15,6 +15,7 @@ use crate::record::{Endpoint, FlowRecord, Timestamp};
 
 pub mod escape;
 mod fields;
+pub mod gap;
 mod header;
 pub mod json;
 mod json_reader;

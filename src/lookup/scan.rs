@@ -21,6 +21,7 @@ use super::Progress;
 use super::prefix;
 use super::query::canon;
 use super::source::{self, Opened, Spec};
+use crate::format::gap::{Gap, parse_gap};
 use crate::format::{ParseError, ParsedLine, parse_line};
 use crate::record::Event;
 
@@ -372,6 +373,8 @@ pub struct Scanner<'p> {
     pending: HashMap<(u8, Option<u32>), i64>,
     progress: &'p mut dyn Progress,
     marker: Finder<'static>,
+    /// Lines with it may be gap records.
+    gap_marker: Finder<'static>,
     hits: Vec<usize>,
 }
 
@@ -395,6 +398,7 @@ impl<'p> Scanner<'p> {
             pending: HashMap::new(),
             progress,
             marker: Finder::new(b"masqlog").into_owned(),
+            gap_marker: Finder::new(b"gap").into_owned(),
             hits: Vec::new(),
         }
     }
@@ -784,6 +788,23 @@ impl<'p> Scanner<'p> {
             let le = memchr(b'\n', &data[m..]).map_or(data.len(), |k| m + k);
             self.sample(&data[ls..le], skew);
         }
+        // Gap records hold no endpoint the finders below look for.
+        let mut gaps = Vec::new();
+        let mut after = 0;
+        for m in self.gap_marker.find_iter(data) {
+            if m < after {
+                continue;
+            }
+            let ls = memrchr(b'\n', &data[..m]).map_or(0, |k| k + 1);
+            let le = memchr(b'\n', &data[m..]).map_or(data.len(), |k| m + k);
+            after = le;
+            if let Some(g) = parse_gap(&String::from_utf8_lossy(&data[ls..le])) {
+                gaps.push(g);
+            }
+        }
+        for g in gaps {
+            self.gap(g);
+        }
         let mut hits = std::mem::take(&mut self.hits);
         hits.clear();
         for f in &self.targets.finders {
@@ -892,6 +913,25 @@ impl<'p> Scanner<'p> {
             when,
             seq,
         });
+    }
+
+    /// A gap record: a note when it falls into the searched period (any
+    /// gap when the search has no period).
+    fn gap(&mut self, gap: Gap) {
+        if let Some(w) = &self.window
+            && (gap.to.secs < w.from || gap.from.secs > w.until)
+        {
+            return;
+        }
+        let note = format!(
+            "the log is incomplete: {} conntrack events were lost between {} and {} (ulogd's netlink socket overflowed; the plugin wrote a gap record); a flow of that period may have no line",
+            gap.lost,
+            super::when::utc_string(gap.from, true),
+            super::when::utc_string(gap.to, true)
+        );
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
     }
 
     /// Fills in the line numbers of inputs that were read from the middle

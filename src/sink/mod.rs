@@ -26,6 +26,7 @@ use crate::config::{Config, Format};
 use crate::format::Header;
 use crate::record::FlowRecord;
 
+mod drops;
 mod relp;
 pub mod spool;
 mod transport;
@@ -67,6 +68,9 @@ pub struct Stats {
     pub dropped: u64,
     /// Records in the on-disk spool, waiting for the destination.
     pub spooled: u64,
+    /// Conntrack events the kernel could not hand to ulogd (netlink socket
+    /// overruns), each period written into the log as a gap record.
+    pub events_lost: u64,
 }
 
 impl fmt::Display for Stats {
@@ -74,8 +78,8 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "stats: waiting={} written={} failed={} dropped={} spooled={}",
-            self.waiting, self.written, self.failed, self.dropped, self.spooled
+            "stats: waiting={} written={} failed={} dropped={} spooled={} events_lost={}",
+            self.waiting, self.written, self.failed, self.dropped, self.spooled, self.events_lost
         )
     }
 }
@@ -126,6 +130,10 @@ struct Counts {
     spool_done: AtomicU64,
     /// Records the spool held when it was opened (torn ones included).
     spool_initial: AtomicU64,
+    /// The thread: gap records made (messages that were not submitted).
+    gaps: AtomicU64,
+    /// The thread: conntrack events lost, from the netlink drop counter.
+    events_lost: AtomicU64,
 }
 
 impl Counts {
@@ -143,14 +151,16 @@ impl Counts {
         let refused = self.refused.load(SeqCst);
         let accepted = self.accepted.load(SeqCst);
         let initial = self.spool_initial.load(SeqCst);
+        let gaps = self.gaps.load(SeqCst);
         // Live records that ended: every end minus the spooled ones'.
         let live_done = (written + lost).saturating_sub(spool_done);
         Stats {
-            waiting: accepted.saturating_sub(live_done + to_spool),
+            waiting: (accepted + gaps).saturating_sub(live_done + to_spool),
             written,
             failed,
             dropped: refused + lost,
             spooled: (initial + to_spool).saturating_sub(spool_done),
+            events_lost: self.events_lost.load(SeqCst),
         }
     }
 }

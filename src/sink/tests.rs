@@ -64,10 +64,11 @@ fn stats_display_is_exact() {
         failed: 333,
         dropped: 4444,
         spooled: 55555,
+        events_lost: 6,
     };
     assert_eq!(
         s.to_string(),
-        "stats: waiting=1 written=22 failed=333 dropped=4444 spooled=55555"
+        "stats: waiting=1 written=22 failed=333 dropped=4444 spooled=55555 events_lost=6"
     );
 }
 
@@ -106,6 +107,7 @@ fn unix_destination_gets_the_exact_bytes_without_hostname() {
             failed: 0,
             dropped: 0,
             spooled: 0,
+            events_lost: 0,
         }
     );
 }
@@ -446,7 +448,9 @@ fn statistics_are_left_as_info_notices_every_interval() {
         notices.extend(w.take_notices());
         notices
             .iter()
-            .filter(|n| n.message == "stats: waiting=0 written=3 failed=0 dropped=0 spooled=0")
+            .filter(|n| {
+                n.message == "stats: waiting=0 written=3 failed=0 dropped=0 spooled=0 events_lost=0"
+            })
             .count()
             >= 2
     }));

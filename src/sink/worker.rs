@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, at, never, select};
 
+use super::drops;
 use super::spool::Spool;
 use super::transport::{self, Limit, SendError, Transport};
 use super::{Control, Counts, FormatFn, Level, Notice, StopSignal, Waker};
 use crate::config::Config;
 use crate::format::Header;
+use crate::format::gap::{self, Gap};
 use crate::record::{FlowRecord, Timestamp};
 
 /// Notices that may wait for the main thread; beyond that they are counted
@@ -136,6 +138,20 @@ impl Batch {
     }
 }
 
+/// How often the netlink drop counter is read for gap records.
+const DROP_CHECK: Duration = Duration::from_secs(1);
+
+/// The drop counter of ulogd's netlink sockets, as last read.
+struct DropWatch {
+    /// `None` until the first reading (the baseline).
+    last: Option<u64>,
+    /// When `last` was read: the start of any gap found next.
+    at: Timestamp,
+    next: Instant,
+    /// /proc could not be read (said once).
+    unreadable: bool,
+}
+
 /// At most this many messages go out in one batch.
 pub(super) const BATCH: usize = 256;
 /// Room the spool must have before a record is taken from the queue for it.
@@ -180,6 +196,9 @@ pub(super) struct Worker {
     retry_at: Option<Instant>,
     outage: Option<Outage>,
     next_stats: Option<Instant>,
+    drops: DropWatch,
+    /// Gap records waiting to go out ahead of the next records.
+    gaps: Vec<Vec<u8>>,
 }
 
 impl Worker {
@@ -220,6 +239,13 @@ impl Worker {
             retry_at: None,
             outage: None,
             next_stats,
+            drops: DropWatch {
+                last: None,
+                at: Timestamp::now(),
+                next: Instant::now(),
+                unreadable: false,
+            },
+            gaps: Vec::new(),
             cfg,
         }
     }
@@ -235,6 +261,7 @@ impl Worker {
         loop {
             let now = Instant::now();
             self.tick_stats(now);
+            self.check_drops(now);
             let stopping = self.stop.deadline();
             // Stopping while the destination is down: with a spool, nothing
             // is gained by waiting for it; everything goes to disk now.
@@ -254,6 +281,14 @@ impl Worker {
                 // Everything newer than the spool's head goes behind it.
                 self.spool_queued();
                 self.fill_from_spool();
+                continue;
+            }
+            if !self.gaps.is_empty() {
+                self.batch.from_spool = false;
+                for g in std::mem::take(&mut self.gaps) {
+                    self.batch.msgs.push(g);
+                    self.batch.ids.push(None);
+                }
                 continue;
             }
             match self.wait_for_record() {
@@ -281,9 +316,69 @@ impl Worker {
         );
     }
 
-    /// The earliest of `also`, the next statistics line and the deadline.
+    /// Reads the netlink drop counter once per `DROP_CHECK`; when it grew,
+    /// writes a gap record into the stream (ahead of the records that
+    /// follow) and tells ulogd's log.
+    fn check_drops(&mut self, now: Instant) {
+        if now < self.drops.next || self.drops.unreadable {
+            return;
+        }
+        self.drops.next = now + DROP_CHECK;
+        let Some(total) = drops::read_drops() else {
+            self.drops.unreadable = true;
+            self.outbox.push(
+                Level::Error,
+                "cannot read /proc/self/net/netlink: lost conntrack events will not be recorded as gaps".into(),
+            );
+            return;
+        };
+        let at = Timestamp::now();
+        let prev = self.drops.last.replace(total);
+        let from = std::mem::replace(&mut self.drops.at, at);
+        let Some(prev) = prev else {
+            return;
+        };
+        if total <= prev {
+            return;
+        }
+        let gap = Gap {
+            from,
+            to: at,
+            lost: total - prev,
+        };
+        self.counts.events_lost.fetch_add(gap.lost, SeqCst);
+        self.counts.gaps.fetch_add(1, SeqCst);
+        let hdr = Header {
+            pri: self.pri,
+            timestamp: at,
+            hostname: self.hostname.as_deref(),
+            app: &self.cfg.tag,
+            pid: self.pid,
+        };
+        let mut msg = Vec::with_capacity(256);
+        gap::write_syslog(self.cfg.format, &hdr, &gap, &mut msg);
+        self.outbox.push(
+            Level::Error,
+            format!(
+                "{} conntrack events lost between {} and {}: ulogd's netlink socket overflowed (raise netlink_socket_buffer_size); a gap record goes into the log",
+                gap.lost,
+                crate::lookup::when::utc_string(gap.from, true),
+                crate::lookup::when::utc_string(gap.to, true),
+            ),
+        );
+        if self.spooling() {
+            self.spool_msg(&msg, None);
+            self.flush_spool();
+        } else {
+            self.gaps.push(msg);
+        }
+    }
+
+    /// The earliest of `also`, the next statistics line, the next drop
+    /// check and the deadline.
     fn wake_at(&self, also: Option<Instant>) -> Option<Instant> {
-        [also, self.next_stats, self.stop.deadline()]
+        let drops = (!self.drops.unreadable).then_some(self.drops.next);
+        [also, self.next_stats, drops, self.stop.deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -671,6 +766,9 @@ impl Worker {
         }
         // A replayed batch is still in the spool.
         self.batch = Batch::default();
+        for g in std::mem::take(&mut self.gaps) {
+            self.spool_msg(&g, None);
+        }
         let queued: Vec<FlowRecord> = self.queue.try_iter().collect();
         for rec in &queued {
             if self.spool.is_some() {

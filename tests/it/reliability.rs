@@ -266,3 +266,165 @@ fn the_spool_outlives_sigterm_and_kill_9_of_ulogd() {
         "the replay is out of order: the first ulogd's lines end at {last_first}, the second's start at {first_second}"
     );
 }
+
+/// The drops of the NETLINK_NETFILTER sockets of process `pid` (in the
+/// router's `/proc/net/netlink`).
+fn netlink_drops(env: &Session, pid: u32) -> u64 {
+    let mut inodes = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("ulogd's fds")
+        .flatten()
+    {
+        if let Ok(t) = std::fs::read_link(e.path())
+            && let Some(i) = t
+                .to_str()
+                .and_then(|t| t.strip_prefix("socket:["))
+                .and_then(|t| t.strip_suffix(']'))
+        {
+            inodes.push(i.to_string());
+        }
+    }
+    let table = ok(
+        env.lab.exec(
+            Some(masqlog::lab::Role::Router),
+            &["cat", "/proc/net/netlink"],
+        ),
+        "/proc/net/netlink",
+    );
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() >= 10 && f[1] == "12" && inodes.iter().any(|i| i == f[9]))
+        .map(|f| f[8].parse::<u64>().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn a_netlink_overflow_is_written_as_a_gap_record_that_lookup_reports() {
+    let test = "a_netlink_overflow_is_written_as_a_gap_record_that_lookup_reports";
+    let mut opts = SessionOptions::new(Example::Local);
+    // A deliberately tiny buffer: a burst of DESTROY events overflows it.
+    // (ulogd 2.0.8 ignores buffer_size unless it is below buffer_maxsize.)
+    opts.set_key("ct1", "netlink_socket_buffer_size", "4096")
+        .set_key("ct1", "netlink_socket_buffer_maxsize", "8192")
+        // Without reliable delivery the kernel drops what does not fit
+        // (with it, a failed DESTROY is retried later instead).
+        .set_key("ct1", "reliable", "0");
+    let Some(mut env) = harness::session(test, &opts) else {
+        return;
+    };
+    let session: &mut Session = &mut env;
+    let (lab, servers) = (&session.lab, &session.servers);
+    let tcp = servers
+        .iter()
+        .find(|s| s.proto == FlowProto::Tcp && s.family == Family::V4)
+        .expect("a TCP server");
+    let before = masqlog::record::Timestamp::now();
+    // ulogd stops reading for a moment (SIGSTOP): the flows' events pile up
+    // in its 8 KiB socket buffer, and the kernel drops what does not fit.
+    let pid = session.ulogd.pid();
+    let kill = |sig: &str| {
+        let st = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success(), "kill {sig} {pid}");
+    };
+    kill("-STOP");
+    let flows: Vec<FlowSpec> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..40)
+                        .map(|_| {
+                            let spec = FlowSpec::to(lab, tcp, "alice", 32);
+                            lab.flow(&spec).expect("a flow");
+                            spec
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("a flow thread"))
+            .collect()
+    });
+    // Their DESTROY events too, at once.
+    let flushed = lab.exec(Some(masqlog::lab::Role::Router), &["conntrack", "-F"]);
+    kill("-CONT");
+    ok(flushed, "conntrack -F");
+    ok(
+        masqlog::lab::wait::poll("a gap record", Duration::from_secs(20), || {
+            let gaps: Vec<_> = env
+                .receiver_lines()
+                .iter()
+                .filter_map(|l| masqlog::format::gap::parse_gap(l))
+                .collect();
+            Ok((!gaps.is_empty()).then_some(gaps))
+        }),
+        "the gap record",
+    );
+    // The drop counter and the gap records agree, once the last check ran.
+    std::thread::sleep(Duration::from_secs(2));
+    let gaps: Vec<_> = env
+        .receiver_lines()
+        .iter()
+        .filter_map(|l| masqlog::format::gap::parse_gap(l))
+        .collect();
+    let lost: u64 = gaps.iter().map(|g| g.lost).sum();
+    let drops = netlink_drops(&env, pid);
+    assert!(lost > 0, "{gaps:?}");
+    assert_eq!(lost, drops, "gap records {gaps:?} vs the socket's drops");
+    for g in &gaps {
+        // from: the last check before ulogd stopped reading (one a second)
+        assert!(g.to.as_micros() > before.as_micros(), "{g:?}");
+        assert!(g.from.as_micros() > before.as_micros() - 2_000_000, "{g:?}");
+    }
+    let s = ok(
+        env.ulogd.request_stats(MASQ_ID, Duration::from_secs(10)),
+        "statistics",
+    );
+    assert_eq!(s.all.get("events_lost"), Some(&lost), "{s:?}");
+    let log = env.ulogd.log();
+    assert!(
+        log.contains("conntrack events lost between"),
+        "ulogd's log does not say so:\n{log}"
+    );
+
+    // lookup names the gap when asked about a flow of that period.
+    let f = &flows[0];
+    let received = env.received();
+    let line = received
+        .of_flow(f)
+        .into_iter()
+        .find(|l| l.parsed.event == Event::Start)
+        .expect("the first flow's start line");
+    let public = format!(
+        "{}:{}",
+        line.parsed.masq.ip,
+        line.parsed.masq.port.expect("a port")
+    );
+    let at = masqlog::lookup::when::utc_string(gaps[0].to, false);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_masqlog"))
+        .args(["lookup", &public, "--at", &at])
+        .arg(env.rsyslog.messages_path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("masqlog lookup");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("the log is incomplete") && text.contains("conntrack events were lost"),
+        "lookup does not name the gap:\n{text}"
+    );
+    eprintln!(
+        "{test}: {} gap records, {lost} events lost, {} flows",
+        gaps.len(),
+        flows.len()
+    );
+}
