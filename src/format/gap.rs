@@ -90,9 +90,7 @@ fn value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     ] {
         if let Some(at) = memmem::find(line.as_bytes(), pat.as_bytes()) {
             let rest = &line[at + pat.len()..];
-            let end = rest
-                .find(|c: char| c == '"' || c == ' ' || c == ',' || c == '}' || c == ']')
-                .unwrap_or(rest.len());
+            let end = rest.find(['"', ' ', ',', '}', ']']).unwrap_or(rest.len());
             return Some(&rest[..end]);
         }
     }
