@@ -674,10 +674,14 @@ fn check_masqlog(r: &mut Report, conf: &ConfFile, id: &str) -> Option<Config> {
         }
     }
     // Each key alone, so that every bad value is named, not only the first.
+    // An error about another key (remote=hash wants its remote_hash_key) is
+    // left to the check of all the keys together below.
     for &(i, line) in &set {
         let mut one = defaults.clone();
         one[i] = values[i].clone();
-        if let Err(e) = Config::from_values(&one) {
+        if let Err(e) = Config::from_values(&one)
+            && e.key == CONF_KEYS[i].name
+        {
             r.fail(
                 format!("[{id}] {}", CONF_KEYS[i].name),
                 format!("line {line}: {e}"),

@@ -712,7 +712,6 @@ fn every_bad_plugin_value_is_named_with_its_line() {
 /// `remote=hash` is valid only with its `remote_hash_key`: check-config must
 /// judge the two together, and never show the key.
 #[test]
-#[ignore = "bug: check-config validates remote=hash alone, against the default (empty) remote_hash_key, so a correct pair FAILs (src/checkconfig/mod.rs, the per-key loop)"]
 fn remote_hash_with_its_key_is_valid_and_a_bad_key_is_not_shown() {
     let text = format!(
         "{}remote=hash\nremote_hash_key=000102030405060708090a0b0c0d0e0f\n",

@@ -101,10 +101,24 @@ pub enum LookupError {
     NoQuery,
     #[error("cannot read the reports {path}: {why}")]
     Reports { path: String, why: String },
+    // Neither carries its cause as a `source()`: the cause is in the
+    // message, and `{:#}` in main would print it twice.
     #[error("port-block history: {0}")]
-    Portblock(#[from] PortblockError),
+    Portblock(PortblockError),
     #[error("cannot write the answer: {0}")]
-    Output(#[from] std::io::Error),
+    Output(std::io::Error),
+}
+
+impl From<PortblockError> for LookupError {
+    fn from(e: PortblockError) -> Self {
+        LookupError::Portblock(e)
+    }
+}
+
+impl From<std::io::Error> for LookupError {
+    fn from(e: std::io::Error) -> Self {
+        LookupError::Output(e)
+    }
 }
 
 /// Progress of the reading, for a progress bar.
