@@ -106,6 +106,20 @@ fn shown(value: &[u8]) -> String {
     s
 }
 
+/// A field name that the line chose (an unknown field), as an error shows
+/// it: cut like a value, control characters escaped.
+fn shown_name(name: &str) -> String {
+    let mut s = String::new();
+    for c in shown(name.as_bytes()).chars() {
+        if c.is_control() {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
+    }
+    s
+}
+
 fn invalid(field: &str, value: &[u8]) -> ParseError {
     ParseError::InvalidValue {
         field: field.to_string(),
@@ -300,7 +314,7 @@ impl Builder {
         let mut names: Vec<&str> = self.extra.iter().map(|(k, _)| k.as_str()).collect();
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(ParseError::DuplicateField(w[0].to_string()));
+            return Err(ParseError::DuplicateField(shown_name(w[0])));
         }
         let ident = take_ident(&mut self.extra)?;
         let counters = |p: Option<u64>, b: Option<u64>| {
@@ -624,7 +638,8 @@ pub fn parse_rfc5424(line: &str) -> Result<ParsedLine, ParseError> {
 
 /// Reads whichever of the three forms starts first in `line`.
 pub fn parse_line(line: &str) -> Result<ParsedLine, ParseError> {
-    let text = find_text(line).map(|(at, _)| at);
+    // Where `parse_text` finds it: after a trailing CR/LF is cut.
+    let text = find_text(line.trim_end_matches(['\r', '\n'])).map(|(at, _)| at);
     let json = line.find(json::MARKER);
     let sd = line.find(rfc5424::MARKER);
     let first = [text, json, sd].into_iter().flatten().min();
@@ -893,6 +908,29 @@ mod tests {
         );
     }
 
+    /// Found by fuzz/fuzz_targets/line.rs: the name of a duplicated unknown
+    /// field went into the message whole, control characters and all.
+    #[test]
+    fn a_duplicate_unknown_name_is_shown_cut_and_escaped() {
+        let l = "{\"masqlog\":1,\"ev\":\"start\",\"nat\":\"snat\",\"proto\":6,\
+                 \"client\":{\"ip\":\"10.0.0.1\"},\"masq\":{\"ip\":\"10.0.0.2\"},\
+                 \"\\u001b[2J\\n\":1,\"\\u001b[2J\\n\":2}";
+        assert_eq!(
+            parse_json(l).unwrap_err().to_string(),
+            "field `\\u{1b}[2J\\n` appears more than once"
+        );
+        let long = "k".repeat(3000);
+        let l = format!(
+            "masqlog/1 ev=start nat=snat proto=6 client=10.0.0.1 masq=10.0.0.2 {long}=1 {long}=2"
+        );
+        let e = parse_text(&l).unwrap_err();
+        assert_eq!(
+            e,
+            ParseError::DuplicateField(format!("{}...", &long[..SHOWN]))
+        );
+        assert!(e.to_string().len() < 120, "{e}");
+    }
+
     #[test]
     fn icmp_fields_need_icmp() {
         let l = "masqlog/1 ev=start nat=snat proto=icmp icmp_type=300 client=10.0.0.1 \
@@ -1042,6 +1080,16 @@ mod tests {
             parse_line("nothing"),
             Err(ParseError::NotFound { .. })
         ));
+    }
+
+    /// Found by fuzz/fuzz_targets/line.rs: a marker right before the line
+    /// break was the text form to `parse_text` but not to `parse_line`.
+    #[test]
+    fn parse_line_finds_the_text_form_where_parse_text_does() {
+        for l in ["masqlog/1\n", "x masqlog/2\r\n", "masqlog/1\n\n\n"] {
+            assert_eq!(parse_line(l), parse_text(l), "{l:?}");
+            assert!(!matches!(parse_line(l), Err(ParseError::NotFound { .. })));
+        }
     }
 
     /// Every prefix of every line of every format, in every format's parser:

@@ -249,7 +249,12 @@ pub(crate) fn to_jiff(t: Timestamp) -> jiff::Timestamp {
 }
 
 fn from_jiff(t: jiff::Timestamp) -> Timestamp {
-    let us = t.as_microsecond();
+    // Down to the whole microsecond, as `parse_rfc3339` cuts the digits:
+    // `as_microsecond` rounds toward zero, a microsecond late before 1970.
+    let mut us = t.as_microsecond();
+    if t.subsec_nanosecond() % 1000 < 0 {
+        us -= 1;
+    }
     Timestamp::new(us.div_euclid(1_000_000), us.rem_euclid(1_000_000) as u32)
 }
 
@@ -398,6 +403,10 @@ fn parse_offset(s: &str) -> Option<i32> {
         _ => return None,
     };
     let rest = &s[1..];
+    // Byte lengths below: a multi-byte character would split.
+    if !rest.is_ascii() {
+        return None;
+    }
     let (h, m) = match rest.len() {
         1 | 2 => (rest, "0"),
         4 if !rest.contains(':') => (&rest[..2], &rest[2..]),
@@ -1048,6 +1057,32 @@ mod tests {
         );
     }
 
+    /// Found by fuzz/fuzz_targets/time.rs: before 1970, digits past the
+    /// microsecond rounded the instant up instead of down.
+    #[test]
+    fn fractions_before_1970_are_cut_like_rfc3339() {
+        for input in [
+            "1969-12-31T23:59:59.0000005Z",
+            "1969-12-31T23:59:59.000000999Z",
+        ] {
+            let r = parse_report_time(input, &utc()).unwrap();
+            assert_eq!(
+                r.instants,
+                vec![Timestamp { secs: -1, usecs: 0 }],
+                "{input}"
+            );
+            assert_eq!(r.first(), crate::time::parse_rfc3339(input).unwrap());
+        }
+        assert_eq!(
+            at("1969-12-31T23:59:58.9999999Z", &utc()),
+            vec!["1969-12-31T23:59:58.999999Z"]
+        );
+        assert_eq!(
+            at("1970-01-01T00:00:00.0000009Z", &utc()),
+            vec!["1970-01-01T00:00:00Z"]
+        );
+    }
+
     #[test]
     fn zoneless_times_use_the_default_zone() {
         assert_eq!(at("2026-11-21 12:37:42", &utc()), vec![WANT]);
@@ -1224,6 +1259,17 @@ mod tests {
         }
         let e = parse_report_time("11/21/2026 13:37:42", &utc()).unwrap_err();
         assert!(e.to_string().contains("ambiguous"), "{e}");
+    }
+
+    /// Found by fuzz/fuzz_targets/time.rs: `+1é1` is four bytes, and
+    /// `+HHMM` sliced the `é` in two (a panic).
+    #[test]
+    fn offsets_with_non_ascii_characters_are_refused() {
+        for bad in ["+1é1", "-0€", "+é12", "UTC+1é1", "+1:é"] {
+            assert!(parse_zone(bad).is_err(), "{bad}");
+        }
+        assert!(parse_report_time("2026-11-21 13:37:42 +1é1", &utc()).is_err());
+        assert!(parse_zone("+0130").is_ok());
     }
 
     #[test]
