@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,7 @@ pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     sync_every: Duration,
+    owner: Owner,
     _lock: File,
     /// In order; the last one is written to. Never empty.
     segments: VecDeque<Segment>,
@@ -108,6 +109,20 @@ fn io_err(dir: &Path, what: impl Into<String>) -> impl FnOnce(io::Error) -> Spoo
     let dir = dir.to_path_buf();
     let what = what.into();
     move |source| SpoolError::Io { dir, what, source }
+}
+
+/// Who owns what the spool creates: the owner of the configured spool
+/// directory (the parent of the instance's own). ulogd starts its plugins
+/// as root and may then switch to another user (Debian: `--uid ulog`); a
+/// spool directory made for that user keeps working after the switch.
+type Owner = Option<(u32, u32)>;
+
+/// Gives `path` to `owner`. Errors are ignored: without root this can only
+/// succeed for the user's own files, which are right already.
+fn adopt(path: &Path, owner: Owner) {
+    if let Some((uid, gid)) = owner {
+        let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
+    }
 }
 
 fn seg_name(no: u64) -> String {
@@ -161,6 +176,12 @@ impl Spool {
             .mode(0o700)
             .create(dir)
             .map_err(io_err(dir, "creating it"))?;
+        let owner = dir
+            .parent()
+            .and_then(|p| fs::metadata(p).ok())
+            .map(|m| (m.uid(), m.gid()));
+        adopt(dir, owner);
+        adopt(&dir.join("lock"), owner);
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -168,6 +189,7 @@ impl Spool {
             .mode(0o600)
             .open(dir.join("lock"))
             .map_err(io_err(dir, "opening its lock file"))?;
+        adopt(&dir.join("lock"), owner);
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -206,6 +228,7 @@ impl Spool {
                 if no == head_no { head_off } else { 0 },
                 &mut scratch,
             )?;
+            adopt(&path, owner);
             rec.records += records;
             rec.torn += torn;
             segments.push_back(Segment { no, len });
@@ -222,7 +245,7 @@ impl Spool {
             } else {
                 next_no + 1
             };
-            let f = Self::create_segment(dir, no)?;
+            let f = Self::create_segment(dir, no, owner)?;
             segments.push_back(Segment {
                 no,
                 len: MAGIC.len() as u64,
@@ -234,6 +257,7 @@ impl Spool {
             dir: dir.to_path_buf(),
             max_bytes,
             sync_every,
+            owner,
             _lock: lock,
             segments,
             tail,
@@ -319,7 +343,7 @@ impl Spool {
         }
     }
 
-    fn create_segment(dir: &Path, no: u64) -> Result<File, SpoolError> {
+    fn create_segment(dir: &Path, no: u64, owner: Owner) -> Result<File, SpoolError> {
         let path = dir.join(seg_name(no));
         // Written sequentially from here on: the cursor stays at the end.
         let mut f = OpenOptions::new()
@@ -331,6 +355,7 @@ impl Spool {
             .map_err(io_err(dir, format!("creating {}", path.display())))?;
         f.write_all(MAGIC)
             .map_err(io_err(dir, format!("writing {}", path.display())))?;
+        adopt(&path, owner);
         Ok(f)
     }
 
@@ -385,7 +410,7 @@ impl Spool {
         if tail_len >= SEGMENT_BYTES {
             self.flush()?;
             let no = self.segments.back().map_or(1, |s| s.no + 1);
-            self.tail = Self::create_segment(&self.dir, no)?;
+            self.tail = Self::create_segment(&self.dir, no, self.owner)?;
             self.segments.push_back(Segment {
                 no,
                 len: MAGIC.len() as u64,
@@ -543,6 +568,7 @@ impl Spool {
         let tmp = self.dir.join("head.tmp");
         fs::write(&tmp, format!("{no} {offset}\n"))
             .map_err(io_err(&self.dir, "writing head.tmp"))?;
+        adopt(&tmp, self.owner);
         fs::rename(&tmp, self.dir.join("head")).map_err(io_err(&self.dir, "replacing head"))
     }
 
@@ -556,7 +582,7 @@ impl Spool {
                 .map_err(io_err(&self.dir, format!("removing {}", path.display())))?;
         }
         let no = last + 1;
-        self.tail = Self::create_segment(&self.dir, no)?;
+        self.tail = Self::create_segment(&self.dir, no, self.owner)?;
         self.segments.push_back(Segment {
             no,
             len: MAGIC.len() as u64,
@@ -595,6 +621,31 @@ mod tests {
             all.extend(out.into_iter().map(|b| String::from_utf8(b).unwrap()));
         }
         all
+    }
+
+    #[test]
+    fn what_the_spool_creates_belongs_to_the_owner_of_spool_dir() {
+        let d = TempDir::new("spool-owner");
+        let parent = d.path().join("spool");
+        fs::create_dir(&parent).unwrap();
+        // nobody:nogroup, as ulogd --uid would run; only root can do this
+        if std::os::unix::fs::chown(&parent, Some(65534), Some(65534)).is_err() {
+            eprintln!("SKIP: not root");
+            return;
+        }
+        let dir = parent.join("masq1");
+        let (mut s, _) = open(&dir, 1 << 20);
+        s.append(b"x").unwrap();
+        let mut out = Vec::new();
+        s.peek(1, &mut out).unwrap();
+        s.append(b"y").unwrap();
+        s.consume(1).unwrap();
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::metadata(&p).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", p.display());
+        }
+        assert_eq!(fs::metadata(&dir).unwrap().uid(), 65534);
     }
 
     #[test]
