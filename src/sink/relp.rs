@@ -337,6 +337,7 @@ mod tests {
 
     fn limit(stop: &StopSignal) -> Limit<'_> {
         Limit {
+            yield_now: None,
             end: Instant::now() + Duration::from_secs(2),
             stop,
         }

@@ -651,3 +651,45 @@ fn a_full_spool_leaves_records_in_the_queue_and_counts_what_overflows() {
     assert_eq!(s.written + s.dropped + s.waiting + s.spooled, 500, "{s:?}");
     assert_eq!(s.waiting, 0, "{s:?}");
 }
+
+#[test]
+fn a_slow_destination_gets_the_backlog_from_the_spool_and_nothing_is_dropped() {
+    let dir = TempDir::new("writer-spool-slow");
+    let rx = UnixReceiver::bind(dir.path().join("log"));
+    let cfg = Config {
+        queue_size: 1024,
+        send_timeout: Duration::from_secs(5),
+        spool: spool_config(&dir.path().join("spool"), 16 << 20),
+        ..test_config(Destination::Unix(rx.path.clone()))
+    };
+    let (w, _) = start(&cfg, id_format());
+    // A reader that takes one datagram every 100 us: far slower than the
+    // submits below, yet never so slow that a send times out.
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        let end = Instant::now() + LONG;
+        while got.len() < 12_000 && Instant::now() < end {
+            if let Ok(n) = rx.sock.recv(&mut buf) {
+                got.push(buf[..n].to_vec());
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        got
+    });
+    let mut refused = 0;
+    for id in 0..12_000 {
+        if !w.submit(record(id)) {
+            refused += 1;
+        }
+        // about 30000 a second: three times what the reader takes
+        if id % 16 == 0 {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    let got = reader.join().unwrap();
+    let s = w.stop(LONG);
+    assert_eq!(refused, 0, "{s:?}");
+    assert_eq!(ids(&got), (0..12_000).collect::<Vec<_>>(), "{s:?}");
+    assert_eq!((s.written, s.dropped, s.spooled), (12_000, 0, 0), "{s:?}");
+}

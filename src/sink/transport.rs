@@ -26,6 +26,9 @@ const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 pub(super) struct Limit<'a> {
     pub(super) end: Instant,
     pub(super) stop: &'a StopSignal,
+    /// Asked between the messages of a batch sent one by one: `true` ends
+    /// the batch early (the writer has a backlog to move to the spool).
+    pub(super) yield_now: Option<&'a dyn Fn() -> bool>,
 }
 
 impl Limit<'_> {
@@ -59,6 +62,9 @@ pub(super) enum SendError {
     /// The destination will never take this message (too large for a
     /// datagram): retrying cannot help.
     Reject(io::Error),
+    /// Not an error: the batch was cut short on request; the rest is sent
+    /// later.
+    Yield,
 }
 
 /// Sends complete syslog messages to one destination.
@@ -69,13 +75,16 @@ pub(super) trait Transport: Send {
 
     /// Sends the messages in order within `limit`. `Err((n, e))`: the first
     /// `n` were delivered (in the transport's sense), the next one failed
-    /// with `e`.
+    /// with `e` (or `Yield`: not sent, as `limit.yield_now` asked).
     fn send_batch(
         &mut self,
         msgs: &[Vec<u8>],
         limit: &Limit<'_>,
     ) -> Result<(), (usize, SendError)> {
         for (i, m) in msgs.iter().enumerate() {
+            if i > 0 && limit.yield_now.is_some_and(|y| y()) {
+                return Err((i, SendError::Yield));
+            }
             self.send(m, limit).map_err(|e| (i, e))?;
         }
         Ok(())
@@ -411,6 +420,7 @@ mod tests {
         t.send(
             msg,
             &Limit {
+                yield_now: None,
                 end: Instant::now() + timeout,
                 stop: &stop,
             },
@@ -605,6 +615,7 @@ mod tests {
         let t0 = Instant::now();
         let res = (0..1000).find_map(|_| {
             let limit = Limit {
+                yield_now: None,
                 end: Instant::now() + long,
                 stop: &stop,
             };

@@ -199,6 +199,8 @@ pub(super) struct Worker {
     drops: DropWatch,
     /// Gap records waiting to go out ahead of the next records.
     gaps: Vec<Vec<u8>>,
+    /// When the backlog last went to the spool (for the notice).
+    spilled: Option<Instant>,
 }
 
 impl Worker {
@@ -246,6 +248,7 @@ impl Worker {
                 unreadable: false,
             },
             gaps: Vec::new(),
+            spilled: None,
             cfg,
         }
     }
@@ -270,7 +273,19 @@ impl Worker {
                 self.give_up();
                 return;
             }
+            if !self.batch.is_empty() && !self.batch.from_spool && self.behind() {
+                // Behind a slow destination: this batch, then the queue,
+                // go to the spool, in that order.
+                self.spill_notice();
+                self.spool_batch();
+                self.spool_queued();
+                continue;
+            }
             if !self.batch.is_empty() {
+                if self.batch.from_spool && self.behind() {
+                    // Replaying: what arrived meanwhile goes behind it.
+                    self.spool_queued();
+                }
                 match self.retry_at {
                     Some(at) if now < at => self.wait_retry(at),
                     _ => self.attempt(now),
@@ -289,6 +304,14 @@ impl Worker {
                     self.batch.msgs.push(g);
                     self.batch.ids.push(None);
                 }
+                continue;
+            }
+            if self.behind() {
+                // The destination takes records slower than they come: the
+                // backlog goes to disk instead of filling the queue, and is
+                // sent from there at the destination's pace.
+                self.spill_notice();
+                self.spool_queued();
                 continue;
             }
             match self.wait_for_record() {
@@ -514,6 +537,34 @@ impl Worker {
         }
     }
 
+    /// Whether the queue is more than half full and a spool with room could
+    /// take the backlog.
+    fn behind(&self) -> bool {
+        self.queue.len() > self.cfg.queue_size / 2
+            && self.spool.as_ref().is_some_and(|s| s.has_room(SPOOL_ROOM))
+    }
+
+    /// Says (at most once per `REMINDER_INTERVAL`) that the backlog goes
+    /// to the spool.
+    fn spill_notice(&mut self) {
+        let now = Instant::now();
+        if self
+            .spilled
+            .is_some_and(|t| now.duration_since(t) < REMINDER_INTERVAL)
+        {
+            return;
+        }
+        self.spilled = Some(now);
+        self.outbox.push(
+            Level::Notice,
+            format!(
+                "syslog destination {} is slower than the flows: {} records queued, the backlog goes to the spool",
+                self.cfg.destination,
+                self.queue.len()
+            ),
+        );
+    }
+
     /// Moves queued records into the spool while it has room.
     fn spool_queued(&mut self) {
         let mut n = 0;
@@ -525,6 +576,18 @@ impl Worker {
             n += 1;
         }
         self.flush_spool();
+    }
+
+    /// Appends the live batch to the spool (without a spool: counts it as
+    /// lost) and empties it.
+    fn spool_batch(&mut self) {
+        let msgs = std::mem::take(&mut self.batch.msgs);
+        let ids = std::mem::take(&mut self.batch.ids);
+        for (m, id) in msgs.iter().zip(ids) {
+            self.spool_msg(m, id);
+        }
+        self.batch.msgs = msgs;
+        self.batch.advance(usize::MAX);
     }
 
     /// Formats `rec` and appends it to the spool.
@@ -602,9 +665,16 @@ impl Worker {
 
     /// One send of the batch.
     fn attempt(&mut self, now: Instant) {
+        let half = self.cfg.queue_size / 2;
+        let queue = &self.queue;
+        let backlog = move || queue.len() > half;
+        // With a spool, a batch sent one message at a time stops when the
+        // queue fills, so that the backlog can go to disk.
+        let spill = self.spool.is_some();
         let limit = Limit {
             end: now + self.cfg.send_timeout,
             stop: &self.stop,
+            yield_now: spill.then_some(&backlog as &dyn Fn() -> bool),
         };
         let result = self.transport.send_batch(&self.batch.msgs, &limit);
         let (done, err) = match result {
@@ -633,6 +703,9 @@ impl Worker {
                     );
                 }
             }
+            // The rest of the batch goes to the spool with the backlog
+            // (see `run`).
+            Some(SendError::Yield) => {}
             Some(SendError::Reject(e)) => {
                 let id = self.batch.ids.first().copied().flatten();
                 let len = self.batch.msgs.first().map_or(0, Vec::len);
@@ -658,13 +731,7 @@ impl Worker {
                 if !self.batch.from_spool && self.spool.is_some() {
                     // The live batch waits on disk, and so does everything
                     // after it.
-                    let msgs = std::mem::take(&mut self.batch.msgs);
-                    let ids = std::mem::take(&mut self.batch.ids);
-                    for (m, id) in msgs.iter().zip(ids) {
-                        self.spool_msg(m, id);
-                    }
-                    self.batch.msgs = msgs;
-                    self.batch.advance(usize::MAX);
+                    self.spool_batch();
                     self.flush_spool();
                 }
             }
@@ -758,11 +825,7 @@ impl Worker {
     fn give_up(&mut self) -> u64 {
         let lost_before = self.counts.lost.load(SeqCst);
         if !self.batch.from_spool {
-            let msgs = std::mem::take(&mut self.batch.msgs);
-            let ids = std::mem::take(&mut self.batch.ids);
-            for (m, id) in msgs.iter().zip(ids) {
-                self.spool_msg(m, id);
-            }
+            self.spool_batch();
         }
         // A replayed batch is still in the spool.
         self.batch = Batch::default();
