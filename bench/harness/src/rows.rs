@@ -274,6 +274,9 @@ pub fn render(row: &Row, ctx: &ConfCtx, dir: &Path, name: &str) -> Result<Render
                 "unix:/dev/log".to_string()
             };
             conf.set("masq1", "destination", &destination);
+            // A spool of the bench's own, emptied by every row's stop or
+            // replayed by the next row: never the system's.
+            conf.lab_spool(&dir.join("spool"));
             if ident {
                 conf.set("masq1", "ident", "plain");
             }
