@@ -18,6 +18,8 @@ use crate::config::Destination;
 /// A blocking send waits at most this long before it looks at the limit
 /// again (so that `stop` can cut it short).
 const SLICE: Duration = Duration::from_millis(50);
+/// Messages per write of a TCP batch.
+const TCP_CHUNK: usize = 32;
 /// The shortest timeout handed to a socket (std refuses zero).
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
@@ -316,19 +318,30 @@ impl Transport for Tcp {
         msgs: &[Vec<u8>],
         limit: &Limit<'_>,
     ) -> Result<(), (usize, SendError)> {
-        self.frame.clear();
-        let mut ends = Vec::with_capacity(msgs.len());
-        for m in msgs {
-            self.push_frame(m);
-            ends.push(self.frame.len());
+        // In writes of TCP_CHUNK messages, so that a slow receiver lets the
+        // writer look at its queue (`limit.yield_now`) between them.
+        let mut done = 0;
+        let mut ends = Vec::with_capacity(TCP_CHUNK);
+        for chunk in msgs.chunks(TCP_CHUNK) {
+            if done > 0 && limit.yield_now.is_some_and(|y| y()) {
+                return Err((done, SendError::Yield));
+            }
+            self.frame.clear();
+            ends.clear();
+            for m in chunk {
+                self.push_frame(m);
+                ends.push(self.frame.len());
+            }
+            let mut written = 0;
+            if let Err(e) = self.send_frame(limit, &mut written) {
+                self.stream = None;
+                // Frames the kernel took whole count as sent, as for `send`.
+                let whole = ends.iter().take_while(|&&end| end <= written).count();
+                return Err((done + whole, SendError::Retry(e)));
+            }
+            done += chunk.len();
         }
-        let mut written = 0;
-        self.send_frame(limit, &mut written).map_err(|e| {
-            self.stream = None;
-            // Frames the kernel took whole count as sent, as for `send`.
-            let done = ends.iter().take_while(|&&end| end <= written).count();
-            (done, SendError::Retry(e))
-        })
+        Ok(())
     }
 }
 
