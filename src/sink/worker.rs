@@ -138,6 +138,8 @@ impl Batch {
     }
 }
 
+/// Gap records that may wait in memory for the destination (no spool).
+const MAX_GAPS_WAITING: usize = 1024;
 /// How often the netlink drop counter is read for gap records.
 const DROP_CHECK: Duration = Duration::from_secs(1);
 
@@ -392,8 +394,12 @@ impl Worker {
         if self.spooling() {
             self.spool_msg(&msg, None);
             self.flush_spool();
-        } else {
+        } else if self.gaps.len() < MAX_GAPS_WAITING {
             self.gaps.push(msg);
+        } else {
+            // Only without a spool and with the destination down for
+            // hours; the notice above still says what was lost.
+            self.counts.lost.fetch_add(1, SeqCst);
         }
     }
 
