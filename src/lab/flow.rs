@@ -247,8 +247,9 @@ impl FlowSpec {
         let addr = format!("{}:{}", socat_host(remote.ip()), remote.port());
         let (kind, wait_secs) = match self.proto {
             FlowProto::Tcp => ("TCP", 10),
-            // UDP has no end: socat waits this long for the reply.
-            FlowProto::Udp => ("UDP", 1),
+            // UDP has no end: socat waits this long for the reply (1 s was
+            // too short for a server's fork on a busy 2-core machine).
+            FlowProto::Udp => ("UDP", 2),
         };
         let source = if self.proto == FlowProto::Tcp && !self.hold.is_zero() {
             // The client's stdin stays open while sleep runs: socat half-closes
@@ -346,7 +347,7 @@ mod tests {
         );
         assert_eq!(
             spec(FlowProto::Udp, Family::V6).script(),
-            "head -c 100 /dev/zero | socat -t 1 - 'UDP6:[2001:db8:113::7]:8080,sourceport=40001'"
+            "head -c 100 /dev/zero | socat -t 2 - 'UDP6:[2001:db8:113::7]:8080,sourceport=40001'"
         );
     }
 
