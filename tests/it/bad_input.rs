@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
-/// The binary cargo built for this test run.
-const BIN: &str = env!("CARGO_BIN_EXE_masqlog");
+use crate::cli::{Ran, masqlog};
 
 /// The report every lookup here answers: alice's flow of the log below.
 const PUBLIC: &str = "192.0.2.1:53500";
@@ -25,68 +24,6 @@ const END: &str = "Nov 21 12:38:12 gw1 masqlog[4242]: masqlog/1 ev=end nat=snat 
 
 /// The beginning of a masqlog line about the queried endpoint, to damage.
 const OURS: &str = "Nov 21 12:37:41 gw1 masqlog[4242]: ";
-
-/// One run of the binary.
-struct Ran {
-    cmd: String,
-    code: Option<i32>,
-    out: String,
-    err: String,
-}
-
-impl Ran {
-    fn all(&self) -> String {
-        format!(
-            "$ {}\n(exit {:?})\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.cmd, self.code, self.out, self.err
-        )
-    }
-
-    /// Exit 2, nothing on stdout, and stderr names the problem.
-    fn refused(&self, needle: &str) {
-        assert_eq!(self.code, Some(2), "{}", self.all());
-        assert!(self.out.is_empty(), "stdout is not empty:\n{}", self.all());
-        assert!(
-            self.err.contains(needle),
-            "stderr does not say {needle:?}:\n{}",
-            self.all()
-        );
-    }
-}
-
-/// Runs `masqlog ARGS...` with `stdin` (or /dev/null).
-fn run(args: &[&str], stdin: Option<&[u8]>) -> Ran {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
-    if let Some(bytes) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        // The lookup may stop reading early: a broken pipe is no failure.
-        let _ = pipe.write_all(bytes);
-    }
-    let out = child.wait_with_output().expect("waiting for masqlog");
-    Ran {
-        cmd: std::iter::once("masqlog")
-            .chain(args.iter().copied())
-            .collect::<Vec<_>>()
-            .join(" "),
-        code: out.status.code(),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn masqlog(args: &[&str]) -> Ran {
-    run(args, None)
-}
 
 /// A temporary directory, removed when the test ends.
 struct Dir(PathBuf);

@@ -18,7 +18,6 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use masqlog::lab::conntrack::CtKind;
 use masqlog::lab::session::{DESTROY_WAIT, LINE_WAIT};
@@ -28,11 +27,8 @@ use masqlog::lookup::when::{parse_zone, utc_string};
 use masqlog::portblock::{self, RuleFile};
 use masqlog::record::{Event, Timestamp};
 
+use crate::cli::{masqlog, printing};
 use crate::harness::{self, Env, ok};
-
-/// The binary cargo built for this test run (`target/release/masqlog`
-/// under `cargo test --release`).
-const BIN: &str = env!("CARGO_BIN_EXE_masqlog");
 
 /// Ports per client in the port-block test: 5 clients of 10.99.0.0/29
 /// (.2 to .6) get 64512-65535, 63488-64511, ... on 203.0.113.1.
@@ -42,74 +38,6 @@ const PER_CLIENT: u16 = 1024;
 /// port-block map does not hold, so the lab's masquerade translates it).
 const CLIENT_B: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 3);
 const CLIENT_OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 9);
-
-/// One run of the binary.
-struct Ran {
-    cmd: String,
-    code: Option<i32>,
-    out: String,
-    err: String,
-}
-
-impl Ran {
-    /// Everything, for assertion messages.
-    fn all(&self) -> String {
-        format!(
-            "$ {}\n(exit {:?})\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.cmd, self.code, self.out, self.err
-        )
-    }
-
-    fn first_line(&self) -> &str {
-        self.out.lines().next().unwrap_or_default()
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.out)
-            .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{}", self.all()))
-    }
-}
-
-fn printing() -> bool {
-    std::env::var_os("MASQLOG_PRINT").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-/// `'...'` where the shell needs it.
-fn quoted(a: &str) -> String {
-    let plain = !a.is_empty()
-        && a.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./-_[]".contains(&b));
-    if plain {
-        a.to_string()
-    } else {
-        format!("'{}'", a.replace('\'', r"'\''"))
-    }
-}
-
-/// Runs `masqlog ARGS...` with stdin from /dev/null (not a terminal: a
-/// lookup without LOG reads it, empty).
-fn masqlog(args: &[&str]) -> Ran {
-    let out = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
-    let cmd = std::iter::once("masqlog")
-        .chain(args.iter().copied())
-        .map(quoted)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let ran = Ran {
-        cmd,
-        code: out.status.code(),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    if printing() {
-        eprintln!("{}\n", ran.all());
-    }
-    ran
-}
 
 fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()

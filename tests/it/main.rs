@@ -8,6 +8,7 @@
 mod bad_config;
 mod bad_input;
 mod checkconfig;
+mod cli;
 mod flows;
 mod forensics;
 mod harness;
