@@ -6,14 +6,15 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::path::Path;
 
 /// `/proc/net/netlink`'s protocol number of NETLINK_NETFILTER.
 const NETLINK_NETFILTER: &str = "12";
 
-/// The inodes of the sockets this process holds (`/proc/self/fd`).
-fn own_socket_inodes() -> HashSet<u64> {
+/// The inodes of the sockets in a process's fd directory (`/proc/PID/fd`).
+pub fn socket_inodes(fd_dir: &Path) -> HashSet<u64> {
     let mut inodes = HashSet::new();
-    let Ok(dir) = fs::read_dir("/proc/self/fd") else {
+    let Ok(dir) = fs::read_dir(fd_dir) else {
         return inodes;
     };
     for entry in dir.flatten() {
@@ -32,7 +33,7 @@ fn own_socket_inodes() -> HashSet<u64> {
 
 /// The sum of the `Drops` column over the NETLINK_NETFILTER sockets whose
 /// inode is in `inodes`, from the text of `/proc/net/netlink`.
-pub(super) fn netfilter_drops(table: &str, inodes: &HashSet<u64>) -> Option<u64> {
+pub fn netfilter_drops(table: &str, inodes: &HashSet<u64>) -> Option<u64> {
     let mut lines = table.lines();
     let head: Vec<&str> = lines.next()?.split_whitespace().collect();
     let col = |name: &str| head.iter().position(|h| *h == name);
@@ -60,7 +61,7 @@ pub(super) fn netfilter_drops(table: &str, inodes: &HashSet<u64>) -> Option<u64>
 /// read (no gap records then; the caller says so once).
 pub(super) fn read_drops() -> Option<u64> {
     let table = fs::read_to_string("/proc/self/net/netlink").ok()?;
-    netfilter_drops(&table, &own_socket_inodes())
+    netfilter_drops(&table, &socket_inodes(Path::new("/proc/self/fd")))
 }
 
 #[cfg(test)]

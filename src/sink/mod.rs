@@ -26,7 +26,7 @@ use crate::config::{Config, Format};
 use crate::format::Header;
 use crate::record::FlowRecord;
 
-mod drops;
+pub mod drops;
 mod relp;
 pub mod spool;
 mod transport;

@@ -12,7 +12,9 @@ use masqlog::lab::process::Signal;
 use masqlog::lab::session::MASQ_ID;
 use masqlog::lab::{Example, Family, FlowProto, Session, SessionOptions, UlogdConf};
 use masqlog::record::Event;
+use masqlog::sink::drops;
 
+use crate::cli::masqlog;
 use crate::harness::{self, ok};
 
 /// How long the receiver stays down under load.
@@ -270,20 +272,7 @@ fn the_spool_outlives_sigterm_and_kill_9_of_ulogd() {
 /// The drops of the NETLINK_NETFILTER sockets of process `pid` (in the
 /// router's `/proc/net/netlink`).
 fn netlink_drops(env: &Session, pid: u32) -> u64 {
-    let mut inodes = Vec::new();
-    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("ulogd's fds")
-        .flatten()
-    {
-        if let Ok(t) = std::fs::read_link(e.path())
-            && let Some(i) = t
-                .to_str()
-                .and_then(|t| t.strip_prefix("socket:["))
-                .and_then(|t| t.strip_suffix(']'))
-        {
-            inodes.push(i.to_string());
-        }
-    }
+    let inodes = drops::socket_inodes(std::path::Path::new(&format!("/proc/{pid}/fd")));
     let table = ok(
         env.lab.exec(
             Some(masqlog::lab::Role::Router),
@@ -291,13 +280,7 @@ fn netlink_drops(env: &Session, pid: u32) -> u64 {
         ),
         "/proc/net/netlink",
     );
-    table
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|f| f.len() >= 10 && f[1] == "12" && inodes.iter().any(|i| i == f[9]))
-        .map(|f| f[8].parse::<u64>().unwrap_or(0))
-        .sum()
+    drops::netfilter_drops(&table, &inodes).expect("the /proc/net/netlink table")
 }
 
 #[test]
@@ -407,17 +390,9 @@ fn a_netlink_overflow_is_written_as_a_gap_record_that_lookup_reports() {
         line.parsed.masq.port.expect("a port")
     );
     let at = masqlog::lookup::when::utc_string(gaps[0].to, false);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_masqlog"))
-        .args(["lookup", &public, "--at", &at])
-        .arg(env.rsyslog.messages_path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("masqlog lookup");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = env.rsyslog.messages_path();
+    let r = masqlog(&["lookup", &public, "--at", &at, &log.to_string_lossy()]);
+    let text = format!("{}{}", r.out, r.err);
     assert!(
         text.contains("the log is incomplete") && text.contains("conntrack events were lost"),
         "lookup does not name the gap:\n{text}"
