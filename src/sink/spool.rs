@@ -609,6 +609,15 @@ mod tests {
         Spool::open(dir, max, Duration::from_secs(1)).unwrap()
     }
 
+    /// The segment files in `dir`.
+    fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect()
+    }
+
     fn drain(s: &mut Spool) -> Vec<String> {
         let mut all = Vec::new();
         loop {
@@ -723,11 +732,7 @@ mod tests {
             s.append(b"two").unwrap();
             s.flush().unwrap();
         }
-        let seg = fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "seg"))
-            .unwrap();
+        let seg = segments(d.path()).pop().unwrap();
         let len = fs::metadata(&seg).unwrap().len();
         // a crash in the middle of the second record
         OpenOptions::new()
@@ -757,11 +762,7 @@ mod tests {
             s.append(b"evidence").unwrap();
             s.flush().unwrap();
         }
-        let seg = fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "seg"))
-            .unwrap();
+        let seg = segments(d.path()).pop().unwrap();
         let mut bytes = fs::read(&seg).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x20;
@@ -787,18 +788,7 @@ mod tests {
             s.append(&msg).unwrap();
         }
         s.flush().unwrap();
-        let count = || {
-            fs::read_dir(d.path())
-                .unwrap()
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .path()
-                        .extension()
-                        .is_some_and(|x| x == "seg")
-                })
-                .count()
-        };
+        let count = || segments(d.path()).len();
         assert!(count() >= 3, "{}", count());
         let mut out = Vec::new();
         let mut got = 0;
