@@ -31,50 +31,76 @@ pub struct Gap {
 /// What `source` says: the drop counter of the NETLINK_NETFILTER socket.
 const SOURCE: &str = "netlink";
 
+/// One field's value.
+enum Val {
+    Time(Timestamp),
+    Num(u64),
+    Word(&'static str),
+}
+
+fn write_val(v: &Val, out: &mut Vec<u8>) {
+    match v {
+        Val::Time(t) => time::write_rfc3339_micros(*t, out),
+        Val::Num(n) => write_u64(out, *n),
+        Val::Word(w) => out.extend_from_slice(w.as_bytes()),
+    }
+}
+
 /// Appends one complete syslog message for `gap`.
 pub fn write_syslog(format: Format, hdr: &Header<'_>, gap: &Gap, out: &mut Vec<u8>) {
+    let fields = [
+        ("from", Val::Time(gap.from)),
+        ("to", Val::Time(gap.to)),
+        ("lost", Val::Num(gap.lost)),
+        ("source", Val::Word(SOURCE)),
+    ];
     match format {
         Format::Text => {
             header::write_rfc3164(hdr, out);
             out.extend_from_slice(text::MARKER.as_bytes());
             write_u64(out, FORMAT_VERSION.into());
-            out.extend_from_slice(b" ev=gap from=");
-            time::write_rfc3339_micros(gap.from, out);
-            out.extend_from_slice(b" to=");
-            time::write_rfc3339_micros(gap.to, out);
-            out.extend_from_slice(b" lost=");
-            write_u64(out, gap.lost);
-            out.extend_from_slice(b" source=");
-            out.extend_from_slice(SOURCE.as_bytes());
+            out.extend_from_slice(b" ev=gap");
+            for (key, v) in &fields {
+                out.push(b' ');
+                out.extend_from_slice(key.as_bytes());
+                out.push(b'=');
+                write_val(v, out);
+            }
         }
         Format::Json => {
             header::write_rfc3164(hdr, out);
             out.extend_from_slice(json::MARKER.as_bytes());
             write_u64(out, FORMAT_VERSION.into());
-            out.extend_from_slice(b",\"ev\":\"gap\",\"from\":\"");
-            time::write_rfc3339_micros(gap.from, out);
-            out.extend_from_slice(b"\",\"to\":\"");
-            time::write_rfc3339_micros(gap.to, out);
-            out.extend_from_slice(b"\",\"lost\":");
-            write_u64(out, gap.lost);
-            out.extend_from_slice(b",\"source\":\"");
-            out.extend_from_slice(SOURCE.as_bytes());
-            out.extend_from_slice(b"\"}");
+            out.extend_from_slice(b",\"ev\":\"gap\"");
+            for (key, v) in &fields {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(b"\":");
+                let quoted = !matches!(v, Val::Num(_));
+                if quoted {
+                    out.push(b'"');
+                }
+                write_val(v, out);
+                if quoted {
+                    out.push(b'"');
+                }
+            }
+            out.push(b'}');
         }
         Format::Rfc5424 => {
             header::write_rfc5424(hdr, "gap", out);
             out.extend_from_slice(rfc5424::MARKER.as_bytes());
             out.extend_from_slice(b"masqlog=\"");
             write_u64(out, FORMAT_VERSION.into());
-            out.extend_from_slice(b"\" ev=\"gap\" from=\"");
-            time::write_rfc3339_micros(gap.from, out);
-            out.extend_from_slice(b"\" to=\"");
-            time::write_rfc3339_micros(gap.to, out);
-            out.extend_from_slice(b"\" lost=\"");
-            write_u64(out, gap.lost);
-            out.extend_from_slice(b"\" source=\"");
-            out.extend_from_slice(SOURCE.as_bytes());
-            out.extend_from_slice(b"\"]");
+            out.extend_from_slice(b"\" ev=\"gap\"");
+            for (key, v) in &fields {
+                out.push(b' ');
+                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(b"=\"");
+                write_val(v, out);
+                out.push(b'"');
+            }
+            out.push(b']');
         }
     }
 }
@@ -149,6 +175,26 @@ mod tests {
             ),
             "{line}"
         );
+    }
+
+    #[test]
+    fn json_and_rfc5424_bodies_are_exact() {
+        let t = "\"from\":\"2026-11-23T23:11:30.235961Z\",\"to\":\"2026-11-23T23:11:31.000007Z\"";
+        for (format, want) in [
+            (
+                Format::Json,
+                format!("{{\"masqlog\":1,\"ev\":\"gap\",{t},\"lost\":1744,\"source\":\"netlink\"}}"),
+            ),
+            (
+                Format::Rfc5424,
+                " gap [masqlog@32473 masqlog=\"1\" ev=\"gap\" from=\"2026-11-23T23:11:30.235961Z\" to=\"2026-11-23T23:11:31.000007Z\" lost=\"1744\" source=\"netlink\"]".to_string(),
+            ),
+        ] {
+            let mut out = Vec::new();
+            write_syslog(format, &header(Some("gw1")), &gap(), &mut out);
+            let line = String::from_utf8(out).unwrap();
+            assert!(line.ends_with(&want), "{line}");
+        }
     }
 
     #[test]
