@@ -19,11 +19,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 use std::thread::ThreadId;
 
-use crate::config::RawValue;
-use crate::keys::{CONF_KEYS, ConfKind, INPUT_KEYS};
 use crate::plugin::{Host, Instance};
-use crate::record::{RawConntrack, Timestamp};
 use crate::sink::{Level, Waker};
+use masqlog_core::config::RawValue;
+use masqlog_core::keys::{CONF_KEYS, ConfKind, INPUT_KEYS};
+use masqlog_core::record::{RawConntrack, Timestamp};
 
 #[allow(
     non_camel_case_types,

@@ -1,21 +1,12 @@
-//! masqlog: NAT flow logging for ulogd2 and the forensics that answer
-//! "who was public ip:port at time T".
+//! `ulogd_output_MASQLOG.so`: the output plugin stock ulogd2 loads (through
+//! the C shim in `c-shim/`) to log every translated conntrack flow.
 //!
-//! The crate is both the `ulogd_output_MASQLOG.so` plugin (a `cdylib` loaded
-//! by stock ulogd2 through the C shim in `c-shim/`) and the library behind
-//! the `masqlog` command. Only `ffi` may use `unsafe`.
+//! What a flow is, how it is written and configured lives in
+//! `masqlog_core`; this crate is what runs inside ulogd: the FFI edge
+//! (`ffi`, the only module allowed `unsafe`), one instance (`plugin`), and
+//! the writer thread with its transports and spool (`sink`).
 #![deny(unsafe_code)]
 
-pub mod checkconfig;
-pub mod config;
 pub mod ffi;
-pub mod format;
-pub mod ident;
-pub mod keys;
-pub mod lab;
-pub mod lookup;
 pub mod plugin;
-pub mod portblock;
-pub mod record;
 pub mod sink;
-pub mod time;

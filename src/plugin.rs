@@ -6,13 +6,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ConfigError, RawValue, RemoteMode};
-use crate::ident::{IdentError, Outcome, Pool, Query};
-use crate::record::{
-    Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, RawConntrack, RemoteView, Skip,
-    remote_hash,
-};
 use crate::sink::{Level, SinkError, Stats, Waker, Writer};
+use masqlog_core::config::{Config, ConfigError, RawValue, RemoteMode};
+use masqlog_core::ident::{IdentError, Outcome, Pool, Query};
+use masqlog_core::record::{
+    Event, FlowRecord, IdentInfo, NatKind, Proto, RawConntrack, RemoteView, Skip, remote_hash,
+};
 
 /// What the instance needs from its host (ulogd): a log.
 pub trait Host {
@@ -74,41 +73,6 @@ struct IdentState {
     /// could not deliver leaves its entry behind until then).
     stale: Duration,
     answers: Answers,
-}
-
-fn ident_info(outcome: Outcome) -> IdentInfo {
-    let (status, user, opsys, detail) = match outcome {
-        Outcome::User {
-            opsys,
-            charset,
-            user,
-        } => {
-            let mut os = opsys;
-            if let Some(cs) = charset {
-                os.push(b',');
-                os.extend_from_slice(&cs);
-            }
-            (IdentStatus::User, Some(user), Some(os), None)
-        }
-        Outcome::IdentError(e) => (IdentStatus::IdentError, None, None, Some(e)),
-        Outcome::Timeout => (IdentStatus::Timeout, None, None, None),
-        Outcome::Refused => (IdentStatus::Refused, None, None, None),
-        Outcome::Unreachable => (IdentStatus::Unreachable, None, None, None),
-        Outcome::ProtocolError(why) => (
-            IdentStatus::ProtocolError,
-            None,
-            None,
-            Some(why.into_bytes()),
-        ),
-        Outcome::QueueFull => (IdentStatus::QueueFull, None, None, None),
-        Outcome::Busy => (IdentStatus::Busy, None, None, None),
-    };
-    IdentInfo {
-        status,
-        user,
-        opsys,
-        detail,
-    }
 }
 
 /// Counts of what `interp` saw, besides the sink's own counters.
@@ -286,7 +250,7 @@ impl Instance {
             st.pending.insert(id, (start_rec, Instant::now()));
         } else {
             // No query sent: the outcome is recorded at once.
-            self.write_ident(start_rec, ident_info(Outcome::QueueFull), host);
+            self.write_ident(start_rec, IdentInfo::from(Outcome::QueueFull), host);
         }
     }
 
@@ -325,7 +289,7 @@ impl Instance {
             let Some((start_rec, _)) = q.ct_id.and_then(|id| st.pending.remove(&id)) else {
                 continue;
             };
-            self.write_ident(start_rec, ident_info(outcome), host);
+            self.write_ident(start_rec, IdentInfo::from(outcome), host);
         }
     }
 
@@ -443,7 +407,7 @@ impl Instance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{CONF_KEYS, ConfKind};
+    use masqlog_core::keys::{CONF_KEYS, ConfKind};
 
     fn values(over: &[(&str, RawValue)]) -> Vec<RawValue> {
         CONF_KEYS

@@ -7,12 +7,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use masqlog::config::Format;
-use masqlog::format::{
+use masqlog_core::config::Format;
+use masqlog_core::format::{
     Header, ParseError, ParsedLine, json, parse_json, parse_line, parse_rfc5424, parse_text,
     write_syslog,
 };
-use masqlog::record::{FlowRecord, Timestamp};
+use masqlog_core::record::{FlowRecord, Timestamp};
 
 type Parser = fn(&str) -> Result<ParsedLine, ParseError>;
 

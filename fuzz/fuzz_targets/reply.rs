@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use masqlog::ident::reply::{IdentReply, MAX_TOKEN, parse_reply};
+use masqlog_core::ident::reply::{IdentReply, MAX_TOKEN, parse_reply};
 
 fn check(line: &[u8], client: u16, remote: u16) {
     let is_token_byte = |b: &u8| b.is_ascii_graphic() && *b != b':';

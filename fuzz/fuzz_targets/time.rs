@@ -8,11 +8,11 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use masqlog::lookup::when::{
-    TimeError, Zone, human_duration, parse_duration, parse_report_time, parse_zone, utc_string,
+use masqlog_command::lookup::when::{
+    TimeError, Zone, human_duration, parse_duration, parse_report_time, parse_zone,
 };
-use masqlog::record::Timestamp;
-use masqlog::time::{parse_rfc3339, write_rfc3339_micros};
+use masqlog_core::record::Timestamp;
+use masqlog_core::time::{parse_rfc3339, utc_string, write_rfc3339_micros};
 
 /// 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z in seconds.
 const FIRST_WRITABLE: i64 = -62_167_219_200;

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
-use crate::config::{Config, Format};
-use crate::format::Header;
-use crate::record::FlowRecord;
+use masqlog_core::config::{Config, Format};
+use masqlog_core::format::Header;
+use masqlog_core::record::FlowRecord;
 
 pub mod drops;
 mod relp;
@@ -35,10 +35,7 @@ mod worker;
 #[cfg(test)]
 mod testutil;
 
-/// Something that wakes ulogd's main thread (a byte into a registered fd).
-pub trait Waker: Send + Sync + 'static {
-    fn wake(&self);
-}
+pub use masqlog_core::wake::Waker;
 
 /// How loud a notice is, in ulogd's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +101,7 @@ pub(crate) enum Control {
     Reconnect,
 }
 
-/// Formats one record into the buffer: `crate::format::write_syslog`, or a
+/// Formats one record into the buffer: `masqlog_core::format::write_syslog`, or a
 /// stand-in in tests.
 pub(crate) type FormatFn = Box<dyn FnMut(Format, &Header<'_>, &FlowRecord, &mut Vec<u8>) + Send>;
 
@@ -230,7 +227,7 @@ impl Writer {
     /// cannot be opened (or another process holds it); `Thread` when the
     /// thread cannot be spawned.
     pub fn start(cfg: &Config, waker: Arc<dyn Waker>) -> Result<Writer, SinkError> {
-        Self::start_with(cfg, waker, Box::new(crate::format::write_syslog))
+        Self::start_with(cfg, waker, Box::new(masqlog_core::format::write_syslog))
     }
 
     /// `start` with the formatter given (tests pass their own).

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::testutil::*;
 use super::*;
-use crate::config::Destination;
+use masqlog_core::config::Destination;
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -484,14 +484,15 @@ fn a_long_outage_does_not_repeat_its_notice() {
     assert_eq!(s.dropped, 5);
 }
 
-// With the real formatter (`crate::format::write_syslog`), read back by the
+// With the real formatter (`masqlog_core::format::write_syslog`), read back by the
 // format's own parser.
 
 fn parsed_ids(msgs: &[Vec<u8>]) -> Vec<u32> {
     msgs.iter()
         .map(|m| {
             let line = std::str::from_utf8(m).unwrap();
-            let parsed = crate::format::parse_line(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let parsed =
+                masqlog_core::format::parse_line(line).unwrap_or_else(|e| panic!("{e}: {line}"));
             parsed.id.unwrap()
         })
         .collect()
@@ -506,7 +507,7 @@ fn real_format_over_unix_arrives_byte_for_byte() {
             format,
             ..test_config(Destination::Unix(rx.path.clone()))
         };
-        let (f, seen) = capturing(Box::new(crate::format::write_syslog));
+        let (f, seen) = capturing(Box::new(masqlog_core::format::write_syslog));
         let (w, _) = start(&cfg, f);
         submit_all(&w, 0..3);
         let got = rx.recv_n(3, LONG);
@@ -530,7 +531,7 @@ fn real_format_over_tcp_is_framed_and_carries_the_hostname() {
         format: Format::Rfc5424,
         ..test_config(Destination::Tcp(r.addr))
     };
-    let (f, seen) = capturing(Box::new(crate::format::write_syslog));
+    let (f, seen) = capturing(Box::new(masqlog_core::format::write_syslog));
     let (w, _) = start(&cfg, f);
     submit_all(&w, 0..5);
     let mut got = Vec::new();
@@ -546,8 +547,11 @@ fn real_format_over_tcp_is_framed_and_carries_the_hostname() {
     assert_eq!(w.stop(LONG).written, 5);
 }
 
-fn spool_config(dir: &std::path::Path, max_bytes: u64) -> Option<crate::config::SpoolConfig> {
-    Some(crate::config::SpoolConfig {
+fn spool_config(
+    dir: &std::path::Path,
+    max_bytes: u64,
+) -> Option<masqlog_core::config::SpoolConfig> {
+    Some(masqlog_core::config::SpoolConfig {
         dir: dir.to_path_buf(),
         max_bytes,
         sync: Duration::ZERO,

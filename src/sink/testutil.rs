@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use super::{FormatFn, Waker};
-use crate::config::{Config, Destination};
-use crate::format::Header;
-use crate::record::FlowRecord;
+use masqlog_core::config::{Config, Destination};
+use masqlog_core::format::Header;
+use masqlog_core::record::FlowRecord;
 
 /// Counts wakes.
 #[derive(Default)]
@@ -76,7 +76,7 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn record(id: u32) -> FlowRecord {
     FlowRecord {
         id: Some(id),
-        ..crate::format::testutil::tcp_end()
+        ..masqlog_core::format::testutil::tcp_end()
     }
 }
 

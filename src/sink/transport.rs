@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::StopSignal;
-use crate::config::Destination;
+use masqlog_core::config::Destination;
 
 /// A blocking send waits at most this long before it looks at the limit
 /// again (so that `stop` can cut it short).

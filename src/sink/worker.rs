@@ -20,10 +20,10 @@ use super::drops;
 use super::spool::Spool;
 use super::transport::{self, Limit, SendError, Transport};
 use super::{Control, Counts, FormatFn, Level, Notice, StopSignal, Waker};
-use crate::config::Config;
-use crate::format::Header;
-use crate::format::gap::{self, Gap};
-use crate::record::{FlowRecord, Timestamp};
+use masqlog_core::config::Config;
+use masqlog_core::format::Header;
+use masqlog_core::format::gap::{self, Gap};
+use masqlog_core::record::{FlowRecord, Timestamp};
 
 /// Notices that may wait for the main thread; beyond that they are counted
 /// and the next notice that fits carries the count.
@@ -387,8 +387,8 @@ impl Worker {
             format!(
                 "{} conntrack events lost between {} and {}: ulogd's netlink socket overflowed (raise netlink_socket_buffer_size); a gap record goes into the log",
                 gap.lost,
-                crate::lookup::when::utc_string(gap.from, true),
-                crate::lookup::when::utc_string(gap.to, true),
+                masqlog_core::time::utc_string(gap.from, true),
+                masqlog_core::time::utc_string(gap.to, true),
             ),
         );
         if self.spooling() {

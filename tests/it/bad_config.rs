@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use masqlog::lab::{Example, Ulogd, UlogdConf, ulogd};
+use masqlog_lab::{Example, Ulogd, UlogdConf, ulogd};
 
 use crate::harness::{self, ok};
 

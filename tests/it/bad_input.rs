@@ -111,11 +111,11 @@ fn long_log(head: &[u8]) -> Vec<u8> {
 #[test]
 fn ulogd_stops_on_each_bad_value_and_the_error_names_it() {
     let test = "ulogd_stops_on_each_bad_value_and_the_error_names_it";
-    let ulogd = match masqlog::lab::process::find_tool("ulogd") {
+    let ulogd = match masqlog_lab::process::find_tool("ulogd") {
         Ok(b) => b,
         Err(e) => return crate::harness::skip(test, &e),
     };
-    let so = masqlog::lab::ulogd::find_plugin().unwrap_or_else(|e| panic!("{e}"));
+    let so = masqlog_lab::ulogd::find_plugin().unwrap_or_else(|e| panic!("{e}"));
     let d = Dir::new("ulogd");
     let log = d.path("ulogd.log");
     // the [m1] section, and the words of the ERROR line

@@ -5,15 +5,15 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use masqlog::lab::{Example, IdentMode, Role, SessionOptions, UlogdConf, ulogd};
+use masqlog_lab::{Example, IdentMode, Role, SessionOptions, UlogdConf, ulogd};
 
 use crate::harness::{self, ok};
 
-const BIN: &str = env!("CARGO_BIN_EXE_masqlog");
+use crate::cli::BIN;
 
 /// `masqlog check-config ARGS...`.
 fn check_config(args: &[&str]) -> Output {
-    Command::new(BIN)
+    Command::new(&*BIN)
         .arg("check-config")
         .args(args)
         .output()

@@ -2,11 +2,37 @@
 //! the tests of its command line.
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::LazyLock;
 
-/// The binary cargo built for this test run (`target/release/masqlog`
-/// under `cargo test --release`).
-pub const BIN: &str = env!("CARGO_BIN_EXE_masqlog");
+/// The `masqlog` binary of this build: `$MASQLOG_BIN`, else `masqlog` in
+/// `target/<profile>/`, one directory above this test binary (it belongs
+/// to another crate of the workspace, so `cargo build` makes it; tests/run
+/// builds before it tests).
+pub static BIN: LazyLock<String> = LazyLock::new(|| {
+    if let Some(p) = std::env::var_os("MASQLOG_BIN") {
+        return p.to_string_lossy().into_owned();
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .expect("the test binary lives in target/<profile>/deps");
+    let bin = profile_dir.join("masqlog");
+    assert!(
+        bin.is_file(),
+        "{} does not exist: build it first (cargo build{}), or set MASQLOG_BIN",
+        bin.display(),
+        if cfg!(debug_assertions) {
+            ""
+        } else {
+            " --release"
+        }
+    );
+    bin.to_string_lossy().into_owned()
+});
 
 /// One run of the binary.
 pub struct Ran {
@@ -66,7 +92,7 @@ fn quoted(a: &str) -> String {
 /// Runs `masqlog ARGS...` with `stdin`, or /dev/null (not a terminal: a
 /// lookup without LOG reads it, empty).
 pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Ran {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(&*BIN)
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -76,7 +102,7 @@ pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Ran {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", *BIN));
     if let Some(bytes) = stdin {
         let mut pipe = child.stdin.take().expect("piped stdin");
         // The lookup may stop reading early: a broken pipe is no failure.

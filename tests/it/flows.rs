@@ -2,9 +2,9 @@
 //! IPv6 through the NAT, one start and one end line each, compared with
 //! what the kernel reported.
 
-use masqlog::lab::session::LINE_WAIT;
-use masqlog::lab::{Example, Family, FlowProto, SessionOptions};
-use masqlog::record::{Event, Timestamp};
+use masqlog_core::record::{Event, Timestamp};
+use masqlog_lab::session::LINE_WAIT;
+use masqlog_lab::{Example, Family, FlowProto, SessionOptions};
 
 use crate::harness::{self, ok};
 use crate::oracle::{self, Window};
@@ -56,7 +56,7 @@ fn flows_are_logged(test: &str, example: Example) {
     if example == Example::Remote {
         // rsyslog's own reading of each message (protocol23.log) has the
         // same structured data as the bytes it received.
-        let p23 = masqlog::lab::logged::read(&env.rsyslog.protocol23());
+        let p23 = masqlog_lab::logged::read(&env.rsyslog.protocol23());
         for l in &received.lines {
             assert!(
                 p23.lines.iter().any(|q| q.parsed == l.parsed),
@@ -67,7 +67,7 @@ fn flows_are_logged(test: &str, example: Example) {
     }
     let log = env.ulogd.log();
     assert!(
-        !log.contains(masqlog::lab::ulogd::LOSING_EVENTS),
+        !log.contains(masqlog_lab::ulogd::LOSING_EVENTS),
         "ulogd lost events:\n{log}"
     );
     let stopped = env

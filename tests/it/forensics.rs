@@ -19,13 +19,14 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use masqlog::lab::conntrack::CtKind;
-use masqlog::lab::session::{DESTROY_WAIT, LINE_WAIT};
-use masqlog::lab::topology::MASQ_V4;
-use masqlog::lab::{Example, Family, FlowProto, LabError, Logged, Role, SessionOptions, wait};
-use masqlog::lookup::when::{parse_zone, utc_string};
-use masqlog::portblock::{self, RuleFile};
-use masqlog::record::{Event, Timestamp};
+use masqlog_command::lookup::when::parse_zone;
+use masqlog_command::portblock::{self, RuleFile};
+use masqlog_core::record::{Event, Timestamp};
+use masqlog_core::time::utc_string;
+use masqlog_lab::conntrack::CtKind;
+use masqlog_lab::session::{DESTROY_WAIT, LINE_WAIT};
+use masqlog_lab::topology::MASQ_V4;
+use masqlog_lab::{Example, Family, FlowProto, LabError, Logged, Role, SessionOptions, wait};
 
 use crate::cli::{masqlog, printing};
 use crate::harness::{self, Env, ok};
@@ -170,7 +171,7 @@ fn port_blocks_pick_the_public_port_and_answer_without_flow_logs() {
     let history = portblock::history(&state).expect("the rule history");
     assert_eq!(history.len(), 1, "one rule file");
     let rules: &RuleFile = &history[0];
-    let block_a = rules.block_of(masqlog::lab::topology::CLIENT_V4).unwrap();
+    let block_a = rules.block_of(masqlog_lab::topology::CLIENT_V4).unwrap();
     let block_b = rules.block_of(CLIENT_B).unwrap();
     assert_eq!(block_a, (MASQ_V4, 64512, 65535));
     assert_eq!(block_b, (MASQ_V4, 63488, 64511));
@@ -178,7 +179,7 @@ fn port_blocks_pick_the_public_port_and_answer_without_flow_logs() {
 
     // TCP and UDP from both block clients, and TCP from outside the /29.
     let mut flows = Vec::new();
-    for src in [masqlog::lab::topology::CLIENT_V4, CLIENT_B] {
+    for src in [masqlog_lab::topology::CLIENT_V4, CLIENT_B] {
         for proto in FlowProto::ALL {
             flows.push(BlockFlow {
                 src,

@@ -3,7 +3,7 @@
 
 use std::ops::{Deref, DerefMut};
 
-use masqlog::lab::{Lab, LabError, Session, SessionOptions};
+use masqlog_lab::{Lab, Session, SessionOptions};
 
 /// Says why a test does not run.
 pub fn skip(test: &str, why: &dyn std::fmt::Display) {
@@ -12,7 +12,7 @@ pub fn skip(test: &str, why: &dyn std::fmt::Display) {
 
 /// Whether the lab can run here; prints the reason when not.
 pub fn lab_supported(test: &str) -> bool {
-    match masqlog::lab::preflight() {
+    match masqlog_lab::preflight() {
         Ok(()) => true,
         Err(e) => {
             skip(test, &e);
@@ -95,6 +95,6 @@ pub fn lab(test: &str) -> Option<LabEnv> {
 }
 
 /// Unwraps a lab result with the error's full text.
-pub fn ok<T>(r: Result<T, LabError>, what: &str) -> T {
+pub fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
 }

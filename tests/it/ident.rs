@@ -6,7 +6,7 @@
 //! - plain mode with Debian's oidentd `-P 10.99.0.1`, and transparent mode
 //!   with stock oidentd and the router's policy routing: alice's and bob's
 //!   flows are named;
-//! - a hostile identd (`masqlog::lab::hostile`, run inside the client
+//! - a hostile identd (`masqlog_lab::hostile`, run inside the client
 //!   namespace by re-running this test binary: see
 //!   [`hostile_identd_server`]) that stalls, answers late, trickles,
 //!   floods, sends control bytes, closes, resets or lies, and no identd at
@@ -19,13 +19,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use masqlog::lab::hostile::{self, Behaviour, HostileIdentd, Plan};
-use masqlog::lab::session::{LINE_WAIT, MASQ_ID};
-use masqlog::lab::{
+use masqlog_core::record::{Event, IdentInfo, IdentStatus, Timestamp};
+use masqlog_lab::hostile::{self, Behaviour, HostileIdentd, Plan};
+use masqlog_lab::session::{LINE_WAIT, MASQ_ID};
+use masqlog_lab::{
     CtKind, Example, Family, FlowProto, FlowResult, FlowSpec, IdentMode, Lab, LabError, Logged,
     Received, Session, SessionOptions,
 };
-use masqlog::record::{Event, IdentInfo, IdentStatus, Timestamp};
 
 use crate::harness::{self, Env, ok};
 
@@ -92,7 +92,8 @@ fn run_all(lab: &Lab, specs: &[FlowSpec], threads: usize) -> Vec<FlowResult> {
 /// local socket's messages get the time of reception).
 fn arrival(l: &Logged) -> Timestamp {
     let ts = l.line.split(' ').next().unwrap_or("");
-    masqlog::time::parse_rfc3339(ts).unwrap_or_else(|| panic!("no rsyslog timestamp in {}", l.line))
+    masqlog_core::time::parse_rfc3339(ts)
+        .unwrap_or_else(|| panic!("no rsyslog timestamp in {}", l.line))
 }
 
 fn ms_between(a: Timestamp, b: Timestamp) -> i64 {
@@ -199,7 +200,7 @@ fn user_info(user: &str) -> IdentInfo {
 fn assert_no_lost_events(env: &Session) {
     let log = env.ulogd.log();
     assert!(
-        !log.contains(masqlog::lab::ulogd::LOSING_EVENTS),
+        !log.contains(masqlog_lab::ulogd::LOSING_EVENTS),
         "ulogd lost events:\n{log}"
     );
 }
@@ -493,7 +494,7 @@ fn assert_every_line_is_whole(env: &Session) {
             continue;
         }
         assert!(
-            l.contains(" masqlog[") && masqlog::format::parse_line(&l).is_ok(),
+            l.contains(" masqlog[") && masqlog_core::format::parse_line(&l).is_ok(),
             "a line that is not a whole masqlog line: {l:?}"
         );
     }

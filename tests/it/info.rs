@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-use masqlog::keys::{CONF_KEYS, ConfKind, INPUT_KEYS};
-use masqlog::lab::{process, ulogd};
+use masqlog_core::keys::{CONF_KEYS, ConfKind, INPUT_KEYS};
+use masqlog_lab::{process, ulogd};
 
 use crate::harness::skip;
 

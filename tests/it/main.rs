@@ -1,5 +1,5 @@
 //! End-to-end tests: stock ulogd with the built plugin, a real rsyslog,
-//! the kernel's NAT and conntrack in network namespaces (`masqlog::lab`).
+//! the kernel's NAT and conntrack in network namespaces (`masqlog_lab`).
 //!
 //! They need root and `ip netns`; elsewhere each test prints why it skips
 //! and passes. The plugin is `target/<profile>/libmasqlog.so`, found next

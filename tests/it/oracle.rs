@@ -5,10 +5,10 @@
 
 use std::net::SocketAddr;
 
-use masqlog::format::ParsedLine;
-use masqlog::lab::topology::{client_addr, masq_addr};
-use masqlog::lab::{CtEvent, CtKind, Example, FlowProto, FlowResult, Logged, Received};
-use masqlog::record::{Counters, Endpoint, Event, NatKind, Timestamp};
+use masqlog_core::format::ParsedLine;
+use masqlog_core::record::{Counters, Endpoint, Event, NatKind, Timestamp};
+use masqlog_lab::topology::{client_addr, masq_addr};
+use masqlog_lab::{CtEvent, CtKind, Example, FlowProto, FlowResult, Logged, Received};
 
 /// The wall-clock interval a test ran in.
 #[derive(Clone, Copy, Debug)]
@@ -297,7 +297,7 @@ pub fn check_header(example: Example, l: &Logged, ulogd_pid: u32) {
             // daemon.info = 3 * 8 + 6
             assert_eq!(f[0], "<30>1", "{line}: PRI and VERSION");
             assert!(
-                masqlog::time::parse_rfc3339(f[1]).is_some(),
+                masqlog_core::time::parse_rfc3339(f[1]).is_some(),
                 "{line}: TIMESTAMP"
             );
             assert_eq!(f[2], "nat-router-1", "{line}: HOSTNAME");

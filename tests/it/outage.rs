@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use masqlog::lab::session::{LINE_WAIT, MASQ_ID};
-use masqlog::lab::{Example, Family, FlowProto, SessionOptions};
-use masqlog::record::Event;
+use masqlog_core::record::Event;
+use masqlog_lab::session::{LINE_WAIT, MASQ_ID};
+use masqlog_lab::{Example, Family, FlowProto, SessionOptions};
 
 use crate::harness::{self, ok};
 
@@ -76,7 +76,7 @@ fn flows_made_while_rsyslog_is_down_arrive_after_its_restart() {
     assert_eq!(after.written, 2 * (1 + down.len() as u64), "{after:?}");
     let log = env.ulogd.log();
     assert!(
-        !log.contains(masqlog::lab::ulogd::LOSING_EVENTS),
+        !log.contains(masqlog_lab::ulogd::LOSING_EVENTS),
         "ulogd lost events:\n{log}"
     );
 }

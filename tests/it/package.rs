@@ -13,14 +13,14 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use masqlog::lab::conntrack::ConntrackWatch;
-use masqlog::lab::process::{self, Supervised};
-use masqlog::lab::rsyslog::read_lines;
-use masqlog::lab::session::{DESTROY_WAIT, LINE_WAIT, TCP_PORT, TCP_REPLY};
-use masqlog::lab::tempdir::TempDir;
-use masqlog::lab::topology::{SHORT_WAIT, client_addr};
-use masqlog::lab::{Family, FlowProto, FlowSpec, Role, UlogdConf, logged, ulogd, wait};
-use masqlog::record::Event;
+use masqlog_core::record::Event;
+use masqlog_lab::conntrack::ConntrackWatch;
+use masqlog_lab::process::{self, Supervised};
+use masqlog_lab::rsyslog::read_lines;
+use masqlog_lab::session::{DESTROY_WAIT, LINE_WAIT, TCP_PORT, TCP_REPLY};
+use masqlog_lab::tempdir::TempDir;
+use masqlog_lab::topology::{SHORT_WAIT, client_addr};
+use masqlog_lab::{Family, FlowProto, FlowSpec, Role, UlogdConf, logged, ulogd, wait};
 
 use crate::harness::{self, ok, skip};
 
@@ -138,7 +138,7 @@ impl Drop for Installed {
 
 /// What the package test needs, or why it cannot run.
 fn preflight() -> Result<(), String> {
-    masqlog::lab::preflight().map_err(|e| e.to_string())?;
+    masqlog_lab::preflight().map_err(|e| e.to_string())?;
     for tool in [
         "dpkg-deb", "apt-get", "man", "strip", "readelf", "objdump", "gzip",
     ] {
@@ -172,7 +172,7 @@ fn the_debian_package_installs_works_and_purges_clean() {
     if let Err(why) = preflight() {
         return skip(test, &why);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = &Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = ok(TempDir::create("masqlog-pkg"), "temporary directory");
     let so = ok(ulogd::find_plugin(), "plugin");
     let deb = must(
@@ -180,7 +180,7 @@ fn the_debian_package_installs_works_and_purges_clean() {
             &root.join("debian-pkg/build").to_string_lossy(),
             "--no-build",
             "--bin",
-            env!("CARGO_BIN_EXE_masqlog"),
+            &crate::cli::BIN,
             "--so",
             &so.to_string_lossy(),
             "--out",

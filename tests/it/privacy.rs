@@ -3,9 +3,9 @@
 //! line; with `hash` each line carries the keyed hash the library computes
 //! for that remote, the same on the start and the end line.
 
-use masqlog::lab::session::LINE_WAIT;
-use masqlog::lab::{Example, Family, FlowProto, SessionOptions};
-use masqlog::record::{Endpoint, Event, remote_hash};
+use masqlog_core::record::{Endpoint, Event, remote_hash};
+use masqlog_lab::session::LINE_WAIT;
+use masqlog_lab::{Example, Family, FlowProto, SessionOptions};
 
 use crate::harness::{self, ok};
 

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use masqlog::lab::flow::FlowSpec;
-use masqlog::lab::process::Signal;
-use masqlog::lab::session::MASQ_ID;
-use masqlog::lab::{Example, Family, FlowProto, Session, SessionOptions, UlogdConf};
-use masqlog::record::Event;
 use masqlog::sink::drops;
+use masqlog_core::record::Event;
+use masqlog_lab::flow::FlowSpec;
+use masqlog_lab::process::Signal;
+use masqlog_lab::session::MASQ_ID;
+use masqlog_lab::{Example, Family, FlowProto, Session, SessionOptions, UlogdConf};
 
 use crate::cli::masqlog;
 use crate::harness::{self, ok};
@@ -56,7 +56,7 @@ fn assert_exactly_once(env: &mut Session, flows: &[FlowSpec]) {
         }
         assert_eq!(ids[0], ids[1], "{}: start and end ids", f.label());
         let new = news.iter().find(|e| {
-            e.kind == masqlog::lab::CtKind::New
+            e.kind == masqlog_lab::CtKind::New
                 && e.is_flow(f.client().ip(), f.client().port(), f.proto)
         });
         if let Some(new) = new {
@@ -213,7 +213,7 @@ fn the_spool_outlives_sigterm_and_kill_9_of_ulogd() {
         log.contains("12 records kept in the spool"),
         "ulogd's log does not say what it kept:\n{log}"
     );
-    let stopped = masqlog::lab::ulogd::parse_stats(&log)
+    let stopped = masqlog_lab::ulogd::parse_stats(&log)
         .into_iter()
         .rfind(|s| s.what == "stopped")
         .expect("a stopped line");
@@ -275,7 +275,7 @@ fn netlink_drops(env: &Session, pid: u32) -> u64 {
     let inodes = drops::socket_inodes(std::path::Path::new(&format!("/proc/{pid}/fd")));
     let table = ok(
         env.lab.exec(
-            Some(masqlog::lab::Role::Router),
+            Some(masqlog_lab::Role::Router),
             &["cat", "/proc/net/netlink"],
         ),
         "/proc/net/netlink",
@@ -303,7 +303,7 @@ fn a_netlink_overflow_is_written_as_a_gap_record_that_lookup_reports() {
         .iter()
         .find(|s| s.proto == FlowProto::Tcp && s.family == Family::V4)
         .expect("a TCP server");
-    let before = masqlog::record::Timestamp::now();
+    let before = masqlog_core::record::Timestamp::now();
     // ulogd stops reading for a moment (SIGSTOP): the flows' events pile up
     // in its 8 KiB socket buffer, and the kernel drops what does not fit.
     let pid = session.ulogd.pid();
@@ -335,15 +335,15 @@ fn a_netlink_overflow_is_written_as_a_gap_record_that_lookup_reports() {
             .collect()
     });
     // Their DESTROY events too, at once.
-    let flushed = lab.exec(Some(masqlog::lab::Role::Router), &["conntrack", "-F"]);
+    let flushed = lab.exec(Some(masqlog_lab::Role::Router), &["conntrack", "-F"]);
     kill("-CONT");
     ok(flushed, "conntrack -F");
     ok(
-        masqlog::lab::wait::poll("a gap record", Duration::from_secs(20), || {
+        masqlog_lab::wait::poll("a gap record", Duration::from_secs(20), || {
             let gaps: Vec<_> = env
                 .receiver_lines()
                 .iter()
-                .filter_map(|l| masqlog::format::gap::parse_gap(l))
+                .filter_map(|l| masqlog_core::format::gap::parse_gap(l))
                 .collect();
             Ok((!gaps.is_empty()).then_some(gaps))
         }),
@@ -354,7 +354,7 @@ fn a_netlink_overflow_is_written_as_a_gap_record_that_lookup_reports() {
     let gaps: Vec<_> = env
         .receiver_lines()
         .iter()
-        .filter_map(|l| masqlog::format::gap::parse_gap(l))
+        .filter_map(|l| masqlog_core::format::gap::parse_gap(l))
         .collect();
     let lost: u64 = gaps.iter().map(|g| g.lost).sum();
     let drops = netlink_drops(&env, pid);
@@ -389,7 +389,7 @@ fn a_netlink_overflow_is_written_as_a_gap_record_that_lookup_reports() {
         line.parsed.masq.ip,
         line.parsed.masq.port.expect("a port")
     );
-    let at = masqlog::lookup::when::utc_string(gaps[0].to, false);
+    let at = masqlog_core::time::utc_string(gaps[0].to, false);
     let log = env.rsyslog.messages_path();
     let r = masqlog(&["lookup", &public, "--at", &at, &log.to_string_lossy()]);
     let text = format!("{}{}", r.out, r.err);

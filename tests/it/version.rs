@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use masqlog::lab::{process, tempdir::TempDir, ulogd};
+use masqlog_lab::{process, tempdir::TempDir, ulogd};
 
 use crate::harness::skip;
 

@@ -14,9 +14,9 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use masqlog::lab::process::{self, Supervised};
-use masqlog::lab::ulogd::READY_LINE;
-use masqlog::lab::{Lab, Role, Signal, UlogdConf, wait};
+use masqlog_lab::process::{self, Supervised};
+use masqlog_lab::ulogd::READY_LINE;
+use masqlog_lab::{Lab, Role, Signal, UlogdConf, wait};
 
 /// ulogd in the router namespace.
 pub struct Ulogd {
@@ -83,7 +83,7 @@ impl Ulogd {
         wait::poll(&what, ready, || {
             let log = std::fs::read_to_string(logfile).unwrap_or_default();
             if let Some(status) = proc.try_wait()? {
-                return Err(masqlog::lab::LabError::Exited {
+                return Err(masqlog_lab::LabError::Exited {
                     name: name.to_string(),
                     status: process::describe_status(status),
                     log: process::tail(&format!("{log}{}", proc.output()), 30),
@@ -203,7 +203,7 @@ impl Receiver {
             Duration::from_secs(30),
             || {
                 if let Some(status) = proc.try_wait()? {
-                    return Err(masqlog::lab::LabError::Exited {
+                    return Err(masqlog_lab::LabError::Exited {
                         name: name.to_string(),
                         status: process::describe_status(status),
                         log: process::tail(&proc.output(), 20),
@@ -272,7 +272,7 @@ pub fn silent_identd(lab: &Lab, flowgen: &Path) -> Result<Supervised> {
         Duration::from_secs(10),
         || {
             if let Some(status) = p.try_wait()? {
-                return Err(masqlog::lab::LabError::Exited {
+                return Err(masqlog_lab::LabError::Exited {
                     name: "identd-silent".into(),
                     status: process::describe_status(status),
                     log: p.output(),

@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use masqlog::lab::conf::{Substitutions, default_plugin_dir};
-use masqlog::lab::rsyslog::REMOTE_PORT;
-use masqlog::lab::topology::SERVER_V4;
-use masqlog::lab::{Lab, Role};
+use masqlog_core::ulogd_conf::{Substitutions, default_plugin_dir};
+use masqlog_lab::rsyslog::REMOTE_PORT;
+use masqlog_lab::topology::SERVER_V4;
+use masqlog_lab::{Lab, Role};
 
 use crate::daemons::{Receiver, silent_identd};
 use crate::rows::{ConfCtx, Output, Proto, Row};
@@ -346,7 +346,7 @@ fn run(args: &Args) -> Result<bool> {
     let load_before = measure::loadavg();
     eprintln!("masqlog-bench: building the lab (load average {load_before})");
     let lab = Lab::new()?;
-    let installed = masqlog::lab::ulogd::install_plugin(&lab, &plugin)?;
+    let installed = masqlog_lab::ulogd::install_plugin(&lab, &plugin)?;
     // Every generated flow is one packet: its entry expires after the UDP
     // timeout (the lab sets it already) or, for a TCP SYN never answered,
     // the SYN_SENT timeout (120 s by default).

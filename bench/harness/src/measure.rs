@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use masqlog::lab::topology::SERVER_V4;
-use masqlog::lab::{Lab, Role, process};
+use masqlog_lab::topology::SERVER_V4;
+use masqlog_lab::{Lab, Role, process};
 
 /// A process's CPU time at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

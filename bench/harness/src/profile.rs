@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use masqlog::lab::process;
+use masqlog_lab::process;
 
 use crate::rows::Row;
 use crate::runner::{Env, RowResult};

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use masqlog::lab::UlogdConf;
-use masqlog::lab::conf::{Example, Substitutions};
+use masqlog_core::ulogd_conf::{Example, Substitutions};
+use masqlog_lab::UlogdConf;
 
 /// The transport of the generated flows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -276,7 +276,7 @@ pub fn render(row: &Row, ctx: &ConfCtx, dir: &Path, name: &str) -> Result<Render
             conf.set("masq1", "destination", &destination);
             // A spool of the bench's own, emptied by every row's stop or
             // replayed by the next row: never the system's.
-            conf.lab_spool(&dir.join("spool"));
+            conf.set_spool_dir(&dir.join("spool"));
             if ident {
                 conf.set("masq1", "ident", "plain");
             }

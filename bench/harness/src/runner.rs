@@ -16,10 +16,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use masqlog::lab::process;
-use masqlog::lab::topology::{CLIENT_V4, SERVER_V4};
-use masqlog::lab::ulogd::{LOSING_EVENTS, StatsLine, parse_stats};
-use masqlog::lab::{Lab, Role, Signal, wait};
+use masqlog_lab::process;
+use masqlog_lab::topology::{CLIENT_V4, SERVER_V4};
+use masqlog_lab::ulogd::{LOSING_EVENTS, StatsLine, parse_stats};
+use masqlog_lab::{Lab, Role, Signal, wait};
 
 use crate::daemons::{Receiver, Ulogd};
 use crate::measure::{self, Cpu};

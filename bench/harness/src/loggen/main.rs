@@ -4,7 +4,7 @@
 //!
 //! Each flow gives a start line when it begins and an end line when its
 //! conntrack entry is destroyed, in time order, with the lines written by
-//! masqlog's own formatter (`masqlog::format::text`) behind rsyslog's
+//! masqlog's own formatter (`masqlog_core::format::text`) behind rsyslog's
 //! `RSYSLOG_FileFormat` prefix (what the Debian package's rsyslog snippet
 //! writes to /var/log/masqlog.log) or the traditional one. Flows still
 //! open at the end of the span have a start line only. The masquerade
@@ -33,8 +33,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
-use masqlog::format::text;
-use masqlog::record::{Endpoint, Event, FlowRecord, NatKind, RemoteView, Timestamp};
+use masqlog_core::format::text;
+use masqlog_core::record::{Endpoint, Event, FlowRecord, NatKind, RemoteView, Timestamp};
 
 use crate::model::{Model, SEC, diurnal};
 use crate::ports::Ports;
@@ -171,11 +171,13 @@ impl Out {
         self.line.clear();
         match self.kind {
             PrefixKind::Iso => {
-                masqlog::time::write_rfc3339_micros(ts(received), &mut self.line);
+                masqlog_core::time::write_rfc3339_micros(ts(received), &mut self.line);
                 self.line.pop(); // the Z
                 self.line.extend_from_slice(b"+00:00");
             }
-            PrefixKind::Traditional => masqlog::time::write_rfc3164(ts(received), &mut self.line),
+            PrefixKind::Traditional => {
+                masqlog_core::time::write_rfc3164(ts(received), &mut self.line)
+            }
         }
         self.line.extend_from_slice(&self.tag);
         text::write_body(rec, &mut self.line);
@@ -230,7 +232,7 @@ fn endpoint_string(ep: &Endpoint) -> String {
 
 fn rfc3339(us: i64) -> String {
     let mut v = Vec::new();
-    masqlog::time::write_rfc3339_micros(ts(us), &mut v);
+    masqlog_core::time::write_rfc3339_micros(ts(us), &mut v);
     String::from_utf8_lossy(&v).into_owned()
 }
 
@@ -244,7 +246,7 @@ fn run(args: &Args) -> Result<()> {
     if let Some(f) = args.reports.iter().find(|f| !(0.0..1.0).contains(*f)) {
         bail!("--reports {f}: fractions of the span, from 0 up to 1 (excluded)");
     }
-    let base = masqlog::time::parse_rfc3339(&args.start)
+    let base = masqlog_core::time::parse_rfc3339(&args.start)
         .with_context(|| format!("--start {}: not an RFC 3339 time", args.start))?
         .as_micros();
     let span = (args.hours * 3600.0 * SEC as f64) as i64;

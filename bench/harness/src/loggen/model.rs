@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use masqlog::record::{Counters, Endpoint, Proto};
+use masqlog_core::record::{Counters, Endpoint, Proto};
 
 use super::rng::Rng;
 

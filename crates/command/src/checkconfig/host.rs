@@ -1,0 +1,83 @@
+//! The real machine behind [`System`]: /proc/sys, sockets, `ulogd -i`,
+//! `nft` and `ip`, each bounded by a timeout.
+
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::System;
+use masqlog_core::process;
+
+/// How long one external command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// This machine, in this process's network namespace.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Host;
+
+impl System for Host {
+    fn read_sysctl(&self, key: &str) -> std::io::Result<String> {
+        std::fs::read_to_string(Path::new("/proc/sys").join(key))
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn plugin_info(&self, path: &Path) -> Result<String, String> {
+        // ulogd -i wants a path with a '/'
+        let arg = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            Path::new(".").join(path)
+        };
+        let arg = arg.to_string_lossy().into_owned();
+        let out = process::run_with(&["ulogd", "-i", &arg], None, None, COMMAND_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn default_plugin_dir(&self) -> PathBuf {
+        masqlog_core::ulogd_conf::default_plugin_dir()
+    }
+
+    fn unix_connect(&self, path: &Path) -> std::io::Result<()> {
+        let s = UnixDatagram::unbound()?;
+        s.connect(path)
+    }
+
+    fn tcp_connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+        TcpStream::connect_timeout(&addr, timeout).map(drop)
+    }
+
+    fn transparent_capability(&self) -> Result<(), String> {
+        masqlog_core::ident::check_transparent_capability().map_err(|e| e.to_string())
+    }
+
+    fn command(&self, argv: &[&str]) -> Result<String, String> {
+        let out =
+            process::run_with(argv, None, None, COMMAND_TIMEOUT).map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "`{}` failed: {}",
+                argv.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    fn read_file(&self, path: &Path) -> Option<String> {
+        if path.is_dir() {
+            let names: Vec<String> = std::fs::read_dir(path)
+                .ok()?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            return Some(names.join("\n"));
+        }
+        std::fs::read_to_string(path).ok()
+    }
+}

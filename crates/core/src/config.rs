@@ -1,0 +1,714 @@
+//! The plugin's configuration: values read from a ulogd.conf section,
+//! validated against the key table in `keys.rs` into a typed `Config`.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::ident::{Mode, PoolConfig, QueryConfig};
+use crate::keys::{CONF_KEYS, ConfKind};
+use crate::record::NatFilter;
+
+/// A config value as ulogd stored it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawValue {
+    Str(String),
+    Int(i64),
+}
+
+impl fmt::Display for RawValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RawValue::Str(s) => write!(f, "{s:?}"),
+            RawValue::Int(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+/// A config value that cannot be used: names the key, the value and what the
+/// key allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config key `{key}` = {value}: {allowed}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub value: String,
+    pub allowed: String,
+}
+
+/// The line format (config key `format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Rfc5424,
+    Json,
+}
+
+/// Where syslog lines go (config key `destination`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A local datagram socket such as `/dev/log`.
+    Unix(PathBuf),
+    /// Remote syslog over UDP (RFC 5426).
+    Udp(SocketAddr),
+    /// Remote syslog over TCP with octet counting (RFC 6587).
+    Tcp(SocketAddr),
+    /// Remote syslog over RELP: every message is acknowledged.
+    Relp(SocketAddr),
+}
+
+impl Destination {
+    /// Whether the destination is a remote host (the message then carries
+    /// the HOSTNAME field).
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, Destination::Unix(_))
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Unix(p) => write!(f, "unix:{}", p.display()),
+            Destination::Udp(a) => write!(f, "udp:{a}"),
+            Destination::Tcp(a) => write!(f, "tcp:{a}"),
+            Destination::Relp(a) => write!(f, "relp:{a}"),
+        }
+    }
+}
+
+/// An address prefix (`10.99.0.0/24`, `fd00::/8`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDR/LEN` or a bare address (a host prefix).
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => l.parse().ok()?,
+            Some(_) => return None,
+            None => max,
+        };
+        (len <= max).then_some(Cidr { addr, len })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |a: IpAddr| -> (u128, u32) {
+            match a {
+                IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+                IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        };
+        let ((net, w1), (host, w2)) = (bits(self.addr), bits(ip));
+        if w1 != w2 {
+            return false;
+        }
+        let shift = w1 - u32::from(self.len);
+        if shift >= 128 {
+            return true;
+        }
+        (net >> shift) == (host >> shift)
+    }
+}
+
+/// IDENT lookups (config keys `ident*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentConfig {
+    pub pool: PoolConfig,
+    /// Clients to ask; empty: every client.
+    pub clients: Vec<Cidr>,
+    /// Remote port ranges to ask about; empty: every port.
+    pub remote_ports: Vec<(u16, u16)>,
+}
+
+impl IdentConfig {
+    /// Whether a flow from `client` to remote port `port` is to be asked about.
+    pub fn wants(&self, client: IpAddr, port: u16) -> bool {
+        (self.clients.is_empty() || self.clients.iter().any(|c| c.contains(client)))
+            && (self.remote_ports.is_empty()
+                || self
+                    .remote_ports
+                    .iter()
+                    .any(|(lo, hi)| (*lo..=*hi).contains(&port)))
+    }
+}
+
+fn parse_hex_key(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    if b.len() != 32 {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let hex = std::str::from_utf8(pair).ok()?;
+        key[i] = u8::from_str_radix(hex, 16).ok()?;
+    }
+    Some(key)
+}
+
+fn parse_port_ranges(s: &str) -> Option<Vec<(u16, u16)>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (lo, hi) = p.split_once('-').unwrap_or((p, p));
+            let lo: u16 = lo.trim().parse().ok()?;
+            let hi: u16 = hi.trim().parse().ok()?;
+            (lo >= 1 && lo <= hi).then_some((lo, hi))
+        })
+        .collect()
+}
+
+/// The validated configuration of one MASQLOG instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub format: Format,
+    pub nat: NatFilter,
+    pub destination: Destination,
+    /// Syslog facility number (0 .. 23).
+    pub facility: u8,
+    /// Syslog severity number (0 .. 7).
+    pub severity: u8,
+    pub tag: String,
+    /// `None`: use the system's host name.
+    pub hostname: Option<String>,
+    pub queue_size: usize,
+    /// `None`: statistics only on SIGUSR1.
+    pub stats_interval: Option<Duration>,
+    pub send_timeout: Duration,
+    pub retry_interval: Duration,
+    /// `None`: IDENT lookups are off.
+    pub ident: Option<IdentConfig>,
+    /// How the remote endpoint is written (config keys `remote`,
+    /// `remote_hash_key`).
+    pub remote: RemoteMode,
+    /// `None`: no spool (`spool_size_mb=0`).
+    pub spool: Option<SpoolConfig>,
+}
+
+/// The on-disk spool (config keys `spool_dir`, `spool_size_mb`,
+/// `spool_sync_ms`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpoolConfig {
+    /// The directory as configured; the plugin adds the instance's own
+    /// subdirectory (see [`SpoolConfig::for_instance`]).
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub sync: Duration,
+}
+
+impl SpoolConfig {
+    /// The spool of the instance `id`: its own subdirectory.
+    pub fn for_instance(&self, id: &str) -> SpoolConfig {
+        SpoolConfig {
+            dir: self.dir.join(id),
+            ..self.clone()
+        }
+    }
+}
+
+/// How the remote endpoint is logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RemoteMode {
+    #[default]
+    Log,
+    Omit,
+    /// A keyed hash with this 128-bit key.
+    Hash([u8; 16]),
+}
+
+/// The value of every key when ulogd.conf sets none, in `CONF_KEYS` order.
+pub fn default_values() -> Vec<RawValue> {
+    CONF_KEYS
+        .iter()
+        .map(|k| match k.kind {
+            ConfKind::Str => RawValue::Str(k.default.to_string()),
+            ConfKind::Int => RawValue::Int(k.default.parse().unwrap_or(0)),
+        })
+        .collect()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_values(&default_values()).expect("the defaults in keys.rs are valid")
+    }
+}
+
+const FACILITIES: &[(&str, u8)] = &[
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+const SEVERITIES: &[(&str, u8)] = &[
+    ("emerg", 0),
+    ("alert", 1),
+    ("crit", 2),
+    ("err", 3),
+    ("warning", 4),
+    ("notice", 5),
+    ("info", 6),
+    ("debug", 7),
+];
+
+fn names(table: &[(&str, u8)]) -> String {
+    table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+struct Reader<'a> {
+    values: &'a [RawValue],
+}
+
+impl Reader<'_> {
+    fn index(name: &str) -> usize {
+        CONF_KEYS
+            .iter()
+            .position(|k| k.name == name)
+            .expect("key is in keys.rs")
+    }
+
+    fn err(key: &'static str, value: &RawValue, allowed: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key,
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
+    fn string(&self, key: &'static str) -> Result<&str, ConfigError> {
+        match &self.values[Self::index(key)] {
+            RawValue::Str(s) => Ok(s.as_str()),
+            v => Err(Self::err(key, v, "a string")),
+        }
+    }
+
+    fn int(&self, key: &'static str, min: i64, max: i64) -> Result<i64, ConfigError> {
+        match &self.values[Self::index(key)] {
+            RawValue::Int(i) if (min..=max).contains(i) => Ok(*i),
+            v => Err(Self::err(key, v, format!("an integer from {min} to {max}"))),
+        }
+    }
+
+    fn choice<T: Copy>(&self, key: &'static str, table: &[(&str, T)]) -> Result<T, ConfigError> {
+        let s = self.string(key)?;
+        table
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(s))
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let all: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+                Self::err(
+                    key,
+                    &RawValue::Str(s.into()),
+                    format!("one of {}", all.join(", ")),
+                )
+            })
+    }
+}
+
+/// Parses `HOST:PORT` where HOST is an IPv4 literal or a bracketed IPv6
+/// literal; a bare address gets `default_port`.
+fn parse_socket_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return (a.port() != 0).then_some(a);
+    }
+    s.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, default_port))
+}
+
+/// Parses the `destination` key.
+pub fn parse_destination(s: &str) -> Option<Destination> {
+    let (scheme, rest) = s.split_once(':')?;
+    match scheme {
+        "unix" if rest.starts_with('/') && rest.len() < 108 => {
+            Some(Destination::Unix(PathBuf::from(rest)))
+        }
+        "udp" => parse_socket_addr(rest, 514).map(Destination::Udp),
+        "tcp" => parse_socket_addr(rest, 514).map(Destination::Tcp),
+        // no assigned port; 2514 is what rsyslog's documentation uses
+        "relp" => parse_socket_addr(rest, 2514).map(Destination::Relp),
+        _ => None,
+    }
+}
+
+fn valid_tag(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b':' && b != b'[' && b != b']')
+}
+
+fn valid_hostname(s: &str) -> bool {
+    (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+impl Config {
+    /// Validates the values of every key in `CONF_KEYS` order.
+    pub fn from_values(values: &[RawValue]) -> Result<Config, ConfigError> {
+        assert_eq!(values.len(), CONF_KEYS.len(), "one value per key");
+        let r = Reader { values };
+        let format = r.choice(
+            "format",
+            &[
+                ("text", Format::Text),
+                ("rfc5424", Format::Rfc5424),
+                ("json", Format::Json),
+            ],
+        )?;
+        let nat = r.choice(
+            "nat",
+            &[
+                ("snat", NatFilter::Snat),
+                ("dnat", NatFilter::Dnat),
+                ("both", NatFilter::Both),
+            ],
+        )?;
+        let dest = r.string("destination")?;
+        let destination = parse_destination(dest).ok_or_else(|| ConfigError {
+            key: "destination",
+            value: format!("{dest:?}"),
+            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT, tcp:IP:PORT or relp:IP:PORT (IPv6 as [ADDR]:PORT)".into(),
+        })?;
+        let facility = r.choice("facility", FACILITIES).map_err(|e| ConfigError {
+            allowed: format!("one of {}", names(FACILITIES)),
+            ..e
+        })?;
+        let severity = r.choice("severity", SEVERITIES)?;
+        let tag = r.string("tag")?;
+        if !valid_tag(tag) {
+            return Err(ConfigError {
+                key: "tag",
+                value: format!("{tag:?}"),
+                allowed: "1 to 32 printable ASCII characters without space, ':', '[' or ']'".into(),
+            });
+        }
+        let hostname = r.string("hostname")?;
+        if !hostname.is_empty() && !valid_hostname(hostname) {
+            return Err(ConfigError {
+                key: "hostname",
+                value: format!("{hostname:?}"),
+                allowed: "empty (the system's host name) or printable ASCII without spaces".into(),
+            });
+        }
+        let queue_size = r.int("queue_size", 64, 4_194_304)? as usize;
+        let stats = r.int("stats_interval", 0, 86_400)? as u64;
+        let send_timeout = r.int("send_timeout_ms", 10, 60_000)? as u64;
+        let retry = r.int("retry_interval_ms", 10, 600_000)? as u64;
+        let ident = Self::ident(&r)?;
+        let remote = Self::remote(&r)?;
+        let spool = Self::spool(&r)?;
+        Ok(Config {
+            format,
+            nat,
+            destination,
+            facility,
+            severity,
+            tag: tag.to_string(),
+            hostname: (!hostname.is_empty()).then(|| hostname.to_string()),
+            queue_size,
+            stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
+            send_timeout: Duration::from_millis(send_timeout),
+            retry_interval: Duration::from_millis(retry),
+            ident,
+            remote,
+            spool,
+        })
+    }
+
+    fn spool(r: &Reader<'_>) -> Result<Option<SpoolConfig>, ConfigError> {
+        let dir = r.string("spool_dir")?;
+        let size = r.int("spool_size_mb", 0, 1_048_576)?;
+        let sync = r.int("spool_sync_ms", 0, 60_000)?;
+        if size == 0 {
+            return Ok(None);
+        }
+        if !dir.starts_with('/') || dir.len() > 200 || dir.contains('\n') {
+            return Err(ConfigError {
+                key: "spool_dir",
+                value: format!("{dir:?}"),
+                allowed: "an absolute path of at most 200 bytes (or spool_size_mb=0 for no spool)"
+                    .into(),
+            });
+        }
+        Ok(Some(SpoolConfig {
+            dir: PathBuf::from(dir),
+            max_bytes: (size as u64) << 20,
+            sync: Duration::from_millis(sync as u64),
+        }))
+    }
+
+    fn remote(r: &Reader<'_>) -> Result<RemoteMode, ConfigError> {
+        #[derive(Clone, Copy)]
+        enum M {
+            Log,
+            Omit,
+            Hash,
+        }
+        let mode = r.choice(
+            "remote",
+            &[("log", M::Log), ("omit", M::Omit), ("hash", M::Hash)],
+        )?;
+        let key = r.string("remote_hash_key")?;
+        let parsed = parse_hex_key(key);
+        match (mode, parsed) {
+            (M::Log, _) => Ok(RemoteMode::Log),
+            (M::Omit, _) => Ok(RemoteMode::Omit),
+            (M::Hash, Some(k)) => Ok(RemoteMode::Hash(k)),
+            (M::Hash, None) => Err(ConfigError {
+                key: "remote_hash_key",
+                // the key is a secret: never echo it
+                value: if key.is_empty() {
+                    "\"\"".into()
+                } else {
+                    format!("({} characters, not shown)", key.len())
+                },
+                allowed: "32 hexadecimal digits (a 128-bit secret; e.g. from `head -c16 /dev/urandom | xxd -p`), needed with remote=hash".into(),
+            }),
+        }
+    }
+
+    fn ident(r: &Reader<'_>) -> Result<Option<IdentConfig>, ConfigError> {
+        #[derive(Clone, Copy)]
+        enum M {
+            Off,
+            Plain,
+            Transparent,
+        }
+        let mode = r.choice(
+            "ident",
+            &[
+                ("off", M::Off),
+                ("plain", M::Plain),
+                ("transparent", M::Transparent),
+            ],
+        )?;
+        let port = r.int("ident_port", 1, 65_535)? as u16;
+        let source = r.string("ident_source")?;
+        let source = if source.is_empty() {
+            None
+        } else {
+            Some(source.parse::<IpAddr>().map_err(|_| ConfigError {
+                key: "ident_source",
+                value: format!("{source:?}"),
+                allowed: "empty or an IPv4 or IPv6 address of the router".into(),
+            })?)
+        };
+        let connect = r.int("ident_connect_timeout_ms", 10, 60_000)? as u64;
+        let deadline = r.int("ident_timeout_ms", 10, 120_000)? as u64;
+        let workers = r.int("ident_workers", 1, 256)? as usize;
+        let queue_size = r.int("ident_queue_size", 1, 1_048_576)? as usize;
+        let per_host = r.int("ident_per_host", 1, 1024)? as usize;
+        let clients_s = r.string("ident_clients")?;
+        let clients = clients_s
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(Cidr::parse)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ConfigError {
+                key: "ident_clients",
+                value: format!("{clients_s:?}"),
+                allowed: "empty or comma-separated prefixes such as 10.99.0.0/24,fd99::/64".into(),
+            })?;
+        let ports_s = r.string("ident_remote_ports")?;
+        let remote_ports = parse_port_ranges(ports_s).ok_or_else(|| ConfigError {
+            key: "ident_remote_ports",
+            value: format!("{ports_s:?}"),
+            allowed: "empty or comma-separated ports and ranges such as 22,25,6660-6669".into(),
+        })?;
+        let mode = match mode {
+            M::Off => return Ok(None),
+            M::Plain => Mode::Plain { source },
+            M::Transparent => Mode::Transparent,
+        };
+        Ok(Some(IdentConfig {
+            pool: PoolConfig {
+                workers,
+                queue_size,
+                per_host,
+                query: QueryConfig {
+                    mode,
+                    port,
+                    connect_timeout: Duration::from_millis(connect),
+                    deadline: Duration::from_millis(deadline),
+                    ..QueryConfig::default()
+                },
+            },
+            clients,
+            remote_ports,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Vec<RawValue> {
+        default_values()
+    }
+
+    fn with(key: &str, v: RawValue) -> Result<Config, ConfigError> {
+        let mut vals = defaults();
+        vals[CONF_KEYS.iter().position(|k| k.name == key).unwrap()] = v;
+        Config::from_values(&vals)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::default();
+        assert_eq!(c.format, Format::Text);
+        assert_eq!(c.destination, Destination::Unix("/dev/log".into()));
+        assert_eq!(c.facility, 3);
+        assert_eq!(c.severity, 6);
+        assert_eq!(c.hostname, None);
+        assert_eq!(c.stats_interval, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn unknown_format_names_key_value_and_choices() {
+        let e = with("format", RawValue::Str("xml".into())).unwrap_err();
+        assert_eq!(e.key, "format");
+        let msg = e.to_string();
+        assert!(msg.contains("\"xml\""), "{msg}");
+        assert!(msg.contains("text, rfc5424, json"), "{msg}");
+    }
+
+    #[test]
+    fn destinations_parse() {
+        let c = with(
+            "destination",
+            RawValue::Str("tcp:[2001:db8::1]:6514".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            c.destination,
+            Destination::Tcp("[2001:db8::1]:6514".parse().unwrap())
+        );
+        let c = with("destination", RawValue::Str("udp:192.0.2.9".into())).unwrap();
+        assert_eq!(
+            c.destination,
+            Destination::Udp("192.0.2.9:514".parse().unwrap())
+        );
+        for bad in [
+            "tcp:loghost:514",
+            "udp:1.2.3.4:0",
+            "unix:relative",
+            "file:/x",
+            "tcp:1.2.3.4:99999",
+        ] {
+            let e = with("destination", RawValue::Str(bad.into())).unwrap_err();
+            assert_eq!(e.key, "destination", "{bad}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused() {
+        let e = with("queue_size", RawValue::Int(0)).unwrap_err();
+        assert!(e.to_string().contains("from 64 to 4194304"), "{e}");
+        assert!(
+            with("stats_interval", RawValue::Int(0))
+                .unwrap()
+                .stats_interval
+                .is_none()
+        );
+        assert!(with("send_timeout_ms", RawValue::Int(60_001)).is_err());
+    }
+
+    #[test]
+    fn tag_and_hostname_are_checked() {
+        assert!(with("tag", RawValue::Str("a b".into())).is_err());
+        assert!(with("tag", RawValue::Str(String::new())).is_err());
+        assert!(with("tag", RawValue::Str("nat-log".into())).is_ok());
+        assert!(with("hostname", RawValue::Str("bad host".into())).is_err());
+        let c = with("hostname", RawValue::Str("gw1".into())).unwrap();
+        assert_eq!(c.hostname.as_deref(), Some("gw1"));
+    }
+
+    #[test]
+    fn remote_modes() {
+        assert_eq!(Config::default().remote, RemoteMode::Log);
+        let mut vals = defaults();
+        let at = |k: &str| CONF_KEYS.iter().position(|c| c.name == k).unwrap();
+        vals[at("remote")] = RawValue::Str("hash".into());
+        let e = Config::from_values(&vals).unwrap_err();
+        assert_eq!(e.key, "remote_hash_key");
+        vals[at("remote_hash_key")] = RawValue::Str("secretsecretsecret".into());
+        let e = Config::from_values(&vals).unwrap_err();
+        assert!(!e.to_string().contains("secretsecret"), "{e}");
+        vals[at("remote_hash_key")] = RawValue::Str("000102030405060708090a0b0c0d0e0f".into());
+        let c = Config::from_values(&vals).unwrap();
+        let mut want = [0u8; 16];
+        for (i, b) in want.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        assert_eq!(c.remote, RemoteMode::Hash(want));
+        assert_eq!(
+            with("remote", RawValue::Str("omit".into())).unwrap().remote,
+            RemoteMode::Omit
+        );
+        assert!(with("remote", RawValue::Str("drop".into())).is_err());
+    }
+
+    #[test]
+    fn facility_and_severity_names() {
+        assert_eq!(
+            with("facility", RawValue::Str("local5".into()))
+                .unwrap()
+                .facility,
+            21
+        );
+        assert_eq!(
+            with("severity", RawValue::Str("notice".into()))
+                .unwrap()
+                .severity,
+            5
+        );
+        assert!(with("facility", RawValue::Str("local8".into())).is_err());
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use crate::keys::CONF_KEYS;
+
+    /// The README documents every key with its default: no drift.
+    #[test]
+    fn readme_lists_every_key_with_its_default() {
+        let readme = include_str!("../../../README.md");
+        for k in CONF_KEYS {
+            let row = if k.default.is_empty() {
+                format!("| `{}` | (empty) |", k.name)
+            } else {
+                format!("| `{}` | `{}` |", k.name, k.default)
+            };
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+    }
+}
