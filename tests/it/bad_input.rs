@@ -7,7 +7,7 @@
 //! Needs neither root nor the lab: everything is in a temporary directory.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -26,21 +26,21 @@ const END: &str = "Nov 21 12:38:12 gw1 masqlog[4242]: masqlog/1 ev=end nat=snat 
 const OURS: &str = "Nov 21 12:37:41 gw1 masqlog[4242]: ";
 
 /// A temporary directory, removed when the test ends.
-struct Dir(PathBuf);
+struct Dir(tempfile::TempDir);
 
 impl Dir {
     fn new(test: &str) -> Dir {
-        let p =
-            std::env::temp_dir().join(format!("masqlog-bad-input-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("creating the test directory");
-        Dir(p)
+        let d = tempfile::Builder::new()
+            .prefix(&format!("masqlog-bad-input-{test}-"))
+            .tempdir()
+            .expect("creating the test directory");
+        Dir(d)
     }
 
     /// Writes `name`, dated after every line in it (whatever this
     /// machine's clock says), and returns its path as a string.
     fn file(&self, name: &str, bytes: &[u8]) -> String {
-        let p = self.0.join(name);
+        let p = self.0.path().join(name);
         std::fs::write(&p, bytes).expect("writing a test file");
         std::fs::File::options()
             .write(true)
@@ -51,13 +51,7 @@ impl Dir {
     }
 
     fn path(&self, name: &str) -> String {
-        path_str(&self.0.join(name))
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        path_str(&self.0.path().join(name))
     }
 }
 
@@ -419,7 +413,7 @@ fn lookup_missing_logs_are_named_and_make_not_found_exit_2() {
 fn lookup_an_empty_file_or_directory_is_searched_and_not_found() {
     let d = Dir::new("empty");
     let empty = d.file("empty.log", b"");
-    std::fs::create_dir(d.0.join("emptydir")).unwrap();
+    std::fs::create_dir(d.0.path().join("emptydir")).unwrap();
     let r = lookup(&[], &[&empty]);
     assert_eq!(r.code, Some(1), "{}", r.all());
     assert!(
@@ -584,7 +578,7 @@ fn lookup_a_masqlog_line_written_by_another_program_is_used_and_shown() {
 #[test]
 fn lookup_binary_files_are_skipped_in_a_directory_and_read_when_named() {
     let d = Dir::new("binary");
-    std::fs::create_dir(d.0.join("log")).unwrap();
+    std::fs::create_dir(d.0.path().join("log")).unwrap();
     d.file("log/syslog", &good_log());
     // A NUL in the first bytes makes a file binary, as wtmp is.
     let binary = b"\x00\x01\x02binary\x00\xff\xfe 192.0.2.1:53500 masqlog/1\n";
@@ -840,7 +834,7 @@ fn portblock_plan_refuses_bad_prefixes_ranges_and_sizes_with_the_reason() {
 #[test]
 fn portblock_test_refuses_bad_queries_and_foreign_or_broken_rule_files() {
     let d = Dir::new("pbtest");
-    std::fs::create_dir(d.0.join("state")).unwrap();
+    std::fs::create_dir(d.0.path().join("state")).unwrap();
     let state = d.path("state");
     let plan = masqlog(&[
         "portblock",
@@ -972,7 +966,7 @@ fn portblock_test_refuses_bad_queries_and_foreign_or_broken_rule_files() {
     test(&["--state-dir", &state, "--public", "192.0.2.1:32000"]).refused(&format!(
         "masqlog: no rules are in force: {state} has no current symlink"
     ));
-    std::os::unix::fs::symlink("/etc/passwd", d.0.join("state/current")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", d.0.path().join("state/current")).unwrap();
     test(&["--state-dir", &state, "--public", "192.0.2.1:32000"])
         .refused("was not made by masqlog portblock apply (it points to /etc/passwd");
     test(&[

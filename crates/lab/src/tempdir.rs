@@ -1,5 +1,7 @@
-//! The lab's temporary directory: configs, sockets, logs. Removed by the
-//! reaper (see `reaper.rs`) with the rest of the lab.
+//! The lab's temporary directory: configs, sockets, logs. Made by the
+//! `tempfile` crate (a fresh name, mode 0700, never an existing path), but
+//! not removed on drop: the reaper (see `reaper.rs`) removes it with the
+//! rest of the lab, and `--keep` leaves it.
 
 use std::path::{Path, PathBuf};
 
@@ -12,17 +14,22 @@ pub struct TempDir {
 }
 
 impl TempDir {
-    /// Creates `$TMPDIR/masqlog-<name>`; an old directory of that name (left
-    /// by a killed run with the same pid) is removed first.
+    /// Creates `$TMPDIR/masqlog-<name>-XXXXXX`.
     pub fn create(name: &str) -> Result<TempDir, LabError> {
-        let path = std::env::temp_dir().join(format!("masqlog-{name}"));
-        if path.exists() {
-            std::fs::remove_dir_all(&path)
-                .map_err(|e| LabError::io(format!("removing old {}", path.display()), e))?;
-        }
-        std::fs::create_dir(&path)
-            .map_err(|e| LabError::io(format!("creating {}", path.display()), e))?;
-        Ok(TempDir { path })
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("masqlog-{name}-"))
+            .rand_bytes(4)
+            .tempdir()
+            .map_err(|e| {
+                LabError::io(
+                    format!(
+                        "creating masqlog-{name}-* in {}",
+                        std::env::temp_dir().display()
+                    ),
+                    e,
+                )
+            })?;
+        Ok(TempDir { path: dir.keep() })
     }
 
     pub fn path(&self) -> &Path {
