@@ -72,7 +72,8 @@ impl LabFormat {
 /// everything is removed at the end, also when the command is interrupted.
 ///
 /// Example: sudo masqlog lab --format json --ident transparent
-#[derive(clap::Args, Debug)]
+#[derive(clap::Parser, Debug)]
+#[command(name = "masqlog lab", bin_name = "masqlog lab", version)]
 pub struct LabArgs {
     /// Line format (and example config) to use.
     #[arg(long, value_enum, default_value = "text")]

@@ -4,18 +4,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// The namespace lab (run as `masqlog lab` or `masqlog-lab`).
-#[derive(Parser, Debug)]
-#[command(name = "masqlog lab", version)]
-struct Cli {
-    #[command(flatten)]
-    args: masqlog_lab::cli::LabArgs,
-}
+use masqlog_lab::cli::{self, LabArgs};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match masqlog_lab::cli::run(&cli.args) {
+    let args = LabArgs::parse();
+    match cli::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("masqlog: {err:#}");
