@@ -10,6 +10,7 @@ pub mod ident;
 pub mod keys;
 pub mod process;
 pub mod record;
+pub mod seal;
 pub mod time;
 pub mod ulogd_conf;
 pub mod wake;
