@@ -437,6 +437,202 @@ impl SealState {
     }
 }
 
+/// Who wrote a record: the router (`host`, from its key) and the plugin
+/// instance (ulogd's id of the stack entry, e.g. `masq1`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WriterId {
+    pub host: String,
+    pub instance: String,
+}
+
+impl fmt::Display for WriterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.host, self.instance)
+    }
+}
+
+impl WriterId {
+    /// Reads `HOST/INSTANCE`.
+    pub fn parse(s: &str) -> Option<WriterId> {
+        let (host, instance) = s.split_once('/')?;
+        check_name("writer", "host", host).ok()?;
+        check_name("writer", "instance", instance).ok()?;
+        Some(WriterId {
+            host: host.to_string(),
+            instance: instance.to_string(),
+        })
+    }
+}
+
+/// The sealing fields of one record, written before its MAC: who, which
+/// run of the writer, the place in that run, the epoch of the key, and the
+/// MAC of the record before it (all zeros for the first of a run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealFields {
+    pub writer: WriterId,
+    pub run: u64,
+    pub seq: u64,
+    pub epoch: u64,
+    pub prev: MacBytes,
+}
+
+/// One writer's chain: the sealing state and where the writer is in its
+/// run. The plugin's writer thread keeps one per instance; records are
+/// sealed in the order they are written.
+#[derive(Debug)]
+pub struct Chain {
+    state: SealState,
+    writer: WriterId,
+    key: WriterKey,
+    run: u64,
+    seq: u64,
+    prev: MacBytes,
+}
+
+impl Chain {
+    /// Starts run `run` of writer `instance` (sequence numbers from 1).
+    pub fn start(state: SealState, instance: &str, run: u64) -> Result<Chain, SealError> {
+        check_name("writer", "instance", instance)?;
+        let key = state.writer_key(instance);
+        Ok(Chain {
+            writer: WriterId {
+                host: state.host.clone(),
+                instance: instance.to_string(),
+            },
+            state,
+            key,
+            run,
+            seq: 0,
+            prev: [0; MAC_LEN],
+        })
+    }
+
+    pub fn writer(&self) -> &WriterId {
+        &self.writer
+    }
+
+    pub fn run(&self) -> u64 {
+        self.run
+    }
+
+    /// The sequence number of the last record sealed (0: none yet).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The MAC of the last record sealed.
+    pub fn last_mac(&self) -> MacBytes {
+        self.prev
+    }
+
+    /// The sealing state (for writing it back after the epoch moved).
+    pub fn state(&self) -> &SealState {
+        &self.state
+    }
+
+    /// Moves to the epoch of UNIX second `now` if it is later than the
+    /// current one, wiping the old keys. A clock that went back keeps the
+    /// current epoch (a key is never turned back). Returns whether the
+    /// epoch moved, so that the caller writes the new state out.
+    pub fn tick(&mut self, now: i64) -> Result<bool, SealError> {
+        let e = self.state.epochs.at(now)?;
+        if e <= self.state.epoch {
+            return Ok(false);
+        }
+        self.state.advance_to(e)?;
+        self.key = self.state.writer_key(&self.writer.instance);
+        Ok(true)
+    }
+
+    /// The fields of the next record (which then must be [`Chain::sign`]ed).
+    pub fn next_fields(&mut self) -> SealFields {
+        self.seq += 1;
+        SealFields {
+            writer: self.writer.clone(),
+            run: self.run,
+            seq: self.seq,
+            epoch: self.state.epoch,
+            prev: self.prev,
+        }
+    }
+
+    /// The MAC of the record whose bytes (up to its `mac` field) are
+    /// `body`; it becomes the next record's `prev`.
+    pub fn sign(&mut self, body: &[u8]) -> MacBytes {
+        let mac = self.key.mac(body);
+        self.prev = mac;
+        mac
+    }
+}
+
+/// What a writer's run is known to have written, kept on the router next
+/// to the sealing state: the next run starts with a chain record naming it,
+/// so a restart or a crash is visible in the log. `clean` is set by a stop
+/// that sealed everything it had; a checkpoint of a run still going has it
+/// unset (after a crash, records after the checkpoint may have been written
+/// or lost).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainMark {
+    pub writer: WriterId,
+    pub run: u64,
+    pub seq: u64,
+    pub mac: MacBytes,
+    pub clean: bool,
+}
+
+const MARK_HEADER: &str = "masqlog-chain/1";
+
+impl ChainMark {
+    /// The mark of `chain` as it stands.
+    pub fn of(chain: &Chain, clean: bool) -> ChainMark {
+        ChainMark {
+            writer: chain.writer.clone(),
+            run: chain.run,
+            seq: chain.seq,
+            mac: chain.prev,
+            clean,
+        }
+    }
+
+    /// The mark-file text (one line, with a trailing newline).
+    pub fn to_text(&self) -> String {
+        format!(
+            "{MARK_HEADER} writer={} run={} seq={} mac={} clean={}\n",
+            self.writer,
+            self.run,
+            self.seq,
+            hex_string(&self.mac),
+            u8::from(self.clean)
+        )
+    }
+
+    /// Reads a mark file's text.
+    pub fn parse(text: &str) -> Result<ChainMark, SealError> {
+        const KIND: &str = "chain mark";
+        let f = Fields::parse(text, MARK_HEADER, KIND)?;
+        let w = f.get("writer")?;
+        let writer =
+            WriterId::parse(w).ok_or_else(|| f.invalid("writer", w, "is not HOST/INSTANCE"))?;
+        let m = f.get("mac")?;
+        let mut mac = [0u8; MAC_LEN];
+        if !parse_hex_into(m, &mut mac) {
+            return Err(f.invalid("mac", m, "is not 32 hexadecimal digits"));
+        }
+        let clean = match f.get("clean")? {
+            "1" => true,
+            "0" => false,
+            other => return Err(f.invalid("clean", other, "is not 0 or 1")),
+        };
+        Ok(ChainMark {
+            writer,
+            run: f.num("run")?,
+            seq: f.num("seq")?,
+            mac,
+            clean,
+        })
+    }
+}
+
 fn check_epoch_secs(kind: &'static str, v: u32) -> Result<(), SealError> {
     if !EPOCH_SECS_RANGE.contains(&v) {
         return Err(SealError::Invalid {
@@ -679,6 +875,55 @@ mod tests {
             hex_string(&m.finalize().into_bytes()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn a_chain_numbers_links_and_seals_what_a_ring_verifies() {
+        let k = key();
+        let mut c = Chain::start(k.initial_state(), "masq1", 4).unwrap();
+        let t0 = k.epochs.t0;
+        assert!(!c.tick(t0 + 10).unwrap());
+        let f1 = c.next_fields();
+        assert_eq!((f1.run, f1.seq, f1.epoch, f1.prev), (4, 1, 0, [0; MAC_LEN]));
+        assert_eq!(f1.writer.to_string(), "gw1/masq1");
+        let m1 = c.sign(b"one");
+        assert!(c.tick(t0 + 2 * 900 + 1).unwrap());
+        let f2 = c.next_fields();
+        assert_eq!((f2.seq, f2.epoch, f2.prev), (2, 2, m1));
+        let m2 = c.sign(b"two");
+        // A clock that steps back keeps the epoch.
+        assert!(!c.tick(t0 + 5).unwrap());
+        assert_eq!(c.state().epoch(), 2);
+        let mut ring = k.ring();
+        assert!(ring.writer_key("masq1", 0).unwrap().verify(b"one", &m1));
+        assert!(ring.writer_key("masq1", 2).unwrap().verify(b"two", &m2));
+        assert!(!ring.writer_key("masq1", 0).unwrap().verify(b"two", &m2));
+    }
+
+    #[test]
+    fn chain_marks_read_back() {
+        let mut c = Chain::start(key().initial_state(), "masq1", 9).unwrap();
+        c.next_fields();
+        c.sign(b"x");
+        for clean in [true, false] {
+            let m = ChainMark::of(&c, clean);
+            assert_eq!(ChainMark::parse(&m.to_text()).unwrap(), m);
+            assert_eq!((m.run, m.seq, m.mac), (9, 1, c.last_mac()));
+        }
+        let bad = ChainMark::of(&c, true)
+            .to_text()
+            .replace("clean=1", "clean=yes");
+        assert!(ChainMark::parse(&bad).is_err());
+    }
+
+    #[test]
+    fn writer_ids_read_back() {
+        let w = WriterId::parse("gw1/masq1").unwrap();
+        assert_eq!(w.to_string(), "gw1/masq1");
+        for bad in ["gw1", "/masq1", "gw1/", "g w/x", "a/b/c"] {
+            assert_eq!(WriterId::parse(bad), None, "{bad}");
+        }
+        assert!(Chain::start(key().initial_state(), "m q", 1).is_err());
     }
 
     #[test]
