@@ -30,7 +30,7 @@
 
 use std::collections::BTreeMap;
 
-use super::query::{Query, canon};
+use super::query::{AbuseReport, canon};
 use super::scan::{Candidate, LineEvent, SAME_START_US};
 use masqlog_core::record::{Counters, Endpoint, Event, IdentInfo, NatKind, Proto, Timestamp};
 
@@ -344,7 +344,7 @@ fn fit(flow: &Flow, t: i64) -> Fit {
 }
 
 /// Matches the flows of the query's endpoint against the query.
-pub fn decide(q: &Query, flows: Vec<Flow>) -> Verdict {
+pub fn decide(q: &AbuseReport, flows: Vec<Flow>) -> Verdict {
     let mut v = Verdict::default();
     let slack = q.slack_us();
     let mut misses: Vec<Match> = Vec::new();

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::flows::Verdict;
-use super::query::Query;
+use super::query::AbuseReport;
 use crate::portblock::{RuleFile, active_at};
 
 /// What one rule file says.
@@ -72,7 +72,7 @@ impl Finding {
 
 /// What the rule files of `history` (sorted, as
 /// [`crate::portblock::history`] gives them) say about the query.
-pub fn check(history: &[RuleFile], q: &Query) -> Finding {
+pub fn check(history: &[RuleFile], q: &AbuseReport) -> Finding {
     let IpAddr::V4(public) = q.public_ip else {
         return Finding {
             rules: Vec::new(),

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::flows::{Fit, Flow, FlowEnd, Match, Verdict};
 use super::json::Json;
 use super::portblock::{Agreement, Finding};
-use super::query::{Query, endpoint_string, proto_string};
+use super::query::{AbuseReport, endpoint_string, proto_string};
 use super::when::human_duration;
 use super::{EvidenceLine, Scan};
 use masqlog_core::record::{Counters, Endpoint, IdentInfo, IdentStatus, Timestamp};
@@ -16,7 +16,7 @@ use masqlog_core::time::utc_string;
 
 /// One report's answer, to render.
 pub struct Answer<'a> {
-    pub query: &'a Query,
+    pub query: &'a AbuseReport,
     pub verdict: &'a Verdict,
     pub portblock: Option<&'a Finding>,
 }
@@ -71,7 +71,7 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// A time in UTC and in the report's zone.
-fn both(q: &Query, t: Timestamp) -> String {
+fn both(q: &AbuseReport, t: Timestamp) -> String {
     if q.at.zone.is_utc() {
         utc_string(t, true)
     } else {
@@ -80,7 +80,7 @@ fn both(q: &Query, t: Timestamp) -> String {
 }
 
 /// The report's time as the first line shows it.
-fn report_when(q: &Query) -> String {
+fn report_when(q: &AbuseReport) -> String {
     let z = &q.at.zone;
     match q.at.instants.as_slice() {
         [t] if z.is_utc() => utc_string(*t, false),
@@ -140,7 +140,7 @@ fn counters(c: Option<Counters>) -> Option<String> {
     })
 }
 
-fn fit_text(q: &Query, m: &Match) -> String {
+fn fit_text(q: &AbuseReport, m: &Match) -> String {
     let slack = human_duration(q.slack_us());
     let s = match m.fit {
         Fit::Inside if m.flow.end == FlowEnd::Open => "inside the flow (still open)".to_string(),
@@ -164,7 +164,7 @@ fn fit_text(q: &Query, m: &Match) -> String {
     format!("{s}{within}{which}")
 }
 
-fn end_text(q: &Query, f: &Flow, seen_until: Option<i64>) -> String {
+fn end_text(q: &AbuseReport, f: &Flow, seen_until: Option<i64>) -> String {
     match f.end {
         FlowEnd::At(t) => {
             let mut s = both(q, t);
@@ -207,7 +207,7 @@ fn evidence_text(out: &mut String, ev: &[EvidenceLine]) {
     }
 }
 
-fn flow_block(out: &mut String, scan: &Scan, q: &Query, m: &Match) {
+fn flow_block(out: &mut String, scan: &Scan, q: &AbuseReport, m: &Match) {
     let f = &m.flow;
     let _ = writeln!(out, "  client    {}", ep(&f.client));
     for i in &f.idents {
@@ -264,7 +264,7 @@ fn flow_block(out: &mut String, scan: &Scan, q: &Query, m: &Match) {
     evidence_text(out, &scan.evidence(f));
 }
 
-fn portblock_text(out: &mut String, q: &Query, v: &Verdict, p: &Finding) {
+fn portblock_text(out: &mut String, q: &AbuseReport, v: &Verdict, p: &Finding) {
     for r in &p.rules {
         let when = if r.at_report_time {
             "in force at the report time"
@@ -507,7 +507,7 @@ fn counters_json(c: Option<Counters>) -> Json {
     })
 }
 
-fn match_json(scan: &Scan, q: &Query, m: &Match, rank: usize) -> Json {
+fn match_json(scan: &Scan, q: &AbuseReport, m: &Match, rank: usize) -> Json {
     let f = &m.flow;
     let local = |t: Option<Timestamp>| Json::opt(t, |t| Json::str(q.at.zone.show(t, true)));
     let (state, end) = match f.end {
@@ -600,7 +600,7 @@ fn match_json(scan: &Scan, q: &Query, m: &Match, rank: usize) -> Json {
 }
 
 /// The query part of the JSON answer.
-fn query_json(q: &Query) -> Json {
+fn query_json(q: &AbuseReport) -> Json {
     Json::obj([
         ("public", Json::str(q.public_string())),
         ("at", Json::str(q.at.input.trim())),

@@ -120,7 +120,7 @@ impl SourceInfo {
 
 /// Counters for the summary.
 #[derive(Clone, Debug, Default)]
-pub struct Stats {
+pub struct ScanStats {
     pub inputs: usize,
     pub skipped_by_mtime: usize,
     pub bisected: usize,
@@ -368,7 +368,7 @@ pub struct Scanner<'p> {
     pub unreadable: Vec<(String, String)>,
     pub notes: Vec<String>,
     pub sources: Vec<SourceInfo>,
-    pub stats: Stats,
+    pub stats: ScanStats,
     /// Flows that may match and have no end line yet: key -> follow until.
     pending: HashMap<(u8, Option<u32>), i64>,
     progress: &'p mut dyn Progress,
@@ -394,7 +394,7 @@ impl<'p> Scanner<'p> {
             unreadable: Vec::new(),
             notes: Vec::new(),
             sources: Vec::new(),
-            stats: Stats::default(),
+            stats: ScanStats::default(),
             pending: HashMap::new(),
             progress,
             marker: Finder::new(b"masqlog").into_owned(),

@@ -13,9 +13,9 @@ fn utc() -> Result<Zone, TimeError> {
     Ok(Zone::utc())
 }
 
-fn q(public: &str, at: &str) -> Query {
+fn q(public: &str, at: &str) -> AbuseReport {
     let (public_ip, public_port) = query::parse_public(public).unwrap();
-    Query {
+    AbuseReport {
         public_ip,
         public_port,
         at: when::parse_report_time(at, &utc()).unwrap(),
@@ -41,7 +41,7 @@ fn mtime_after_all() -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_secs(t("2030-01-01T00:00:00Z").secs as u64)
 }
 
-fn run(q: &Query, inputs: &[Input], scan_all: bool) -> (Scan, Verdict) {
+fn run(q: &AbuseReport, inputs: &[Input], scan_all: bool) -> (Scan, Verdict) {
     let scan = scan(
         &[q],
         inputs,
@@ -847,7 +847,7 @@ fn bisection_gives_the_same_answers_as_a_linear_scan() {
         let (lines, reports) = big_log(&mut rng, 100_000, disorder, style);
         let p = write(&d, "syslog", &lines);
         assert!(reports.len() > 20, "{}", reports.len());
-        let queries: Vec<Query> = reports
+        let queries: Vec<AbuseReport> = reports
             .iter()
             .map(|(port, at)| {
                 let mut query = q(&format!("192.0.2.1:{port}"), &format!("@{at}"));
@@ -856,7 +856,7 @@ fn bisection_gives_the_same_answers_as_a_linear_scan() {
             })
             .collect();
         // The linear answers: one pass for all reports, as batch mode does.
-        let refs: Vec<&Query> = queries.iter().collect();
+        let refs: Vec<&AbuseReport> = queries.iter().collect();
         let linear = scan(
             &refs,
             &files(&[&p]),
