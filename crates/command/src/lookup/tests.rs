@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use super::testutil::{Rng, Style, TempDir, line, noise, rec, rfc3339_local, t};
+use super::testutil::{Rng, Style, line, noise, rec, rfc3339_local, t, temp_dir};
 use super::*;
 use masqlog_core::config::Format;
 use masqlog_core::record::{Event, IdentInfo, IdentStatus, Timestamp};
@@ -26,8 +26,8 @@ fn q(public: &str, at: &str) -> AbuseReport {
     }
 }
 
-fn write(dir: &TempDir, name: &str, lines: &[String]) -> PathBuf {
-    let p = dir.join(name);
+fn write(dir: &tempfile::TempDir, name: &str, lines: &[String]) -> PathBuf {
+    let p = dir.path().join(name);
     let mut f = std::fs::File::create(&p).unwrap();
     for l in lines {
         writeln!(f, "{l}").unwrap();
@@ -94,7 +94,7 @@ fn flow_lines(
 
 #[test]
 fn start_and_end_lines_join_into_one_flow() {
-    let d = TempDir::new("join");
+    let d = temp_dir("join");
     let mut lines = vec![noise(t("2026-11-21T12:00:00Z"), 1)];
     lines.extend(flow_lines(
         Format::Text,
@@ -127,7 +127,7 @@ fn start_and_end_lines_join_into_one_flow() {
 
 #[test]
 fn a_start_line_alone_is_an_open_flow() {
-    let d = TempDir::new("open");
+    let d = temp_dir("open");
     let lines = flow_lines(
         Format::Json,
         TRAD,
@@ -161,7 +161,7 @@ fn a_start_line_alone_is_an_open_flow() {
 
 #[test]
 fn an_end_line_alone_carries_the_lifetime() {
-    let d = TempDir::new("endonly");
+    let d = temp_dir("endonly");
     let lines = flow_lines(
         Format::Rfc5424,
         Style::Raw,
@@ -189,7 +189,7 @@ fn an_end_line_alone_carries_the_lifetime() {
 
 #[test]
 fn two_candidates_are_both_shown_best_first() {
-    let d = TempDir::new("two");
+    let d = temp_dir("two");
     let mut lines = Vec::new();
     // Inside: 12:30 - 12:45 to 203.0.113.7:443.
     lines.extend(flow_lines(
@@ -247,7 +247,7 @@ fn two_candidates_are_both_shown_best_first() {
 
 #[test]
 fn slack_edges_are_inclusive() {
-    let d = TempDir::new("slack");
+    let d = temp_dir("slack");
     let lines = flow_lines(
         Format::Text,
         TRAD,
@@ -276,7 +276,7 @@ fn slack_edges_are_inclusive() {
 
 #[test]
 fn every_format_and_stored_form_gives_the_same_answer() {
-    let d = TempDir::new("forms");
+    let d = temp_dir("forms");
     let styles = [
         Style::Traditional { offset: 0 },
         Style::Traditional { offset: 3600 },
@@ -338,7 +338,7 @@ fn every_format_and_stored_form_gives_the_same_answer() {
 
 #[test]
 fn ident_lines_join_by_id_even_after_the_end() {
-    let d = TempDir::new("ident");
+    let d = temp_dir("ident");
     let s = t("2026-11-21T12:37:00Z");
     let e = t("2026-11-21T12:37:01Z");
     let mut ident = rec(
@@ -417,7 +417,7 @@ fn ident_lines_join_by_id_even_after_the_end() {
 
 #[test]
 fn a_lost_end_line_is_bounded_by_the_next_start() {
-    let d = TempDir::new("lost");
+    let d = temp_dir("lost");
     let mut lines = flow_lines(
         Format::Text,
         TRAD,
@@ -461,7 +461,7 @@ fn a_lost_end_line_is_bounded_by_the_next_start() {
 
 #[test]
 fn an_open_flow_older_than_max_age_is_a_hint_not_a_match() {
-    let d = TempDir::new("stale");
+    let d = temp_dir("stale");
     let lines = flow_lines(
         Format::Text,
         TRAD,
@@ -488,7 +488,7 @@ fn an_open_flow_older_than_max_age_is_a_hint_not_a_match() {
 
 #[test]
 fn malformed_masqlog_lines_are_reported_with_file_and_line() {
-    let d = TempDir::new("bad");
+    let d = temp_dir("bad");
     let mut lines = flow_lines(
         Format::Text,
         TRAD,
@@ -533,7 +533,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn rotated_sets_with_gzip_and_zstd_join_across_files() {
-    let d = TempDir::new("rot");
+    let d = temp_dir("rot");
     let all = flow_lines(
         Format::Text,
         TRAD,
@@ -548,10 +548,10 @@ fn rotated_sets_with_gzip_and_zstd_join_across_files() {
     // noise in syslog.1 (zstd), end in syslog.
     let mut text = all[0].clone();
     text.push('\n');
-    std::fs::write(d.join("syslog.2"), gzip(text.as_bytes())).unwrap();
+    std::fs::write(d.path().join("syslog.2"), gzip(text.as_bytes())).unwrap();
     let mid = format!("{}\n", noise(t("2026-11-21T12:40:00Z"), 3));
     std::fs::write(
-        d.join("syslog.1"),
+        d.path().join("syslog.1"),
         zstd::encode_all(mid.as_bytes(), 3).unwrap(),
     )
     .unwrap();
@@ -559,7 +559,7 @@ fn rotated_sets_with_gzip_and_zstd_join_across_files() {
     for name in ["syslog.2", "syslog.1"] {
         let f = std::fs::File::options()
             .write(true)
-            .open(d.join(name))
+            .open(d.path().join(name))
             .unwrap();
         f.set_modified(mtime_after_all()).unwrap();
     }
@@ -588,7 +588,7 @@ fn rotated_sets_with_gzip_and_zstd_join_across_files() {
 
 #[test]
 fn a_truncated_gzip_file_is_a_clear_error_and_the_lines_before_count() {
-    let d = TempDir::new("trunc");
+    let d = temp_dir("trunc");
     let mut text = String::new();
     for i in 0..20_000u64 {
         text.push_str(&noise(
@@ -609,7 +609,7 @@ fn a_truncated_gzip_file_is_a_clear_error_and_the_lines_before_count() {
     );
     let text = format!("{}\n{text}", flow[0]);
     let gz = gzip(text.as_bytes());
-    let p = d.join("syslog.3.gz");
+    let p = d.path().join("syslog.3.gz");
     std::fs::write(&p, &gz[..gz.len() / 2]).unwrap();
     let (scan, v) = run(
         &q("192.0.2.1:53500", "2026-11-21T12:37:42Z"),
@@ -635,7 +635,7 @@ fn a_truncated_gzip_file_is_a_clear_error_and_the_lines_before_count() {
     assert_eq!(scan.unreadable.len(), 1, "{:?}", scan.unreadable);
     // A truncated zstd file too.
     let z = zstd::encode_all(text.as_bytes(), 3).unwrap();
-    let pz = d.join("syslog.4.zst");
+    let pz = d.path().join("syslog.4.zst");
     std::fs::write(&pz, &z[..z.len() / 2]).unwrap();
     let (scan, _) = run(
         &q("192.0.2.1:53500", "2026-11-21T12:37:42Z"),
@@ -646,7 +646,7 @@ fn a_truncated_gzip_file_is_a_clear_error_and_the_lines_before_count() {
     // A missing file.
     let (scan, _) = run(
         &q("192.0.2.1:53500", "2026-11-21T12:37:42Z"),
-        &files(&[&d.join("nope")]),
+        &files(&[&d.path().join("nope")]),
         true,
     );
     assert_eq!(scan.unreadable.len(), 1);
@@ -654,7 +654,7 @@ fn a_truncated_gzip_file_is_a_clear_error_and_the_lines_before_count() {
 
 #[test]
 fn fall_back_overlap_searches_both_instants() {
-    let d = TempDir::new("fold");
+    let d = temp_dir("fold");
     // 02:30 local in Amsterdam on 2026-10-25 is 00:30Z (CEST) or 01:30Z (CET).
     let mut lines = flow_lines(
         Format::Text,
@@ -691,8 +691,8 @@ fn fall_back_overlap_searches_both_instants() {
 
 #[test]
 fn directories_skip_binary_files() {
-    let d = TempDir::new("dir");
-    std::fs::write(d.join("wtmp"), [0u8, 1, 2, 3, 0, 0]).unwrap();
+    let d = temp_dir("dir");
+    std::fs::write(d.path().join("wtmp"), [0u8, 1, 2, 3, 0, 0]).unwrap();
     write(
         &d,
         "syslog",
@@ -842,7 +842,7 @@ fn bisection_gives_the_same_answers_as_a_linear_scan() {
         (2, true, Style::Traditional { offset: 3600 }),
         (3, true, Style::Rfc3339 { offset: -18000 }),
     ] {
-        let d = TempDir::new("bisect");
+        let d = temp_dir("bisect");
         let mut rng = Rng(seed);
         let (lines, reports) = big_log(&mut rng, 100_000, disorder, style);
         let p = write(&d, "syslog", &lines);
@@ -894,7 +894,7 @@ fn bisection_gives_the_same_answers_as_a_linear_scan() {
 
 #[test]
 fn an_unsorted_file_is_read_whole() {
-    let d = TempDir::new("unsorted");
+    let d = temp_dir("unsorted");
     let mut rng = Rng(9);
     let (mut lines, reports) = big_log(&mut rng, 5000, false, TRAD);
     // Put the second half first: a log concatenated out of order.
@@ -916,7 +916,7 @@ fn an_unsorted_file_is_read_whole() {
 
 #[test]
 fn files_written_before_the_window_are_skipped() {
-    let d = TempDir::new("mtime");
+    let d = temp_dir("mtime");
     let p = write(&d, "syslog.1", &[noise(t("2026-11-01T00:00:00Z"), 1)]);
     let f = std::fs::File::options().write(true).open(&p).unwrap();
     f.set_modified(
@@ -941,8 +941,8 @@ fn files_written_before_the_window_are_skipped() {
 #[test]
 fn portblock_rules_name_the_owner_and_are_compared() {
     use crate::portblock::{Method, Plan, PlanInput, history, render};
-    let d = TempDir::new("pb");
-    let state = d.join("state");
+    let d = temp_dir("pb");
+    let state = d.path().join("state");
     std::fs::create_dir(&state).unwrap();
     let plan = Plan::new(&PlanInput {
         internal: vec!["192.168.101.0/25".parse().unwrap()],
@@ -1007,7 +1007,7 @@ fn portblock_rules_name_the_owner_and_are_compared() {
 
 #[test]
 fn a_log_across_new_year_is_bisected_with_the_right_years() {
-    let d = TempDir::new("newyear");
+    let d = temp_dir("newyear");
     let mut lines = Vec::new();
     let base = t("2026-12-31T23:00:00Z").secs;
     for i in 0..7200i64 {
@@ -1055,7 +1055,7 @@ fn a_log_across_new_year_is_bisected_with_the_right_years() {
 #[test]
 fn flows_logged_without_their_remote_are_found_and_not_ruled_out() {
     use masqlog_core::record::RemoteView;
-    let d = TempDir::new("privacy");
+    let d = temp_dir("privacy");
     let mut lines = Vec::new();
     for (id, client, view, format) in [
         (1, "10.99.0.2:40000", RemoteView::Omitted, Format::Text),
@@ -1126,7 +1126,7 @@ fn flows_logged_without_their_remote_are_found_and_not_ruled_out() {
 /// the queried one is reported, and the good lines still answer.
 #[test]
 fn only_damaged_lines_about_the_queried_endpoint_are_reported() {
-    let d = TempDir::new("damage");
+    let d = temp_dir("damage");
     let prefix = "Nov 21 12:37:30 gw1 masqlog[4242]: masqlog/1 ev=start nat=snat proto=tcp";
     let mut lines = vec![
         format!("{prefix} id=1 client=10.0.0.1:1 masq=192.0.2.1:53501 remote=bogus"),
