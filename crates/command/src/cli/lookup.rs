@@ -501,7 +501,9 @@ mod tests {
     use clap::Parser;
     use masqlog_core::config::Format;
     use masqlog_core::format::{Header, write_syslog};
-    use masqlog_core::record::{Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Timestamp};
+    use masqlog_core::record::{
+        Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Remote, Timestamp,
+    };
     use masqlog_core::time::parse_rfc3339;
     use std::path::Path;
 
@@ -562,7 +564,7 @@ mod tests {
             id: Some(3954),
             client: ep(client, 40000),
             masq: ep("192.0.2.1", port),
-            remote: ep("203.0.113.7", 443),
+            remote: Remote::Shown(ep("203.0.113.7", 443)),
             start: Some(t(start)),
             end: end.map(t),
             out: end.map(|_| Counters {
@@ -574,7 +576,6 @@ mod tests {
                 bytes: 3000,
             }),
             ident: None,
-            remote_view: Default::default(),
         };
         let hdr = Header {
             pri: 30,

@@ -213,7 +213,8 @@ impl Scan {
             .iter()
             .enumerate()
             .filter(|(_, c)| {
-                c.parsed.masq.port == Some(port) && query::canon(c.parsed.masq.ip) == ip
+                c.parsed.record.masq.port == Some(port)
+                    && query::canon(c.parsed.record.masq.ip) == ip
             })
             .map(|(i, _)| i)
             .collect();

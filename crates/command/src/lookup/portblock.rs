@@ -61,7 +61,7 @@ impl Finding {
     pub fn agreement(&self, verdict: &Verdict) -> Agreement {
         let owners = self.owners();
         match verdict.matches.first() {
-            Some(m) if !owners.is_empty() => match m.flow.client.ip {
+            Some(m) if !owners.is_empty() => match m.flow.record.client.ip {
                 IpAddr::V4(c) if owners.contains(&c) => Agreement::Agree,
                 _ => Agreement::Disagree,
             },

@@ -115,7 +115,7 @@ fn start_and_end_lines_join_into_one_flow() {
     );
     assert_eq!(v.matches.len(), 1);
     let m = &v.matches[0];
-    assert_eq!(m.flow.client, testutil::ep("10.99.0.2:40000"));
+    assert_eq!(m.flow.record.client, testutil::ep("10.99.0.2:40000"));
     assert_eq!(m.flow.end, FlowEnd::At(t("2026-11-21T12:38:12.654321Z")));
     assert_eq!(m.fit, Fit::BeforeStart(123_456));
     let ev = scan.evidence(&m.flow);
@@ -182,7 +182,7 @@ fn an_end_line_alone_carries_the_lifetime() {
         );
         assert_eq!(v.matches.len(), 1);
         let f = &v.matches[0].flow;
-        assert_eq!(f.start, Some(t("2026-11-20T10:00:00Z")));
+        assert_eq!(f.record.start, Some(t("2026-11-20T10:00:00Z")));
         assert_eq!(scan.evidence(f).len(), 1);
     }
 }
@@ -218,21 +218,21 @@ fn two_candidates_are_both_shown_best_first() {
     let mut query = q("192.0.2.1:53500", "2026-11-21T12:37:42Z");
     let (_, v) = run(&query, &files(&[&p]), false);
     assert_eq!(v.matches.len(), 2);
-    assert_eq!(v.matches[0].flow.id, Some(1));
-    assert_eq!(v.matches[1].flow.id, Some(2));
+    assert_eq!(v.matches[0].flow.record.id, Some(1));
+    assert_eq!(v.matches[1].flow.record.id, Some(2));
     assert_eq!(v.matches[1].fit, Fit::AfterEnd(60_000_000));
     // The remote names one of them.
     query.remote = Some(query::parse_remote("198.51.100.9").unwrap());
     let (_, v) = run(&query, &files(&[&p]), false);
     assert_eq!(v.matches.len(), 1);
-    assert_eq!(v.matches[0].flow.id, Some(2));
+    assert_eq!(v.matches[0].flow.record.id, Some(2));
     assert_eq!(v.filtered_out, 1);
     // A remote port ranks the exact one first, the other stays visible.
     query.remote = None;
     let mut both = q("192.0.2.1:53500", "2026-11-21T12:36:00Z");
     both.remote = None;
     let (_, v) = run(&both, &files(&[&p]), false);
-    assert_eq!(v.matches[0].flow.id, Some(1));
+    assert_eq!(v.matches[0].flow.record.id, Some(1));
     both.remote = Some(query::parse_remote("203.0.113.7:80").unwrap());
     let (_, v) = run(&both, &files(&[&p]), false);
     assert_eq!(v.matches.len(), 1);
@@ -324,7 +324,11 @@ fn every_format_and_stored_form_gives_the_same_answer() {
                     let (scan, v) = run(&query, &files(&[&p]), scan_all);
                     let what = format!("{format:?} {style:?} {masq} scan_all={scan_all}");
                     assert_eq!(v.matches.len(), 1, "{what}");
-                    assert_eq!(v.matches[0].flow.client, testutil::ep(client), "{what}");
+                    assert_eq!(
+                        v.matches[0].flow.record.client,
+                        testutil::ep(client),
+                        "{what}"
+                    );
                     let ev = scan.evidence(&v.matches[0].flow);
                     assert_eq!(ev.len(), 2, "{what}");
                     assert_eq!(ev[0].line, Some(1501), "{what}");
@@ -824,9 +828,9 @@ fn signature(scan: &Scan, v: &Verdict) -> Vec<String> {
                 .collect();
             format!(
                 "{:?} {:?} {:?} {:?} {:?} {:?}",
-                f.id,
-                f.client,
-                f.start,
+                f.record.id,
+                f.record.client,
+                f.record.start,
                 f.end,
                 m.fit,
                 if f.end == FlowEnd::Open { vec![] } else { ev }
@@ -1054,18 +1058,18 @@ fn a_log_across_new_year_is_bisected_with_the_right_years() {
 
 #[test]
 fn flows_logged_without_their_remote_are_found_and_not_ruled_out() {
-    use masqlog_core::record::RemoteView;
+    use masqlog_core::record::Remote;
     let d = temp_dir("privacy");
     let mut lines = Vec::new();
-    for (id, client, view, format) in [
-        (1, "10.99.0.2:40000", RemoteView::Omitted, Format::Text),
+    for (id, client, remote, format) in [
+        (1, "10.99.0.2:40000", Remote::Omitted, Format::Text),
+        (2, "10.99.0.3:40000", Remote::Hashed(0xfeed), Format::Json),
         (
-            2,
-            "10.99.0.3:40000",
-            RemoteView::Hashed(0xfeed),
-            Format::Json,
+            3,
+            "10.99.0.4:40000",
+            Remote::Shown(testutil::ep("203.0.113.7:443")),
+            Format::Rfc5424,
         ),
-        (3, "10.99.0.4:40000", RemoteView::Shown, Format::Rfc5424),
     ] {
         let s = t("2026-11-21T12:37:00Z");
         let e = t("2026-11-21T12:38:00Z");
@@ -1084,7 +1088,7 @@ fn flows_logged_without_their_remote_are_found_and_not_ruled_out() {
                 Some(s),
                 end,
             );
-            r.remote_view = view;
+            r.remote = remote;
             lines.push(line(format, style, end.unwrap_or(s), &r));
         }
     }
@@ -1097,11 +1101,19 @@ fn flows_logged_without_their_remote_are_found_and_not_ruled_out() {
     query.remote = Some(query::parse_remote("203.0.113.7:443").unwrap());
     let (scan, v) = run(&query, &files(&[&p]), false);
     assert_eq!(v.matches.len(), 3);
-    assert_eq!(v.matches[0].flow.id, Some(3));
+    assert_eq!(v.matches[0].flow.record.id, Some(3));
     assert!(v.matches[1].remote_unknown && v.matches[2].remote_unknown);
-    let hashed = v.matches.iter().find(|m| m.flow.id == Some(2)).unwrap();
-    assert_eq!(hashed.flow.remote, None);
-    assert!(hashed.flow.remote_hash.is_some(), "{:?}", hashed.flow);
+    let hashed = v
+        .matches
+        .iter()
+        .find(|m| m.flow.record.id == Some(2))
+        .unwrap();
+    assert_eq!(hashed.flow.record.remote.endpoint(), None);
+    assert!(
+        matches!(hashed.flow.record.remote, Remote::Hashed(_)),
+        "{:?}",
+        hashed.flow
+    );
     let text = render::human(
         &scan,
         &render::Answer {
@@ -1152,7 +1164,7 @@ fn only_damaged_lines_about_the_queried_endpoint_are_reported() {
             scan_all,
         );
         assert_eq!(v.matches.len(), 1, "scan_all={scan_all}");
-        assert_eq!(v.matches[0].flow.id, Some(5));
+        assert_eq!(v.matches[0].flow.record.id, Some(5));
         let bad: Vec<String> = scan.bad_lines.iter().map(|b| b.to_string()).collect();
         assert_eq!(
             bad,

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use masqlog_core::config::Format;
 use masqlog_core::format::{Header, write_syslog};
-use masqlog_core::record::{Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Timestamp};
+use masqlog_core::record::{
+    Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Remote, Timestamp,
+};
 use masqlog_core::time::parse_rfc3339;
 
 /// A fresh directory, `masqlog-lookup-TAG-XXXXXX`, removed with its
@@ -72,7 +74,7 @@ pub fn rec(
         id: Some(id),
         client: ep(client),
         masq: ep(masq),
-        remote: ep(remote),
+        remote: Remote::Shown(ep(remote)),
         start,
         end,
         out: ended.then_some(Counters {
@@ -84,7 +86,6 @@ pub fn rec(
             bytes: 3000,
         }),
         ident: None,
-        remote_view: masqlog_core::record::RemoteView::Shown,
     }
 }
 
