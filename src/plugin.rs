@@ -10,7 +10,7 @@ use crate::sink::{Level, SinkError, Stats, Waker, Writer};
 use masqlog_core::config::{Config, ConfigError, RawValue, RemoteMode};
 use masqlog_core::ident::{IdentError, Outcome, Pool, Query};
 use masqlog_core::record::{
-    Event, FlowRecord, IdentInfo, NatKind, Proto, RawConntrack, RemoteView, Skip, remote_hash,
+    Endpoint, Event, FlowRecord, IdentInfo, NatKind, Proto, RawConntrack, Remote, Skip, remote_hash,
 };
 
 /// What the instance needs from its host (ulogd): a log.
@@ -180,12 +180,16 @@ impl Instance {
         match FlowRecord::from_conntrack(raw, self.cfg.nat) {
             Ok(mut rec) => {
                 self.counts.logged += 1;
-                rec.remote_view = match self.cfg.remote {
-                    RemoteMode::Log => RemoteView::Shown,
-                    RemoteMode::Omit => RemoteView::Omitted,
-                    RemoteMode::Hash(key) => RemoteView::Hashed(remote_hash(&key, &rec.remote)),
-                };
-                let query = self.ident_query(&mut rec);
+                // IDENT asks about the remote port whatever the lines show.
+                let remote = rec.remote.endpoint();
+                if let Some(ep) = remote {
+                    rec.remote = match self.cfg.remote {
+                        RemoteMode::Log => Remote::Shown(ep),
+                        RemoteMode::Omit => Remote::Omitted,
+                        RemoteMode::Hash(key) => Remote::Hashed(remote_hash(&key, &ep)),
+                    };
+                }
+                let query = self.ident_query(&mut rec, remote);
                 let submitted = self.writer.as_ref().is_some_and(|w| w.submit(rec));
                 if !submitted {
                     self.report_drops(host);
@@ -203,7 +207,11 @@ impl Instance {
     /// For a new masqueraded TCP flow that the filters select: the start
     /// record to keep and the query to send. For an end record: attaches
     /// the flow's IDENT answer when it came in time.
-    fn ident_query(&mut self, rec: &mut FlowRecord) -> Option<(FlowRecord, Query)> {
+    fn ident_query(
+        &mut self,
+        rec: &mut FlowRecord,
+        remote: Option<Endpoint>,
+    ) -> Option<(FlowRecord, Query)> {
         let st = self.ident.as_mut()?;
         let ic = self.cfg.ident.as_ref()?;
         let id = rec.id?;
@@ -218,12 +226,13 @@ impl Instance {
                 if rec.proto == Proto::Tcp
                     && rec.nat == NatKind::Snat
                     && rec.client.port.is_some()
-                    && ic.wants(rec.client.ip, rec.remote.port.unwrap_or(0)) =>
+                    && remote.is_some_and(|r| ic.wants(rec.client.ip, r.port.unwrap_or(0))) =>
             {
+                let remote = remote?;
                 let q = Query {
                     ct_id: Some(id),
                     client: std::net::SocketAddr::new(rec.client.ip, rec.client.port?),
-                    remote: std::net::SocketAddr::new(rec.remote.ip, rec.remote.port?),
+                    remote: std::net::SocketAddr::new(remote.ip, remote.port?),
                 };
                 Some((rec.clone(), q))
             }

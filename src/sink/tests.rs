@@ -493,7 +493,7 @@ fn parsed_ids(msgs: &[Vec<u8>]) -> Vec<u32> {
             let line = std::str::from_utf8(m).unwrap();
             let parsed =
                 masqlog_core::format::parse_line(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            parsed.id.unwrap()
+            parsed.record.id.unwrap()
         })
         .collect()
 }

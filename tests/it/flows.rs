@@ -85,7 +85,7 @@ fn flows_are_logged(test: &str, example: Example) {
     let ends = received
         .lines
         .iter()
-        .filter(|l| l.parsed.event == Event::End)
+        .filter(|l| l.parsed.record.event == Event::End)
         .count();
     assert_eq!(ends, FLOWS.len(), "end lines of other flows?");
 }

@@ -82,10 +82,10 @@ fn wait_end_line(env: &Env, src: IpAddr, sport: u16, proto: FlowProto) -> Logged
     ok(
         wait::poll(&what, LINE_WAIT, || {
             Ok::<_, LabError>(env.received().lines.into_iter().find(|l| {
-                l.parsed.event == Event::End
-                    && l.parsed.client.ip == src
-                    && l.parsed.client.port == Some(sport)
-                    && l.parsed.proto.name() == Some(proto.name())
+                l.parsed.record.event == Event::End
+                    && l.parsed.record.client.ip == src
+                    && l.parsed.record.client.port == Some(sport)
+                    && l.parsed.record.proto.name() == Some(proto.name())
             }))
         }),
         "masqlog end line",
@@ -94,7 +94,7 @@ fn wait_end_line(env: &Env, src: IpAddr, sport: u16, proto: FlowProto) -> Logged
 
 /// The middle of a logged flow: a time inside it.
 fn middle(l: &Logged) -> Timestamp {
-    let (Some(s), Some(e)) = (l.parsed.start, l.parsed.end) else {
+    let (Some(s), Some(e)) = (l.parsed.record.start, l.parsed.record.end) else {
         panic!("an end line without start or end: {}", l.line);
     };
     let m = (s.as_micros() + e.as_micros()) / 2;
@@ -103,8 +103,8 @@ fn middle(l: &Logged) -> Timestamp {
 
 /// The public port of a logged flow.
 fn masq_port(l: &Logged) -> u16 {
-    assert_eq!(l.parsed.masq.ip, IpAddr::V4(MASQ_V4), "{}", l.line);
-    l.parsed.masq.port.expect("a masq port")
+    assert_eq!(l.parsed.record.masq.ip, IpAddr::V4(MASQ_V4), "{}", l.line);
+    l.parsed.record.masq.port.expect("a masq port")
 }
 
 struct BlockFlow {
@@ -482,10 +482,10 @@ fn flow_logs_alone_name_the_client_and_fail_clearly() {
     let end = received
         .of_flow(&spec)
         .into_iter()
-        .find(|l| l.parsed.event == Event::End)
+        .find(|l| l.parsed.record.event == Event::End)
         .expect("an end line")
         .clone();
-    let id = end.parsed.id.expect("a conntrack id");
+    let id = end.parsed.record.id.expect("a conntrack id");
     let public = format!("203.0.113.1:{}", masq_port(&end));
     let client = spec.client().to_string();
     let t = middle(&end);

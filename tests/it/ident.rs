@@ -126,7 +126,7 @@ fn flow_lines<'a>(env: &Session, r: &'a Received, spec: &FlowSpec) -> FlowLines<
         let found: Vec<(usize, &&Logged)> = lines
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.parsed.event == ev)
+            .filter(|(_, l)| l.parsed.record.event == ev)
             .collect();
         assert_eq!(
             found.len(),
@@ -153,27 +153,31 @@ fn flow_lines<'a>(env: &Session, r: &'a Received, spec: &FlowSpec) -> FlowLines<
         .find(|e| e.kind == CtKind::New)
         .unwrap_or_else(|| panic!("{label}: no NEW event from conntrack"));
     for l in [start, ident, end] {
-        let p = &l.parsed;
+        let p = &l.parsed.record;
         assert_eq!(p.id, new.id, "{label}: id of {}", l.line);
-        assert_eq!(p.client, start.parsed.client, "{label}: {}", l.line);
-        assert_eq!(p.masq, start.parsed.masq, "{label}: {}", l.line);
-        assert_eq!(p.remote, start.parsed.remote, "{label}: {}", l.line);
+        assert_eq!(p.client, start.parsed.record.client, "{label}: {}", l.line);
+        assert_eq!(p.masq, start.parsed.record.masq, "{label}: {}", l.line);
+        assert_eq!(p.remote, start.parsed.record.remote, "{label}: {}", l.line);
     }
-    assert_eq!(start.parsed.ident, None, "{label}: {}", start.line);
-    let ip = &ident.parsed;
+    assert_eq!(start.parsed.record.ident, None, "{label}: {}", start.line);
+    let ip = &ident.parsed.record;
     assert!(
         ip.end.is_none() && ip.out.is_none() && ip.inbound.is_none(),
         "{label}: an ident line with end time or counters: {}",
         ident.line
     );
-    assert_eq!(ip.start, start.parsed.start, "{label}: {}", ident.line);
+    assert_eq!(
+        ip.start, start.parsed.record.start,
+        "{label}: {}",
+        ident.line
+    );
     let info = ip
         .ident
         .as_ref()
         .unwrap_or_else(|| panic!("{label}: no ident fields in {}", ident.line));
     // The end line repeats the answer when it came first, and never says
     // anything else.
-    if let Some(e) = &end.parsed.ident {
+    if let Some(e) = &end.parsed.record.ident {
         assert_eq!(e, info, "{label}: end line {}", end.line);
     }
     let new_at = new
@@ -243,7 +247,7 @@ fn users_are_named(test: &str, mode: IdentMode, named: &[Family], asker: &[&str]
                 f.ident.line
             );
             assert_eq!(
-                f.end.parsed.ident.as_ref(),
+                f.end.parsed.record.ident.as_ref(),
                 Some(f.info),
                 "{}: the answer came seconds before the flow ended, the end line must repeat it: {}",
                 spec.label(),

@@ -5,8 +5,7 @@
 
 use std::net::SocketAddr;
 
-use masqlog_core::format::ParsedLine;
-use masqlog_core::record::{Counters, Endpoint, Event, NatKind, Timestamp};
+use masqlog_core::record::{Counters, Endpoint, Event, FlowRecord, NatKind, Remote, Timestamp};
 use masqlog_lab::topology::{client_addr, masq_addr};
 use masqlog_lab::{CtEvent, CtKind, Example, FlowProto, FlowResult, Logged, Received};
 
@@ -85,7 +84,10 @@ fn one_event<'a>(ct: &'a [CtEvent], f: &FlowResult, kind: CtKind) -> &'a CtEvent
 }
 
 fn one_line<'a>(lines: &[&'a Logged], event: Event, label: &str) -> &'a Logged {
-    let found: Vec<&&Logged> = lines.iter().filter(|l| l.parsed.event == event).collect();
+    let found: Vec<&&Logged> = lines
+        .iter()
+        .filter(|l| l.parsed.record.event == event)
+        .collect();
     assert_eq!(
         found.len(),
         1,
@@ -141,14 +143,18 @@ pub fn check_flow<'a>(
         "{label}: conntrack's masquerade port changed"
     );
     for l in [start, end] {
-        let p: &ParsedLine = &l.parsed;
+        let p: &FlowRecord = &l.parsed.record;
         let what = format!("{label}: {}", l.line);
         assert_eq!(p.nat, NatKind::Snat, "{what}");
         assert_eq!(p.proto.name(), Some(spec.proto.name()), "{what}");
         assert_eq!(p.id, new.id, "{what}: id must be conntrack's");
         assert_eq!(p.client, endpoint(spec.client()), "{what}: client");
         assert_eq!(p.masq, masq, "{what}: masq (conntrack: {})", new.line);
-        assert_eq!(p.remote, Some(endpoint(spec.remote())), "{what}: remote");
+        assert_eq!(
+            p.remote,
+            Remote::Shown(endpoint(spec.remote())),
+            "{what}: remote"
+        );
         let s = p.start.unwrap_or_else(|| panic!("{what}: no start time"));
         assert!(window.contains(s), "{what}: start {s:?} outside {window:?}");
         let raw = raw_time(&l.line, "start").unwrap_or_else(|| panic!("{what}: no start field"));
@@ -160,13 +166,13 @@ pub fn check_flow<'a>(
 
     // The start line: no end time and no counters (the kernel's are zero
     // in NEW events, so the plugin writes none).
-    let ps = &start.parsed;
+    let ps = &start.parsed.record;
     assert_eq!(ps.end, None, "{label}: {}", start.line);
     assert_eq!(ps.out, None, "{label}: counters in {}", start.line);
     assert_eq!(ps.inbound, None, "{label}: counters in {}", start.line);
 
     // The end line: times and the kernel's counters.
-    let pe = &end.parsed;
+    let pe = &end.parsed.record;
     let (s, e) = (
         pe.start.unwrap(),
         pe.end
@@ -247,14 +253,14 @@ pub fn check_json(l: &Logged) {
     let at = l.line.find("{\"masqlog\"").expect("a JSON object");
     let v: serde_json::Value = serde_json::from_str(&l.line[at..])
         .unwrap_or_else(|e| panic!("serde_json rejects {}: {e}", l.line));
-    let p = &l.parsed;
+    let p = &l.parsed.record;
     let what = &l.line;
     assert_eq!(v["masqlog"], 1, "{what}");
     assert_eq!(v["ev"], p.event.name(), "{what}");
     assert_eq!(v["nat"], "snat", "{what}");
     assert_eq!(v["proto"], p.proto.name().unwrap(), "{what}");
     assert_eq!(v["id"].as_u64(), p.id.map(u64::from), "{what}");
-    let remote = p.remote.expect("the lab logs the remote");
+    let remote = p.remote.endpoint().expect("the lab logs the remote");
     for (name, ep) in [("client", p.client), ("masq", p.masq), ("remote", remote)] {
         assert_eq!(v[name]["ip"], ep.ip.to_string(), "{what}: {name}.ip");
         assert_eq!(
@@ -303,7 +309,7 @@ pub fn check_header(example: Example, l: &Logged, ulogd_pid: u32) {
             assert_eq!(f[2], "nat-router-1", "{line}: HOSTNAME");
             assert_eq!(f[3], "masqlog", "{line}: APP-NAME");
             assert_eq!(f[4], ulogd_pid.to_string(), "{line}: PROCID");
-            assert_eq!(f[5], l.parsed.event.name(), "{line}: MSGID");
+            assert_eq!(f[5], l.parsed.record.event.name(), "{line}: MSGID");
             assert!(f[6].starts_with("[masqlog@32473 "), "{line}: SD");
         }
     }

@@ -64,7 +64,7 @@ fn flows_made_while_rsyslog_is_down_arrive_after_its_restart() {
     for f in &down {
         let lines = received.of_flow(f);
         for ev in [Event::Start, Event::End] {
-            let n = lines.iter().filter(|l| l.parsed.event == ev).count();
+            let n = lines.iter().filter(|l| l.parsed.record.event == ev).count();
             assert_eq!(n, 1, "{}: {n} {} lines", f.label(), ev.name());
         }
     }

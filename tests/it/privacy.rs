@@ -3,7 +3,7 @@
 //! line; with `hash` each line carries the keyed hash the library computes
 //! for that remote, the same on the start and the end line.
 
-use masqlog_core::record::{Endpoint, Event, remote_hash};
+use masqlog_core::record::{Endpoint, Event, Remote, remote_hash};
 use masqlog_lab::session::LINE_WAIT;
 use masqlog_lab::{Example, Family, FlowProto, SessionOptions};
 
@@ -43,8 +43,8 @@ fn remote_is_kept_out(test: &str, mode: &str) {
         let remote = spec.remote();
         let lines = received.of_flow(spec);
         assert!(
-            lines.iter().any(|l| l.parsed.event == Event::Start)
-                && lines.iter().any(|l| l.parsed.event == Event::End),
+            lines.iter().any(|l| l.parsed.record.event == Event::Start)
+                && lines.iter().any(|l| l.parsed.record.event == Event::End),
             "{}: start and end lines expected, got {lines:#?}",
             spec.label()
         );
@@ -56,16 +56,16 @@ fn remote_is_kept_out(test: &str, mode: &str) {
             },
         );
         for l in lines {
-            assert_eq!(l.parsed.remote, None, "{}", l.line);
+            assert_eq!(l.parsed.record.remote.endpoint(), None, "{}", l.line);
             assert!(
                 !l.line.contains(&remote.ip().to_string()),
                 "the remote address is in: {}",
                 l.line
             );
             match mode {
-                "hash" => assert_eq!(l.parsed.remote_hash, Some(want), "{}", l.line),
+                "hash" => assert_eq!(l.parsed.record.remote, Remote::Hashed(want), "{}", l.line),
                 _ => {
-                    assert_eq!(l.parsed.remote_hash, None, "{}", l.line);
+                    assert_eq!(l.parsed.record.remote, Remote::Omitted, "{}", l.line);
                     assert!(!l.line.contains("remote"), "{}", l.line);
                 }
             }

@@ -33,7 +33,7 @@ fn assert_exactly_once(env: &mut Session, flows: &[FlowSpec]) {
     let mut per_key: HashMap<(Option<u32>, &'static str), usize> = HashMap::new();
     for l in &received.lines {
         *per_key
-            .entry((l.parsed.id, l.parsed.event.name()))
+            .entry((l.parsed.record.id, l.parsed.record.event.name()))
             .or_default() += 1;
     }
     let twice: Vec<_> = per_key.iter().filter(|(_, n)| **n > 1).collect();
@@ -43,7 +43,10 @@ fn assert_exactly_once(env: &mut Session, flows: &[FlowSpec]) {
         let lines = received.of_flow(f);
         let mut ids = Vec::new();
         for want in [Event::Start, Event::End] {
-            let of: Vec<_> = lines.iter().filter(|l| l.parsed.event == want).collect();
+            let of: Vec<_> = lines
+                .iter()
+                .filter(|l| l.parsed.record.event == want)
+                .collect();
             assert_eq!(
                 of.len(),
                 1,
@@ -52,7 +55,7 @@ fn assert_exactly_once(env: &mut Session, flows: &[FlowSpec]) {
                 of.len(),
                 want.name()
             );
-            ids.push(of[0].parsed.id);
+            ids.push(of[0].parsed.record.id);
         }
         assert_eq!(ids[0], ids[1], "{}: start and end ids", f.label());
         let new = news.iter().find(|e| {
@@ -382,12 +385,12 @@ fn a_netlink_overflow_is_written_as_a_gap_record_that_lookup_reports() {
     let line = received
         .of_flow(f)
         .into_iter()
-        .find(|l| l.parsed.event == Event::Start)
+        .find(|l| l.parsed.record.event == Event::Start)
         .expect("the first flow's start line");
     let public = format!(
         "{}:{}",
-        line.parsed.masq.ip,
-        line.parsed.masq.port.expect("a port")
+        line.parsed.record.masq.ip,
+        line.parsed.record.masq.port.expect("a port")
     );
     let at = masqlog_core::time::utc_string(gaps[0].to, false);
     let log = env.rsyslog.messages_path();

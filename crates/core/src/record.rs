@@ -1,5 +1,6 @@
 //! `FlowRecord`: what one conntrack event means for NAT forensics, as an owned
 //! value with no C types: the three endpoints, protocol, times and counters.
+//! The plugin formats it; the readers (`format::parse`) give it back.
 
 use std::net::IpAddr;
 
@@ -218,17 +219,26 @@ impl IdentStatus {
     }
 }
 
-/// How the remote endpoint appears in the lines (config key `remote`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum RemoteView {
-    /// Address and port.
-    #[default]
-    Shown,
+/// The outside host of a flow as its lines show it (config key `remote`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Remote {
+    /// Address and port (`remote=`).
+    Shown(Endpoint),
+    /// Written as `remote_hash=`: SipHash-2-4 (128 bits) of the endpoint
+    /// under a secret key (see [`remote_hash`]).
+    Hashed(u128),
     /// Not written at all.
     Omitted,
-    /// Written as `remote_hash=`: SipHash-2-4 (128 bits) of the endpoint
-    /// under a secret key.
-    Hashed(u128),
+}
+
+impl Remote {
+    /// The endpoint, when it is shown.
+    pub fn endpoint(self) -> Option<Endpoint> {
+        match self {
+            Remote::Shown(ep) => Some(ep),
+            Remote::Hashed(_) | Remote::Omitted => None,
+        }
+    }
 }
 
 /// The keyed hash of a remote endpoint: SipHash-2-4 with 128-bit output
@@ -295,7 +305,8 @@ pub struct RawConntrack {
     pub end: Option<Timestamp>,
 }
 
-/// One translated flow event, ready to be formatted.
+/// One translated flow event: what the plugin formats, and what reading a
+/// line gives back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
     pub event: Event,
@@ -307,8 +318,8 @@ pub struct FlowRecord {
     pub client: Endpoint,
     /// The public endpoint that the remote host saw.
     pub masq: Endpoint,
-    /// The outside host.
-    pub remote: Endpoint,
+    /// The outside host, or what the lines show in its place.
+    pub remote: Remote,
     pub start: Option<Timestamp>,
     pub end: Option<Timestamp>,
     /// Client to remote direction (conntrack's original direction for SNAT).
@@ -317,8 +328,6 @@ pub struct FlowRecord {
     pub inbound: Option<Counters>,
     /// The IDENT outcome, when known (ident and end lines).
     pub ident: Option<IdentInfo>,
-    /// How `remote` is to be written; the plugin sets it from its config.
-    pub remote_view: RemoteView,
 }
 
 /// Why an event was not turned into a record.
@@ -390,14 +399,14 @@ impl FlowRecord {
             NatKind::Snat => (
                 ep(osrc, raw.orig_sport),
                 ep(rdst, raw.reply_dport),
-                ep(odst, raw.orig_dport),
+                Remote::Shown(ep(odst, raw.orig_dport)),
                 orig,
                 reply,
             ),
             NatKind::Dnat => (
                 ep(rsrc, raw.reply_sport),
                 ep(odst, raw.orig_dport),
-                ep(osrc, raw.orig_sport),
+                Remote::Shown(ep(osrc, raw.orig_sport)),
                 reply,
                 orig,
             ),
@@ -415,7 +424,6 @@ impl FlowRecord {
             out,
             inbound,
             ident: None,
-            remote_view: RemoteView::Shown,
         })
     }
 }
@@ -472,10 +480,10 @@ mod tests {
         );
         assert_eq!(
             r.remote,
-            Endpoint {
+            Remote::Shown(Endpoint {
                 ip: ip("203.0.113.7"),
                 port: Some(443)
-            }
+            })
         );
         assert_eq!(
             r.out,
@@ -552,10 +560,10 @@ mod tests {
         );
         assert_eq!(
             r.remote,
-            Endpoint {
+            Remote::Shown(Endpoint {
                 ip: ip("203.0.113.7"),
                 port: Some(5353)
-            }
+            })
         );
         assert_eq!(r.out.unwrap().bytes, 20);
         assert_eq!(r.inbound.unwrap().bytes, 10);

@@ -47,15 +47,17 @@ impl Received {
         self.lines
             .iter()
             .filter(|l| {
-                l.parsed.client.ip == client.ip()
-                    && l.parsed.client.port == Some(client.port())
-                    && l.parsed.proto.name() == Some(spec.proto.name())
+                l.parsed.record.client.ip == client.ip()
+                    && l.parsed.record.client.port == Some(client.port())
+                    && l.parsed.record.proto.name() == Some(spec.proto.name())
             })
             .collect()
     }
 
     /// Whether a flow has at least one line of `event`.
     pub fn has(&self, spec: &FlowSpec, event: Event) -> bool {
-        self.of_flow(spec).iter().any(|l| l.parsed.event == event)
+        self.of_flow(spec)
+            .iter()
+            .any(|l| l.parsed.record.event == event)
     }
 }

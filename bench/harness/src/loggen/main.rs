@@ -34,7 +34,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use masqlog_core::format::text;
-use masqlog_core::record::{Endpoint, Event, FlowRecord, NatKind, RemoteView, Timestamp};
+use masqlog_core::record::{Endpoint, Event, FlowRecord, NatKind, Remote, Timestamp};
 
 use crate::model::{Model, SEC, diurnal};
 use crate::ports::Ports;
@@ -366,13 +366,12 @@ fn run(args: &Args) -> Result<()> {
             id: Some(rng.u32()),
             client: f.client,
             masq,
-            remote: f.remote,
+            remote: Remote::Shown(f.remote),
             start: Some(ts(start)),
             end: None,
             out: None,
             inbound: None,
             ident: None,
-            remote_view: RemoteView::Shown,
         };
         let line = out.emit(&rec, start, &mut rng)?;
         if let Some(t) = &taken {
@@ -472,7 +471,10 @@ fn run(args: &Args) -> Result<()> {
             c.public,
             endpoint_string(&c.rec.client),
             c.rec.id.unwrap_or(0),
-            endpoint_string(&c.rec.remote),
+            c.rec
+                .remote
+                .endpoint()
+                .map_or_else(|| "-".to_string(), |r| endpoint_string(&r)),
             rfc3339(c.start),
             rfc3339(c.end),
             ports.flows[c.ep],

@@ -13,7 +13,7 @@ use masqlog_command::lookup::json::Json;
 use masqlog_command::lookup::render::{self, Answer};
 use masqlog_command::lookup::when::{self, TimeError, Zone};
 use masqlog_command::lookup::{
-    self, Input, LookupError, Progress, Query, Scan, ScanOptions, portblock, query,
+    self, AbuseReport, Input, LookupError, Progress, Scan, ScanOptions, portblock, query,
 };
 use masqlog_command::portblock::RuleFile;
 
@@ -244,9 +244,9 @@ fn build_query(
     at: &str,
     remote: Option<&str>,
     proto: Option<&str>,
-) -> Result<Query, LookupError> {
+) -> Result<AbuseReport, LookupError> {
     let (public_ip, public_port) = query::parse_public(public)?;
-    Ok(Query {
+    Ok(AbuseReport {
         public_ip,
         public_port,
         at: when::parse_report_time(at, &c.zone)?,
@@ -406,7 +406,7 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
         why,
     })?;
     // Every report in file order: a query, or why not.
-    let mut items: Vec<(usize, Result<Query, String>)> = lines
+    let mut items: Vec<(usize, Result<AbuseReport, String>)> = lines
         .iter()
         .map(|r: &ReportLine| {
             (
@@ -424,7 +424,7 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
         .collect();
     items.extend(bad.into_iter().map(|b| (b.line, Err(b.why))));
     items.sort_by_key(|(line, _)| *line);
-    let queries: Vec<&Query> = items.iter().filter_map(|(_, q)| q.as_ref().ok()).collect();
+    let queries: Vec<&AbuseReport> = items.iter().filter_map(|(_, q)| q.as_ref().ok()).collect();
     let scan = lookup::scan(
         &queries,
         &inputs,
@@ -501,7 +501,9 @@ mod tests {
     use clap::Parser;
     use masqlog_core::config::Format;
     use masqlog_core::format::{Header, write_syslog};
-    use masqlog_core::record::{Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Timestamp};
+    use masqlog_core::record::{
+        Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Remote, Timestamp,
+    };
     use masqlog_core::time::parse_rfc3339;
     use std::path::Path;
 
@@ -562,7 +564,7 @@ mod tests {
             id: Some(3954),
             client: ep(client, 40000),
             masq: ep("192.0.2.1", port),
-            remote: ep("203.0.113.7", 443),
+            remote: Remote::Shown(ep("203.0.113.7", 443)),
             start: Some(t(start)),
             end: end.map(t),
             out: end.map(|_| Counters {
@@ -574,7 +576,6 @@ mod tests {
                 bytes: 3000,
             }),
             ident: None,
-            remote_view: Default::default(),
         };
         let hdr = Header {
             pri: 30,

@@ -30,9 +30,9 @@
 
 use std::collections::BTreeMap;
 
-use super::query::{Query, canon};
+use super::query::{AbuseReport, canon};
 use super::scan::{Candidate, LineEvent, SAME_START_US};
-use masqlog_core::record::{Counters, Endpoint, Event, IdentInfo, NatKind, Proto, Timestamp};
+use masqlog_core::record::{Event, FlowRecord, IdentInfo, Remote, Timestamp};
 
 /// How a flow's life ended, as far as the logs tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,19 +49,14 @@ pub enum FlowEnd {
 /// One flow, joined from its lines.
 #[derive(Clone, Debug)]
 pub struct Flow {
-    pub proto: Proto,
-    pub nat: NatKind,
-    pub id: Option<u32>,
-    pub client: Endpoint,
-    pub masq: Endpoint,
-    /// `None` when no line of the flow has it (`remote=omit|hash`).
-    pub remote: Option<Endpoint>,
-    /// `remote_hash=` of a line that left the remote out (`remote=hash`).
-    pub remote_hash: Option<u128>,
-    pub start: Option<Timestamp>,
+    /// The fields its lines share, joined: the event, protocol, NAT kind,
+    /// id, client and public endpoint of the line that opened the flow; the
+    /// first start time given; the remote as any line shows it (else as any
+    /// line hashes it, else omitted); the last counters given. Its `end`
+    /// and `ident` stay `None`: the flow's are [`Flow::end`] and
+    /// [`Flow::idents`].
+    pub record: FlowRecord,
     pub end: FlowEnd,
-    pub out: Option<Counters>,
-    pub inbound: Option<Counters>,
     /// IDENT outcomes, as logged (usually one).
     pub idents: Vec<IdentInfo>,
     /// Fields this build does not know, from every line, without repeats.
@@ -72,19 +67,13 @@ pub struct Flow {
 
 impl Flow {
     fn from_line(i: usize, c: &Candidate) -> Flow {
-        let p = &c.parsed;
         let mut f = Flow {
-            proto: p.proto,
-            nat: p.nat,
-            id: p.id,
-            client: p.client,
-            masq: p.masq,
-            remote: p.remote,
-            remote_hash: p.remote_hash,
-            start: p.start,
+            record: FlowRecord {
+                end: None,
+                ident: None,
+                ..c.parsed.record.clone()
+            },
             end: FlowEnd::Open,
-            out: None,
-            inbound: None,
             idents: Vec::new(),
             extra: Vec::new(),
             lines: Vec::new(),
@@ -94,29 +83,30 @@ impl Flow {
     }
 
     fn absorb(&mut self, i: usize, c: &Candidate) {
-        let p = &c.parsed;
+        let p = &c.parsed.record;
+        let r = &mut self.record;
         self.lines.push(i);
-        if self.remote.is_none() {
-            self.remote = p.remote;
-        }
-        if self.remote_hash.is_none() {
-            self.remote_hash = p.remote_hash;
-        }
-        if self.start.is_none() {
-            self.start = p.start;
+        r.remote = match (r.remote, p.remote) {
+            (shown @ Remote::Shown(_), _) => shown,
+            (_, shown @ Remote::Shown(_)) => shown,
+            (Remote::Omitted, other) => other,
+            (hashed, _) => hashed,
+        };
+        if r.start.is_none() {
+            r.start = p.start;
         }
         if p.out.is_some() {
-            self.out = p.out;
+            r.out = p.out;
         }
         if p.inbound.is_some() {
-            self.inbound = p.inbound;
+            r.inbound = p.inbound;
         }
         if let Some(id) = &p.ident
             && !self.idents.contains(id)
         {
             self.idents.push(id.clone());
         }
-        for kv in &p.extra {
+        for kv in &c.parsed.extra {
             if !self.extra.contains(kv) {
                 self.extra.push(kv.clone());
             }
@@ -125,7 +115,7 @@ impl Flow {
 
     /// Whether a line's start time agrees with the flow's.
     fn same_start(&self, c: &Candidate) -> bool {
-        match (self.start, c.parsed.start) {
+        match (self.record.start, c.parsed.record.start) {
             (Some(a), Some(b)) => (a.as_micros() - b.as_micros()).abs() <= SAME_START_US,
             _ => true,
         }
@@ -160,7 +150,7 @@ impl Flow {
 
     /// 0: start and end known; 1: open; 2: end lost; 3: start unknown.
     pub fn completeness(&self) -> u8 {
-        match (self.start, self.end) {
+        match (self.record.start, self.end) {
             (None, _) => 3,
             (_, FlowEnd::At(_)) => 0,
             (_, FlowEnd::Open) => 1,
@@ -181,7 +171,7 @@ fn rank_of(e: &LineEvent) -> u8 {
 pub fn join(cands: &[Candidate], which: &[usize]) -> Vec<Flow> {
     let mut groups: BTreeMap<(u8, Option<u32>), Vec<usize>> = BTreeMap::new();
     for &i in which {
-        let p = &cands[i].parsed;
+        let p = &cands[i].parsed.record;
         groups.entry((p.proto.number(), p.id)).or_default().push(i);
     }
     let mut flows = Vec::new();
@@ -194,7 +184,7 @@ pub fn join(cands: &[Candidate], which: &[usize]) -> Vec<Flow> {
             let c = &cands[i];
             let t = match c.event {
                 LineEvent::Known(Event::End) => c.when,
-                _ => c.parsed.start.map(|t| t.as_micros()).or(c.when),
+                _ => c.parsed.record.start.map(|t| t.as_micros()).or(c.when),
             };
             let t = t.unwrap_or(last);
             last = t;
@@ -206,7 +196,7 @@ pub fn join(cands: &[Candidate], which: &[usize]) -> Vec<Flow> {
         for (_, _, _, i) in keyed {
             let c = &cands[i];
             let lost_at = |c: &Candidate| {
-                c.parsed.start.or(c.parsed.end).or_else(|| {
+                c.parsed.record.start.or(c.parsed.record.end).or_else(|| {
                     c.when.map(|w| {
                         Timestamp::new(w.div_euclid(1_000_000), w.rem_euclid(1_000_000) as u32)
                     })
@@ -223,7 +213,7 @@ pub fn join(cands: &[Candidate], which: &[usize]) -> Vec<Flow> {
                     open = Some(group.len() - 1);
                 }
                 LineEvent::Known(Event::End) => {
-                    let end = c.parsed.end.or_else(|| {
+                    let end = c.parsed.record.end.or_else(|| {
                         c.when.map(|w| {
                             Timestamp::new(w.div_euclid(1_000_000), w.rem_euclid(1_000_000) as u32)
                         })
@@ -252,7 +242,9 @@ pub fn join(cands: &[Candidate], which: &[usize]) -> Vec<Flow> {
                         Some(_) => None,
                         None => group.len().checked_sub(1).filter(|&k| {
                             let f = &group[k];
-                            f.start.is_some() && c.parsed.start.is_some() && f.same_start(c)
+                            f.record.start.is_some()
+                                && c.parsed.record.start.is_some()
+                                && f.same_start(c)
                         }),
                     };
                     match target {
@@ -274,7 +266,7 @@ pub fn join(cands: &[Candidate], which: &[usize]) -> Vec<Flow> {
     }
     flows.sort_by_key(|f| {
         (
-            f.start.map(|t| t.as_micros()),
+            f.record.start.map(|t| t.as_micros()),
             f.lines.first().map(|&i| cands[i].seq),
         )
     });
@@ -331,7 +323,7 @@ pub struct Verdict {
 }
 
 fn fit(flow: &Flow, t: i64) -> Fit {
-    if let Some(s) = flow.start {
+    if let Some(s) = flow.record.start {
         let s = s.as_micros();
         if t < s {
             return Fit::BeforeStart(s - t);
@@ -344,14 +336,15 @@ fn fit(flow: &Flow, t: i64) -> Fit {
 }
 
 /// Matches the flows of the query's endpoint against the query.
-pub fn decide(q: &Query, flows: Vec<Flow>) -> Verdict {
+pub fn decide(q: &AbuseReport, flows: Vec<Flow>) -> Verdict {
     let mut v = Verdict::default();
     let slack = q.slack_us();
     let mut misses: Vec<Match> = Vec::new();
     for flow in flows {
-        if q.proto.is_some_and(|p| p.number() != flow.proto.number())
+        if q.proto
+            .is_some_and(|p| p.number() != flow.record.proto.number())
             || q.remote
-                .zip(flow.remote)
+                .zip(flow.record.remote.endpoint())
                 .is_some_and(|(r, fr)| canon(fr.ip) != r.ip)
         {
             v.filtered_out += 1;
@@ -361,13 +354,13 @@ pub fn decide(q: &Query, flows: Vec<Flow>) -> Verdict {
         let remote_port_matches = q
             .remote
             .and_then(|r| r.port)
-            .and_then(|p| flow.remote.map(|fr| fr.port == Some(p)));
-        let remote_unknown = q.remote.is_some() && flow.remote.is_none();
+            .and_then(|p| flow.record.remote.endpoint().map(|fr| fr.port == Some(p)));
+        let remote_unknown = q.remote.is_some() && flow.record.remote.endpoint().is_none();
         let mut best: Option<(Fit, usize)> = None;
         let mut stale = false;
         for (k, t) in q.at.instants.iter().enumerate() {
             let t = t.as_micros();
-            if let (FlowEnd::Open, Some(s), Some(age)) = (flow.end, flow.start, q.max_age) {
+            if let (FlowEnd::Open, Some(s), Some(age)) = (flow.end, flow.record.start, q.max_age) {
                 let oldest = t
                     .saturating_sub(slack)
                     .saturating_sub(age.saturating_mul(1_000_000));
@@ -376,7 +369,7 @@ pub fn decide(q: &Query, flows: Vec<Flow>) -> Verdict {
                     continue;
                 }
             }
-            if flow.start.is_none() && flow.end == FlowEnd::Open {
+            if flow.record.start.is_none() && flow.end == FlowEnd::Open {
                 continue;
             }
             let f = fit(&flow, t);
@@ -414,7 +407,10 @@ pub fn decide(q: &Query, flows: Vec<Flow>) -> Verdict {
             },
             m.fit.distance(),
             m.flow.completeness(),
-            m.flow.start.map_or(i64::MAX, |s| (t - s.as_micros()).abs()),
+            m.flow
+                .record
+                .start
+                .map_or(i64::MAX, |s| (t - s.as_micros()).abs()),
         )
     };
     v.matches.sort_by_key(key);

@@ -75,8 +75,8 @@ mod testutil;
 use std::io::Read;
 
 pub use flows::{Fit, Flow, FlowEnd, Match, Verdict};
-pub use query::{DEFAULT_MAX_AGE_SECS, DEFAULT_SLACK_SECS, Query, RemoteFilter};
-pub use scan::{Candidate, NAV_MARGIN_SECS, Stats};
+pub use query::{AbuseReport, DEFAULT_MAX_AGE_SECS, DEFAULT_SLACK_SECS, RemoteFilter};
+pub use scan::{Candidate, NAV_MARGIN_SECS, ScanStats};
 pub use source::{Input, Spec};
 pub use when::{ReportTime, TimeError, Zone};
 
@@ -182,7 +182,7 @@ pub struct Scan {
     /// Inputs that could not be read (fully): name, why.
     pub unreadable: Vec<(String, String)>,
     pub notes: Vec<String>,
-    pub stats: Stats,
+    pub stats: ScanStats,
     /// The windowed search, when one was used.
     pub window: Option<scan::Window>,
 }
@@ -213,7 +213,8 @@ impl Scan {
             .iter()
             .enumerate()
             .filter(|(_, c)| {
-                c.parsed.masq.port == Some(port) && query::canon(c.parsed.masq.ip) == ip
+                c.parsed.record.masq.port == Some(port)
+                    && query::canon(c.parsed.record.masq.ip) == ip
             })
             .map(|(i, _)| i)
             .collect();
@@ -228,7 +229,7 @@ impl Scan {
 }
 
 /// The window of a single query, or `None` to read everything.
-pub fn window_for(q: &Query, scan_all: bool) -> Option<scan::Window> {
+pub fn window_for(q: &AbuseReport, scan_all: bool) -> Option<scan::Window> {
     let max_age = q.max_age?;
     if scan_all {
         return None;
@@ -248,7 +249,7 @@ pub fn window_for(q: &Query, scan_all: bool) -> Option<scan::Window> {
 
 /// Reads the inputs for the given queries: one query gets the windowed
 /// search (unless `scan_all`); several are answered from one full pass.
-pub fn scan(queries: &[&Query], inputs: &[Input], opts: ScanOptions<'_>) -> Scan {
+pub fn scan(queries: &[&AbuseReport], inputs: &[Input], opts: ScanOptions<'_>) -> Scan {
     let (specs, mut notes, mut unreadable) = source::expand(inputs);
     let (targets, window) = match queries {
         [q] => (
@@ -296,6 +297,6 @@ pub fn scan(queries: &[&Query], inputs: &[Input], opts: ScanOptions<'_>) -> Scan
 }
 
 /// Answers one query from a scan.
-pub fn decide(scan: &Scan, q: &Query) -> Verdict {
+pub fn decide(scan: &Scan, q: &AbuseReport) -> Verdict {
     flows::decide(q, scan.flows_of(q.public_ip, q.public_port))
 }

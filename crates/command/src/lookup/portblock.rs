@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::flows::Verdict;
-use super::query::Query;
+use super::query::AbuseReport;
 use crate::portblock::{RuleFile, active_at};
 
 /// What one rule file says.
@@ -61,7 +61,7 @@ impl Finding {
     pub fn agreement(&self, verdict: &Verdict) -> Agreement {
         let owners = self.owners();
         match verdict.matches.first() {
-            Some(m) if !owners.is_empty() => match m.flow.client.ip {
+            Some(m) if !owners.is_empty() => match m.flow.record.client.ip {
                 IpAddr::V4(c) if owners.contains(&c) => Agreement::Agree,
                 _ => Agreement::Disagree,
             },
@@ -72,7 +72,7 @@ impl Finding {
 
 /// What the rule files of `history` (sorted, as
 /// [`crate::portblock::history`] gives them) say about the query.
-pub fn check(history: &[RuleFile], q: &Query) -> Finding {
+pub fn check(history: &[RuleFile], q: &AbuseReport) -> Finding {
     let IpAddr::V4(public) = q.public_ip else {
         return Finding {
             rules: Vec::new(),

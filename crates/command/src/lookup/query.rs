@@ -25,7 +25,7 @@ pub struct RemoteFilter {
 
 /// One abuse report, ready to answer.
 #[derive(Clone, Debug)]
-pub struct Query {
+pub struct AbuseReport {
     /// The public (masquerade) address and port, canonical (an
     /// IPv4-mapped IPv6 address is read as IPv4).
     pub public_ip: IpAddr,
@@ -39,7 +39,7 @@ pub struct Query {
     pub max_age: Option<i64>,
 }
 
-impl Query {
+impl AbuseReport {
     /// `192.0.2.1:53500`, `[2001:db8::1]:53500`.
     pub fn public_string(&self) -> String {
         endpoint_string(self.public_ip, Some(self.public_port))

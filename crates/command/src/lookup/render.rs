@@ -8,15 +8,15 @@ use std::fmt::Write as _;
 use super::flows::{Fit, Flow, FlowEnd, Match, Verdict};
 use super::json::Json;
 use super::portblock::{Agreement, Finding};
-use super::query::{Query, endpoint_string, proto_string};
+use super::query::{AbuseReport, endpoint_string, proto_string};
 use super::when::human_duration;
 use super::{EvidenceLine, Scan};
-use masqlog_core::record::{Counters, Endpoint, IdentInfo, IdentStatus, Timestamp};
+use masqlog_core::record::{Counters, Endpoint, IdentInfo, IdentStatus, Remote, Timestamp};
 use masqlog_core::time::utc_string;
 
 /// One report's answer, to render.
 pub struct Answer<'a> {
-    pub query: &'a Query,
+    pub query: &'a AbuseReport,
     pub verdict: &'a Verdict,
     pub portblock: Option<&'a Finding>,
 }
@@ -71,7 +71,7 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// A time in UTC and in the report's zone.
-fn both(q: &Query, t: Timestamp) -> String {
+fn both(q: &AbuseReport, t: Timestamp) -> String {
     if q.at.zone.is_utc() {
         utc_string(t, true)
     } else {
@@ -80,7 +80,7 @@ fn both(q: &Query, t: Timestamp) -> String {
 }
 
 /// The report's time as the first line shows it.
-fn report_when(q: &Query) -> String {
+fn report_when(q: &AbuseReport) -> String {
     let z = &q.at.zone;
     match q.at.instants.as_slice() {
         [t] if z.is_utc() => utc_string(*t, false),
@@ -119,7 +119,7 @@ fn ident_text(i: &IdentInfo) -> String {
 /// `10.99.0.2:40000 (user alice)`.
 fn who(f: &Flow) -> String {
     let users = f.users();
-    let mut s = ep(&f.client);
+    let mut s = ep(&f.record.client);
     if !users.is_empty() {
         let names: Vec<String> = users.iter().map(|u| show_bytes(u)).collect();
         let _ = write!(s, " (user {})", names.join(" or "));
@@ -140,7 +140,7 @@ fn counters(c: Option<Counters>) -> Option<String> {
     })
 }
 
-fn fit_text(q: &Query, m: &Match) -> String {
+fn fit_text(q: &AbuseReport, m: &Match) -> String {
     let slack = human_duration(q.slack_us());
     let s = match m.fit {
         Fit::Inside if m.flow.end == FlowEnd::Open => "inside the flow (still open)".to_string(),
@@ -164,11 +164,11 @@ fn fit_text(q: &Query, m: &Match) -> String {
     format!("{s}{within}{which}")
 }
 
-fn end_text(q: &Query, f: &Flow, seen_until: Option<i64>) -> String {
+fn end_text(q: &AbuseReport, f: &Flow, seen_until: Option<i64>) -> String {
     match f.end {
         FlowEnd::At(t) => {
             let mut s = both(q, t);
-            if let Some(st) = f.start {
+            if let Some(st) = f.record.start {
                 let _ = write!(
                     s,
                     "  (lasted {})",
@@ -187,7 +187,7 @@ fn end_text(q: &Query, f: &Flow, seen_until: Option<i64>) -> String {
         FlowEnd::Lost { before } => format!(
             "not logged; before {} (conntrack id {} seen again)",
             both(q, before),
-            f.id.map_or("-".to_string(), |i| i.to_string())
+            f.record.id.map_or("-".to_string(), |i| i.to_string())
         ),
     }
 }
@@ -207,9 +207,9 @@ fn evidence_text(out: &mut String, ev: &[EvidenceLine]) {
     }
 }
 
-fn flow_block(out: &mut String, scan: &Scan, q: &Query, m: &Match) {
+fn flow_block(out: &mut String, scan: &Scan, q: &AbuseReport, m: &Match) {
     let f = &m.flow;
-    let _ = writeln!(out, "  client    {}", ep(&f.client));
+    let _ = writeln!(out, "  client    {}", ep(&f.record.client));
     for i in &f.idents {
         let _ = writeln!(out, "  user      {}", ident_text(i));
     }
@@ -218,19 +218,17 @@ fn flow_block(out: &mut String, scan: &Scan, q: &Query, m: &Match) {
             let _ = writeln!(out, "  user      {}", show_bytes(v));
         }
     }
-    let mut proto = format!("{}, {}", proto_string(f.proto), f.nat.name());
-    if let Some(id) = f.id {
+    let mut proto = format!("{}, {}", proto_string(f.record.proto), f.record.nat.name());
+    if let Some(id) = f.record.id {
         let _ = write!(proto, ", conntrack id {id}");
     }
     let _ = writeln!(out, "  protocol  {proto}");
-    let mut remote = match &f.remote {
-        Some(r) => ep(r),
-        None => match f.remote_hash {
-            Some(h) => format!(
-                "not logged; remote_hash={h:032x} (comparing needs the plugin's remote_hash_key)"
-            ),
-            None => "not logged".to_string(),
-        },
+    let mut remote = match &f.record.remote {
+        Remote::Shown(r) => ep(r),
+        Remote::Hashed(h) => format!(
+            "not logged; remote_hash={h:032x} (comparing needs the plugin's remote_hash_key)"
+        ),
+        Remote::Omitted => "not logged".to_string(),
     };
     if m.remote_port_matches == Some(false)
         && let Some(p) = q.remote.and_then(|r| r.port)
@@ -241,15 +239,15 @@ fn flow_block(out: &mut String, scan: &Scan, q: &Query, m: &Match) {
         let _ = write!(remote, "  (so --remote cannot rule it out)");
     }
     let _ = writeln!(out, "  remote    {remote}");
-    let _ = writeln!(out, "  public    {}", ep(&f.masq));
-    let start = f.start.map_or_else(
+    let _ = writeln!(out, "  public    {}", ep(&f.record.masq));
+    let start = f.record.start.map_or_else(
         || "unknown (no start line read, no start= in the others)".to_string(),
         |t| both(q, t),
     );
     let _ = writeln!(out, "  start     {start}");
     let _ = writeln!(out, "  end       {}", end_text(q, f, scan.stats.seen_until));
     let _ = writeln!(out, "  report    {}", fit_text(q, m));
-    if let (Some(o), Some(i)) = (counters(f.out), counters(f.inbound)) {
+    if let (Some(o), Some(i)) = (counters(f.record.out), counters(f.record.inbound)) {
         let _ = writeln!(out, "  traffic   out {o}, in {i}");
     }
     let extra: Vec<String> = f
@@ -264,7 +262,7 @@ fn flow_block(out: &mut String, scan: &Scan, q: &Query, m: &Match) {
     evidence_text(out, &scan.evidence(f));
 }
 
-fn portblock_text(out: &mut String, q: &Query, v: &Verdict, p: &Finding) {
+fn portblock_text(out: &mut String, q: &AbuseReport, v: &Verdict, p: &Finding) {
     for r in &p.rules {
         let when = if r.at_report_time {
             "in force at the report time"
@@ -295,7 +293,7 @@ fn portblock_text(out: &mut String, q: &Query, v: &Verdict, p: &Finding) {
             let flow = v
                 .matches
                 .first()
-                .map_or(String::new(), |m| m.flow.client.ip.to_string());
+                .map_or(String::new(), |m| m.flow.record.client.ip.to_string());
             let owners: Vec<String> = p.owners().iter().map(|o| o.to_string()).collect();
             let _ = writeln!(
                 out,
@@ -340,9 +338,11 @@ pub fn human(scan: &Scan, a: &Answer<'_>) -> String {
             );
             let first = &many[0].flow;
             let mut flags = Vec::new();
-            let ip = |f: &Flow| f.remote.map(|r| r.ip);
+            let ip = |f: &Flow| f.record.remote.endpoint().map(|r| r.ip);
             if q.remote.is_none()
-                && many.iter().all(|m| m.flow.remote.is_some())
+                && many
+                    .iter()
+                    .all(|m| m.flow.record.remote.endpoint().is_some())
                 && many.iter().any(|m| ip(&m.flow) != ip(first))
             {
                 flags.push("--remote");
@@ -350,7 +350,7 @@ pub fn human(scan: &Scan, a: &Answer<'_>) -> String {
             if q.proto.is_none()
                 && many
                     .iter()
-                    .any(|m| m.flow.proto.number() != first.proto.number())
+                    .any(|m| m.flow.record.proto.number() != first.record.proto.number())
             {
                 flags.push("--proto");
             }
@@ -401,7 +401,7 @@ pub fn human(scan: &Scan, a: &Answer<'_>) -> String {
                 "\n  hint: {} started {} with no end line, more than --max-age ({}) before the \
                  report; if it was still alive, raise --max-age",
                 who(f),
-                f.start.map_or("-".into(), |t| utc_string(t, true)),
+                f.record.start.map_or("-".into(), |t| utc_string(t, true)),
                 human_duration(q.max_age.unwrap_or(0).saturating_mul(1_000_000)),
             );
         }
@@ -507,7 +507,7 @@ fn counters_json(c: Option<Counters>) -> Json {
     })
 }
 
-fn match_json(scan: &Scan, q: &Query, m: &Match, rank: usize) -> Json {
+fn match_json(scan: &Scan, q: &AbuseReport, m: &Match, rank: usize) -> Json {
     let f = &m.flow;
     let local = |t: Option<Timestamp>| Json::opt(t, |t| Json::str(q.at.zone.show(t, true)));
     let (state, end) = match f.end {
@@ -535,7 +535,7 @@ fn match_json(scan: &Scan, q: &Query, m: &Match, rank: usize) -> Json {
         .collect();
     Json::obj([
         ("rank", Json::Int(rank as i64)),
-        ("client", ep_json(&f.client)),
+        ("client", ep_json(&f.record.client)),
         (
             "users",
             Json::Arr(f.users().into_iter().map(Json::Bytes).collect()),
@@ -556,18 +556,21 @@ fn match_json(scan: &Scan, q: &Query, m: &Match, rank: usize) -> Json {
                     .collect(),
             ),
         ),
-        ("proto", Json::str(proto_string(f.proto))),
-        ("nat", Json::str(f.nat.name())),
-        ("id", Json::opt(f.id, |i| Json::Int(i.into()))),
-        ("public", ep_json(&f.masq)),
-        ("remote", Json::opt(f.remote.as_ref(), ep_json)),
+        ("proto", Json::str(proto_string(f.record.proto))),
+        ("nat", Json::str(f.record.nat.name())),
+        ("id", Json::opt(f.record.id, |i| Json::Int(i.into()))),
+        ("public", ep_json(&f.record.masq)),
+        (
+            "remote",
+            Json::opt(f.record.remote.endpoint(), |r| ep_json(&r)),
+        ),
         ("remote_unknown", Json::Bool(m.remote_unknown)),
         (
             "remote_port_matches",
             Json::opt(m.remote_port_matches, Json::Bool),
         ),
-        ("start", Json::opt(f.start, ts_json)),
-        ("start_local", local(f.start)),
+        ("start", Json::opt(f.record.start, ts_json)),
+        ("start_local", local(f.record.start)),
         ("state", Json::str(state)),
         ("end", Json::opt(end, ts_json)),
         ("end_local", local(end)),
@@ -584,8 +587,8 @@ fn match_json(scan: &Scan, q: &Query, m: &Match, rank: usize) -> Json {
             "instant",
             Json::str(utc_string(q.at.instants[m.instant], false)),
         ),
-        ("out", counters_json(f.out)),
-        ("in", counters_json(f.inbound)),
+        ("out", counters_json(f.record.out)),
+        ("in", counters_json(f.record.inbound)),
         (
             "fields",
             Json::Obj(
@@ -600,7 +603,7 @@ fn match_json(scan: &Scan, q: &Query, m: &Match, rank: usize) -> Json {
 }
 
 /// The query part of the JSON answer.
-fn query_json(q: &Query) -> Json {
+fn query_json(q: &AbuseReport) -> Json {
     Json::obj([
         ("public", Json::str(q.public_string())),
         ("at", Json::str(q.at.input.trim())),

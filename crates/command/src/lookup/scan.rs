@@ -23,7 +23,7 @@ use super::query::canon;
 use super::source::{self, Opened, Spec};
 use masqlog_core::format::gap::{Gap, parse_gap};
 use masqlog_core::format::{ParseError, ParsedLine, parse_line};
-use masqlog_core::record::Event;
+use masqlog_core::record::{Event, FlowRecord};
 
 /// The margin the navigation adds on both sides of the window (5 minutes):
 /// syslog lines may be a little out of order, and logged a little late.
@@ -84,8 +84,6 @@ pub struct Candidate {
     pub text: String,
     pub parsed: ParsedLine,
     pub event: LineEvent,
-    /// Whether the line has the remote endpoint (see [`ReadLine`]).
-    pub remote_logged: bool,
     /// When the line's event happened (microseconds): the end time of an
     /// end line, else the start time, else the skew-corrected prefix time.
     pub when: Option<i64>,
@@ -120,7 +118,7 @@ impl SourceInfo {
 
 /// Counters for the summary.
 #[derive(Clone, Debug, Default)]
-pub struct Stats {
+pub struct ScanStats {
     pub inputs: usize,
     pub skipped_by_mtime: usize,
     pub bisected: usize,
@@ -248,15 +246,12 @@ fn is_word(s: &str) -> bool {
 pub struct ReadLine {
     pub parsed: ParsedLine,
     pub event: LineEvent,
-    /// `false` when the line has no `remote` field (the plugin's
-    /// `remote=omit` or `remote=hash`).
-    pub remote_logged: bool,
 }
 
 /// Parses a line. An event kind this build does not know (a later
 /// version's `ev=`) is read as an update, its name kept. A line without
-/// `remote` (the privacy setting `remote=omit|hash`) has `parsed.remote`
-/// `None`.
+/// `remote` (the privacy setting `remote=omit|hash`) has no endpoint in
+/// `parsed.record.remote`.
 pub fn parse_candidate(text: &str) -> Result<ReadLine, ParseError> {
     let mut line = std::borrow::Cow::Borrowed(text);
     let mut other_event: Option<String> = None;
@@ -266,13 +261,9 @@ pub fn parse_candidate(text: &str) -> Result<ReadLine, ParseError> {
             Ok(parsed) => {
                 let event = match other_event {
                     Some(name) => LineEvent::Other(name),
-                    None => LineEvent::Known(parsed.event),
+                    None => LineEvent::Known(parsed.record.event),
                 };
-                return Ok(ReadLine {
-                    remote_logged: parsed.remote.is_some(),
-                    parsed,
-                    event,
-                });
+                return Ok(ReadLine { parsed, event });
             }
             Err(e) => e,
         };
@@ -308,10 +299,10 @@ pub fn parse_candidate(text: &str) -> Result<ReadLine, ParseError> {
 }
 
 /// The time of the line's own event, from its fields (microseconds).
-fn event_time(p: &ParsedLine) -> Option<i64> {
-    match p.event {
-        Event::End => p.end.or(p.start),
-        _ => p.start,
+fn event_time(r: &FlowRecord) -> Option<i64> {
+    match r.event {
+        Event::End => r.end.or(r.start),
+        _ => r.start,
     }
     .map(|t| t.as_micros())
 }
@@ -368,7 +359,7 @@ pub struct Scanner<'p> {
     pub unreadable: Vec<(String, String)>,
     pub notes: Vec<String>,
     pub sources: Vec<SourceInfo>,
-    pub stats: Stats,
+    pub stats: ScanStats,
     /// Flows that may match and have no end line yet: key -> follow until.
     pending: HashMap<(u8, Option<u32>), i64>,
     progress: &'p mut dyn Progress,
@@ -394,7 +385,7 @@ impl<'p> Scanner<'p> {
             unreadable: Vec::new(),
             notes: Vec::new(),
             sources: Vec::new(),
-            stats: Stats::default(),
+            stats: ScanStats::default(),
             pending: HashMap::new(),
             progress,
             marker: Finder::new(b"masqlog").into_owned(),
@@ -678,7 +669,7 @@ impl<'p> Scanner<'p> {
         };
         let text = String::from_utf8_lossy(line);
         if let Ok(ReadLine { parsed: p, .. }) = parse_candidate(&text)
-            && let Some(t) = event_time(&p)
+            && let Some(t) = event_time(&p.record)
         {
             skew.add(naive - t.div_euclid(1_000_000));
         }
@@ -852,11 +843,7 @@ impl<'p> Scanner<'p> {
         }
         self.stats.lines_parsed += 1;
         let text = String::from_utf8_lossy(line).into_owned();
-        let ReadLine {
-            parsed,
-            event,
-            remote_logged,
-        } = match parse_candidate(&text) {
+        let ReadLine { parsed, event } = match parse_candidate(&text) {
             Ok(x) => x,
             Err(ParseError::NotFound { .. }) => return,
             Err(reason) => {
@@ -870,29 +857,30 @@ impl<'p> Scanner<'p> {
             }
         };
         let naive = prefix::time_of(line, self.anchor);
-        if let (Some(n), Some(t)) = (naive, event_time(&parsed)) {
+        if let (Some(n), Some(t)) = (naive, event_time(&parsed.record)) {
             skew.add(n - t.div_euclid(1_000_000));
         }
-        let Some(port) = parsed.masq.port else {
+        let Some(port) = parsed.record.masq.port else {
             return;
         };
         if !self
             .targets
             .endpoints
-            .contains_key(&(canon(parsed.masq.ip), port))
+            .contains_key(&(canon(parsed.record.masq.ip), port))
         {
             return;
         }
-        let when = event_time(&parsed).or_else(|| naive.map(|n| (n - skew.median()) * 1_000_000));
+        let when =
+            event_time(&parsed.record).or_else(|| naive.map(|n| (n - skew.median()) * 1_000_000));
         if let Some(w) = &self.window {
-            let key = (parsed.proto.number(), parsed.id);
+            let key = (parsed.record.proto.number(), parsed.record.id);
             let proto_ok = w.proto.is_none_or(|p| p == key.0);
-            match parsed.event {
+            match parsed.record.event {
                 Event::End => {
                     self.pending.remove(&key);
                 }
                 _ => {
-                    if let Some(s) = parsed.start {
+                    if let Some(s) = parsed.record.start {
                         let s = s.secs;
                         if proto_ok && s >= w.from && s <= w.until {
                             self.pending.insert(key, s.saturating_add(w.max_age));
@@ -909,7 +897,6 @@ impl<'p> Scanner<'p> {
             text,
             parsed,
             event,
-            remote_logged,
             when,
             seq,
         });
@@ -1028,7 +1015,7 @@ mod tests {
             ..
         } = parse_candidate(base).unwrap();
         assert_eq!(ev, LineEvent::Other("user".into()));
-        assert_eq!(p.id, Some(7));
+        assert_eq!(p.record.id, Some(7));
         assert_eq!(p.extra, vec![("who".to_string(), b"alice".to_vec())]);
         let json = r#"{"masqlog":1,"ev":"user","nat":"snat","proto":"tcp","client":{"ip":"10.0.0.1","port":1},"masq":{"ip":"192.0.2.1","port":2},"remote":{"ip":"203.0.113.1","port":3}}"#;
         assert_eq!(parse_candidate(json).unwrap().event.name(), "user");
@@ -1057,8 +1044,8 @@ mod tests {
                 .to_string(),
         ] {
             let r = parse_candidate(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
-            assert!(!r.remote_logged, "{l}");
-            assert_eq!(r.parsed.masq.port, Some(2), "{l}");
+            assert_eq!(r.parsed.record.remote.endpoint(), None, "{l}");
+            assert_eq!(r.parsed.record.masq.port, Some(2), "{l}");
         }
         // A missing field other than remote is still an error, named.
         assert_eq!(

@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use super::testutil::{Rng, Style, TempDir, line, noise, rec, rfc3339_local, t};
+use super::testutil::{Rng, Style, line, noise, rec, rfc3339_local, t, temp_dir};
 use super::*;
 use masqlog_core::config::Format;
 use masqlog_core::record::{Event, IdentInfo, IdentStatus, Timestamp};
@@ -13,9 +13,9 @@ fn utc() -> Result<Zone, TimeError> {
     Ok(Zone::utc())
 }
 
-fn q(public: &str, at: &str) -> Query {
+fn q(public: &str, at: &str) -> AbuseReport {
     let (public_ip, public_port) = query::parse_public(public).unwrap();
-    Query {
+    AbuseReport {
         public_ip,
         public_port,
         at: when::parse_report_time(at, &utc()).unwrap(),
@@ -26,8 +26,8 @@ fn q(public: &str, at: &str) -> Query {
     }
 }
 
-fn write(dir: &TempDir, name: &str, lines: &[String]) -> PathBuf {
-    let p = dir.join(name);
+fn write(dir: &tempfile::TempDir, name: &str, lines: &[String]) -> PathBuf {
+    let p = dir.path().join(name);
     let mut f = std::fs::File::create(&p).unwrap();
     for l in lines {
         writeln!(f, "{l}").unwrap();
@@ -41,7 +41,7 @@ fn mtime_after_all() -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_secs(t("2030-01-01T00:00:00Z").secs as u64)
 }
 
-fn run(q: &Query, inputs: &[Input], scan_all: bool) -> (Scan, Verdict) {
+fn run(q: &AbuseReport, inputs: &[Input], scan_all: bool) -> (Scan, Verdict) {
     let scan = scan(
         &[q],
         inputs,
@@ -94,7 +94,7 @@ fn flow_lines(
 
 #[test]
 fn start_and_end_lines_join_into_one_flow() {
-    let d = TempDir::new("join");
+    let d = temp_dir("join");
     let mut lines = vec![noise(t("2026-11-21T12:00:00Z"), 1)];
     lines.extend(flow_lines(
         Format::Text,
@@ -115,7 +115,7 @@ fn start_and_end_lines_join_into_one_flow() {
     );
     assert_eq!(v.matches.len(), 1);
     let m = &v.matches[0];
-    assert_eq!(m.flow.client, testutil::ep("10.99.0.2:40000"));
+    assert_eq!(m.flow.record.client, testutil::ep("10.99.0.2:40000"));
     assert_eq!(m.flow.end, FlowEnd::At(t("2026-11-21T12:38:12.654321Z")));
     assert_eq!(m.fit, Fit::BeforeStart(123_456));
     let ev = scan.evidence(&m.flow);
@@ -127,7 +127,7 @@ fn start_and_end_lines_join_into_one_flow() {
 
 #[test]
 fn a_start_line_alone_is_an_open_flow() {
-    let d = TempDir::new("open");
+    let d = temp_dir("open");
     let lines = flow_lines(
         Format::Json,
         TRAD,
@@ -161,7 +161,7 @@ fn a_start_line_alone_is_an_open_flow() {
 
 #[test]
 fn an_end_line_alone_carries_the_lifetime() {
-    let d = TempDir::new("endonly");
+    let d = temp_dir("endonly");
     let lines = flow_lines(
         Format::Rfc5424,
         Style::Raw,
@@ -182,14 +182,14 @@ fn an_end_line_alone_carries_the_lifetime() {
         );
         assert_eq!(v.matches.len(), 1);
         let f = &v.matches[0].flow;
-        assert_eq!(f.start, Some(t("2026-11-20T10:00:00Z")));
+        assert_eq!(f.record.start, Some(t("2026-11-20T10:00:00Z")));
         assert_eq!(scan.evidence(f).len(), 1);
     }
 }
 
 #[test]
 fn two_candidates_are_both_shown_best_first() {
-    let d = TempDir::new("two");
+    let d = temp_dir("two");
     let mut lines = Vec::new();
     // Inside: 12:30 - 12:45 to 203.0.113.7:443.
     lines.extend(flow_lines(
@@ -218,21 +218,21 @@ fn two_candidates_are_both_shown_best_first() {
     let mut query = q("192.0.2.1:53500", "2026-11-21T12:37:42Z");
     let (_, v) = run(&query, &files(&[&p]), false);
     assert_eq!(v.matches.len(), 2);
-    assert_eq!(v.matches[0].flow.id, Some(1));
-    assert_eq!(v.matches[1].flow.id, Some(2));
+    assert_eq!(v.matches[0].flow.record.id, Some(1));
+    assert_eq!(v.matches[1].flow.record.id, Some(2));
     assert_eq!(v.matches[1].fit, Fit::AfterEnd(60_000_000));
     // The remote names one of them.
     query.remote = Some(query::parse_remote("198.51.100.9").unwrap());
     let (_, v) = run(&query, &files(&[&p]), false);
     assert_eq!(v.matches.len(), 1);
-    assert_eq!(v.matches[0].flow.id, Some(2));
+    assert_eq!(v.matches[0].flow.record.id, Some(2));
     assert_eq!(v.filtered_out, 1);
     // A remote port ranks the exact one first, the other stays visible.
     query.remote = None;
     let mut both = q("192.0.2.1:53500", "2026-11-21T12:36:00Z");
     both.remote = None;
     let (_, v) = run(&both, &files(&[&p]), false);
-    assert_eq!(v.matches[0].flow.id, Some(1));
+    assert_eq!(v.matches[0].flow.record.id, Some(1));
     both.remote = Some(query::parse_remote("203.0.113.7:80").unwrap());
     let (_, v) = run(&both, &files(&[&p]), false);
     assert_eq!(v.matches.len(), 1);
@@ -247,7 +247,7 @@ fn two_candidates_are_both_shown_best_first() {
 
 #[test]
 fn slack_edges_are_inclusive() {
-    let d = TempDir::new("slack");
+    let d = temp_dir("slack");
     let lines = flow_lines(
         Format::Text,
         TRAD,
@@ -276,7 +276,7 @@ fn slack_edges_are_inclusive() {
 
 #[test]
 fn every_format_and_stored_form_gives_the_same_answer() {
-    let d = TempDir::new("forms");
+    let d = temp_dir("forms");
     let styles = [
         Style::Traditional { offset: 0 },
         Style::Traditional { offset: 3600 },
@@ -324,7 +324,11 @@ fn every_format_and_stored_form_gives_the_same_answer() {
                     let (scan, v) = run(&query, &files(&[&p]), scan_all);
                     let what = format!("{format:?} {style:?} {masq} scan_all={scan_all}");
                     assert_eq!(v.matches.len(), 1, "{what}");
-                    assert_eq!(v.matches[0].flow.client, testutil::ep(client), "{what}");
+                    assert_eq!(
+                        v.matches[0].flow.record.client,
+                        testutil::ep(client),
+                        "{what}"
+                    );
                     let ev = scan.evidence(&v.matches[0].flow);
                     assert_eq!(ev.len(), 2, "{what}");
                     assert_eq!(ev[0].line, Some(1501), "{what}");
@@ -338,7 +342,7 @@ fn every_format_and_stored_form_gives_the_same_answer() {
 
 #[test]
 fn ident_lines_join_by_id_even_after_the_end() {
-    let d = TempDir::new("ident");
+    let d = temp_dir("ident");
     let s = t("2026-11-21T12:37:00Z");
     let e = t("2026-11-21T12:37:01Z");
     let mut ident = rec(
@@ -417,7 +421,7 @@ fn ident_lines_join_by_id_even_after_the_end() {
 
 #[test]
 fn a_lost_end_line_is_bounded_by_the_next_start() {
-    let d = TempDir::new("lost");
+    let d = temp_dir("lost");
     let mut lines = flow_lines(
         Format::Text,
         TRAD,
@@ -461,7 +465,7 @@ fn a_lost_end_line_is_bounded_by_the_next_start() {
 
 #[test]
 fn an_open_flow_older_than_max_age_is_a_hint_not_a_match() {
-    let d = TempDir::new("stale");
+    let d = temp_dir("stale");
     let lines = flow_lines(
         Format::Text,
         TRAD,
@@ -488,7 +492,7 @@ fn an_open_flow_older_than_max_age_is_a_hint_not_a_match() {
 
 #[test]
 fn malformed_masqlog_lines_are_reported_with_file_and_line() {
-    let d = TempDir::new("bad");
+    let d = temp_dir("bad");
     let mut lines = flow_lines(
         Format::Text,
         TRAD,
@@ -533,7 +537,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn rotated_sets_with_gzip_and_zstd_join_across_files() {
-    let d = TempDir::new("rot");
+    let d = temp_dir("rot");
     let all = flow_lines(
         Format::Text,
         TRAD,
@@ -548,10 +552,10 @@ fn rotated_sets_with_gzip_and_zstd_join_across_files() {
     // noise in syslog.1 (zstd), end in syslog.
     let mut text = all[0].clone();
     text.push('\n');
-    std::fs::write(d.join("syslog.2"), gzip(text.as_bytes())).unwrap();
+    std::fs::write(d.path().join("syslog.2"), gzip(text.as_bytes())).unwrap();
     let mid = format!("{}\n", noise(t("2026-11-21T12:40:00Z"), 3));
     std::fs::write(
-        d.join("syslog.1"),
+        d.path().join("syslog.1"),
         zstd::encode_all(mid.as_bytes(), 3).unwrap(),
     )
     .unwrap();
@@ -559,7 +563,7 @@ fn rotated_sets_with_gzip_and_zstd_join_across_files() {
     for name in ["syslog.2", "syslog.1"] {
         let f = std::fs::File::options()
             .write(true)
-            .open(d.join(name))
+            .open(d.path().join(name))
             .unwrap();
         f.set_modified(mtime_after_all()).unwrap();
     }
@@ -588,7 +592,7 @@ fn rotated_sets_with_gzip_and_zstd_join_across_files() {
 
 #[test]
 fn a_truncated_gzip_file_is_a_clear_error_and_the_lines_before_count() {
-    let d = TempDir::new("trunc");
+    let d = temp_dir("trunc");
     let mut text = String::new();
     for i in 0..20_000u64 {
         text.push_str(&noise(
@@ -609,7 +613,7 @@ fn a_truncated_gzip_file_is_a_clear_error_and_the_lines_before_count() {
     );
     let text = format!("{}\n{text}", flow[0]);
     let gz = gzip(text.as_bytes());
-    let p = d.join("syslog.3.gz");
+    let p = d.path().join("syslog.3.gz");
     std::fs::write(&p, &gz[..gz.len() / 2]).unwrap();
     let (scan, v) = run(
         &q("192.0.2.1:53500", "2026-11-21T12:37:42Z"),
@@ -635,7 +639,7 @@ fn a_truncated_gzip_file_is_a_clear_error_and_the_lines_before_count() {
     assert_eq!(scan.unreadable.len(), 1, "{:?}", scan.unreadable);
     // A truncated zstd file too.
     let z = zstd::encode_all(text.as_bytes(), 3).unwrap();
-    let pz = d.join("syslog.4.zst");
+    let pz = d.path().join("syslog.4.zst");
     std::fs::write(&pz, &z[..z.len() / 2]).unwrap();
     let (scan, _) = run(
         &q("192.0.2.1:53500", "2026-11-21T12:37:42Z"),
@@ -646,7 +650,7 @@ fn a_truncated_gzip_file_is_a_clear_error_and_the_lines_before_count() {
     // A missing file.
     let (scan, _) = run(
         &q("192.0.2.1:53500", "2026-11-21T12:37:42Z"),
-        &files(&[&d.join("nope")]),
+        &files(&[&d.path().join("nope")]),
         true,
     );
     assert_eq!(scan.unreadable.len(), 1);
@@ -654,7 +658,7 @@ fn a_truncated_gzip_file_is_a_clear_error_and_the_lines_before_count() {
 
 #[test]
 fn fall_back_overlap_searches_both_instants() {
-    let d = TempDir::new("fold");
+    let d = temp_dir("fold");
     // 02:30 local in Amsterdam on 2026-10-25 is 00:30Z (CEST) or 01:30Z (CET).
     let mut lines = flow_lines(
         Format::Text,
@@ -691,8 +695,8 @@ fn fall_back_overlap_searches_both_instants() {
 
 #[test]
 fn directories_skip_binary_files() {
-    let d = TempDir::new("dir");
-    std::fs::write(d.join("wtmp"), [0u8, 1, 2, 3, 0, 0]).unwrap();
+    let d = temp_dir("dir");
+    std::fs::write(d.path().join("wtmp"), [0u8, 1, 2, 3, 0, 0]).unwrap();
     write(
         &d,
         "syslog",
@@ -824,9 +828,9 @@ fn signature(scan: &Scan, v: &Verdict) -> Vec<String> {
                 .collect();
             format!(
                 "{:?} {:?} {:?} {:?} {:?} {:?}",
-                f.id,
-                f.client,
-                f.start,
+                f.record.id,
+                f.record.client,
+                f.record.start,
                 f.end,
                 m.fit,
                 if f.end == FlowEnd::Open { vec![] } else { ev }
@@ -842,12 +846,12 @@ fn bisection_gives_the_same_answers_as_a_linear_scan() {
         (2, true, Style::Traditional { offset: 3600 }),
         (3, true, Style::Rfc3339 { offset: -18000 }),
     ] {
-        let d = TempDir::new("bisect");
+        let d = temp_dir("bisect");
         let mut rng = Rng(seed);
         let (lines, reports) = big_log(&mut rng, 100_000, disorder, style);
         let p = write(&d, "syslog", &lines);
         assert!(reports.len() > 20, "{}", reports.len());
-        let queries: Vec<Query> = reports
+        let queries: Vec<AbuseReport> = reports
             .iter()
             .map(|(port, at)| {
                 let mut query = q(&format!("192.0.2.1:{port}"), &format!("@{at}"));
@@ -856,7 +860,7 @@ fn bisection_gives_the_same_answers_as_a_linear_scan() {
             })
             .collect();
         // The linear answers: one pass for all reports, as batch mode does.
-        let refs: Vec<&Query> = queries.iter().collect();
+        let refs: Vec<&AbuseReport> = queries.iter().collect();
         let linear = scan(
             &refs,
             &files(&[&p]),
@@ -894,7 +898,7 @@ fn bisection_gives_the_same_answers_as_a_linear_scan() {
 
 #[test]
 fn an_unsorted_file_is_read_whole() {
-    let d = TempDir::new("unsorted");
+    let d = temp_dir("unsorted");
     let mut rng = Rng(9);
     let (mut lines, reports) = big_log(&mut rng, 5000, false, TRAD);
     // Put the second half first: a log concatenated out of order.
@@ -916,7 +920,7 @@ fn an_unsorted_file_is_read_whole() {
 
 #[test]
 fn files_written_before_the_window_are_skipped() {
-    let d = TempDir::new("mtime");
+    let d = temp_dir("mtime");
     let p = write(&d, "syslog.1", &[noise(t("2026-11-01T00:00:00Z"), 1)]);
     let f = std::fs::File::options().write(true).open(&p).unwrap();
     f.set_modified(
@@ -941,8 +945,8 @@ fn files_written_before_the_window_are_skipped() {
 #[test]
 fn portblock_rules_name_the_owner_and_are_compared() {
     use crate::portblock::{Method, Plan, PlanInput, history, render};
-    let d = TempDir::new("pb");
-    let state = d.join("state");
+    let d = temp_dir("pb");
+    let state = d.path().join("state");
     std::fs::create_dir(&state).unwrap();
     let plan = Plan::new(&PlanInput {
         internal: vec!["192.168.101.0/25".parse().unwrap()],
@@ -1007,7 +1011,7 @@ fn portblock_rules_name_the_owner_and_are_compared() {
 
 #[test]
 fn a_log_across_new_year_is_bisected_with_the_right_years() {
-    let d = TempDir::new("newyear");
+    let d = temp_dir("newyear");
     let mut lines = Vec::new();
     let base = t("2026-12-31T23:00:00Z").secs;
     for i in 0..7200i64 {
@@ -1054,18 +1058,18 @@ fn a_log_across_new_year_is_bisected_with_the_right_years() {
 
 #[test]
 fn flows_logged_without_their_remote_are_found_and_not_ruled_out() {
-    use masqlog_core::record::RemoteView;
-    let d = TempDir::new("privacy");
+    use masqlog_core::record::Remote;
+    let d = temp_dir("privacy");
     let mut lines = Vec::new();
-    for (id, client, view, format) in [
-        (1, "10.99.0.2:40000", RemoteView::Omitted, Format::Text),
+    for (id, client, remote, format) in [
+        (1, "10.99.0.2:40000", Remote::Omitted, Format::Text),
+        (2, "10.99.0.3:40000", Remote::Hashed(0xfeed), Format::Json),
         (
-            2,
-            "10.99.0.3:40000",
-            RemoteView::Hashed(0xfeed),
-            Format::Json,
+            3,
+            "10.99.0.4:40000",
+            Remote::Shown(testutil::ep("203.0.113.7:443")),
+            Format::Rfc5424,
         ),
-        (3, "10.99.0.4:40000", RemoteView::Shown, Format::Rfc5424),
     ] {
         let s = t("2026-11-21T12:37:00Z");
         let e = t("2026-11-21T12:38:00Z");
@@ -1084,7 +1088,7 @@ fn flows_logged_without_their_remote_are_found_and_not_ruled_out() {
                 Some(s),
                 end,
             );
-            r.remote_view = view;
+            r.remote = remote;
             lines.push(line(format, style, end.unwrap_or(s), &r));
         }
     }
@@ -1097,11 +1101,19 @@ fn flows_logged_without_their_remote_are_found_and_not_ruled_out() {
     query.remote = Some(query::parse_remote("203.0.113.7:443").unwrap());
     let (scan, v) = run(&query, &files(&[&p]), false);
     assert_eq!(v.matches.len(), 3);
-    assert_eq!(v.matches[0].flow.id, Some(3));
+    assert_eq!(v.matches[0].flow.record.id, Some(3));
     assert!(v.matches[1].remote_unknown && v.matches[2].remote_unknown);
-    let hashed = v.matches.iter().find(|m| m.flow.id == Some(2)).unwrap();
-    assert_eq!(hashed.flow.remote, None);
-    assert!(hashed.flow.remote_hash.is_some(), "{:?}", hashed.flow);
+    let hashed = v
+        .matches
+        .iter()
+        .find(|m| m.flow.record.id == Some(2))
+        .unwrap();
+    assert_eq!(hashed.flow.record.remote.endpoint(), None);
+    assert!(
+        matches!(hashed.flow.record.remote, Remote::Hashed(_)),
+        "{:?}",
+        hashed.flow
+    );
     let text = render::human(
         &scan,
         &render::Answer {
@@ -1126,7 +1138,7 @@ fn flows_logged_without_their_remote_are_found_and_not_ruled_out() {
 /// the queried one is reported, and the good lines still answer.
 #[test]
 fn only_damaged_lines_about_the_queried_endpoint_are_reported() {
-    let d = TempDir::new("damage");
+    let d = temp_dir("damage");
     let prefix = "Nov 21 12:37:30 gw1 masqlog[4242]: masqlog/1 ev=start nat=snat proto=tcp";
     let mut lines = vec![
         format!("{prefix} id=1 client=10.0.0.1:1 masq=192.0.2.1:53501 remote=bogus"),
@@ -1152,7 +1164,7 @@ fn only_damaged_lines_about_the_queried_endpoint_are_reported() {
             scan_all,
         );
         assert_eq!(v.matches.len(), 1, "scan_all={scan_all}");
-        assert_eq!(v.matches[0].flow.id, Some(5));
+        assert_eq!(v.matches[0].flow.record.id, Some(5));
         let bad: Vec<String> = scan.bad_lines.iter().map(|b| b.to_string()).collect();
         assert_eq!(
             bad,

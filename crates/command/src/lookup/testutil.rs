@@ -2,42 +2,21 @@
 //! the real formatters, temporary directories, a small random generator.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use masqlog_core::config::Format;
 use masqlog_core::format::{Header, write_syslog};
-use masqlog_core::record::{Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Timestamp};
+use masqlog_core::record::{
+    Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Remote, Timestamp,
+};
 use masqlog_core::time::parse_rfc3339;
 
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A fresh directory, removed with its contents on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let p =
-            std::env::temp_dir().join(format!("masqlog-lookup-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh directory, `masqlog-lookup-TAG-XXXXXX`, removed with its
+/// contents on drop.
+pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("masqlog-lookup-{tag}-"))
+        .tempdir()
+        .expect("create temp dir")
 }
 
 /// SplitMix64.
@@ -95,7 +74,7 @@ pub fn rec(
         id: Some(id),
         client: ep(client),
         masq: ep(masq),
-        remote: ep(remote),
+        remote: Remote::Shown(ep(remote)),
         start,
         end,
         out: ended.then_some(Counters {
@@ -107,7 +86,6 @@ pub fn rec(
             bytes: 3000,
         }),
         ident: None,
-        remote_view: masqlog_core::record::RemoteView::Shown,
     }
 }
 

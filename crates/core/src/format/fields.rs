@@ -1,7 +1,7 @@
 //! The fields of a record, in the one order and under the one set of names
 //! that every format uses; a field whose value is unknown is not visited.
 
-use crate::record::{Endpoint, FlowRecord, Proto, RemoteView, Timestamp};
+use crate::record::{Endpoint, FlowRecord, Proto, Remote, Timestamp};
 
 /// Appends the 32 lowercase hexadecimal digits of `h`.
 pub(crate) fn write_hash(out: &mut Vec<u8>, h: u128) {
@@ -70,10 +70,10 @@ pub(crate) fn for_each(rec: &FlowRecord, mut f: impl FnMut(&'static str, Value<'
     }
     f(CLIENT, Value::Endpoint(&rec.client));
     f(MASQ, Value::Endpoint(&rec.masq));
-    match rec.remote_view {
-        RemoteView::Shown => f(REMOTE, Value::Endpoint(&rec.remote)),
-        RemoteView::Omitted => {}
-        RemoteView::Hashed(h) => f(REMOTE_HASH, Value::Hash(h)),
+    match &rec.remote {
+        Remote::Shown(ep) => f(REMOTE, Value::Endpoint(ep)),
+        Remote::Hashed(h) => f(REMOTE_HASH, Value::Hash(*h)),
+        Remote::Omitted => {}
     }
     if let Some(t) = rec.start {
         f(START, Value::Time(t));

@@ -12,69 +12,25 @@ use super::fields::{
 use super::json_reader::{JsonValue, Member, Reader};
 use super::{FORMAT_VERSION, json, rfc5424, text};
 use crate::record::{
-    Counters, Endpoint, Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, Timestamp,
+    Counters, Endpoint, Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, Remote,
+    Timestamp,
 };
 use crate::time::parse_rfc3339;
 
-/// One line read back: the fields of a `FlowRecord`, and the fields this
+/// One line read back: the record it was written from, and the fields this
 /// build does not know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedLine {
-    pub event: Event,
-    pub nat: NatKind,
-    pub proto: Proto,
-    pub id: Option<u32>,
-    pub client: Endpoint,
-    pub masq: Endpoint,
-    /// `None` when the line leaves the remote out (the plugin's
-    /// `remote=omit` or `remote=hash`).
-    pub remote: Option<Endpoint>,
-    /// `remote_hash=`: the keyed hash written instead of the remote.
-    pub remote_hash: Option<u128>,
-    pub start: Option<Timestamp>,
-    pub end: Option<Timestamp>,
-    pub out: Option<Counters>,
-    pub inbound: Option<Counters>,
-    /// The IDENT outcome (`ident`, `user`, `opsys`, `ident_detail`).
-    pub ident: Option<IdentInfo>,
+    /// The record, as the plugin formatted it. Its `remote` is
+    /// [`Remote::Hashed`] or [`Remote::Omitted`] when the line leaves the
+    /// endpoint out (the plugin's `remote=hash` or `remote=omit`).
+    pub record: FlowRecord,
     /// Fields of later versions of the format, in line order, with their
     /// values unescaped: text and RFC 5424 values as bytes; JSON strings as
     /// [`escape::unescape_json_bytes`] gives them back, other JSON values as
     /// their raw JSON text. Unknown members of a JSON endpoint object appear
     /// as `client.NAME`.
     pub extra: Vec<(String, Vec<u8>)>,
-}
-
-impl ParsedLine {
-    /// The record the line was written from.
-    pub fn to_record(&self) -> FlowRecord {
-        use crate::record::RemoteView;
-        let unknown = Endpoint {
-            ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            port: None,
-        };
-        FlowRecord {
-            event: self.event,
-            nat: self.nat,
-            proto: self.proto,
-            id: self.id,
-            client: self.client,
-            masq: self.masq,
-            // A line without the remote gives a record that does not show
-            // it either: the placeholder is never written.
-            remote: self.remote.unwrap_or(unknown),
-            start: self.start,
-            end: self.end,
-            out: self.out,
-            inbound: self.inbound,
-            ident: self.ident.clone(),
-            remote_view: match (self.remote, self.remote_hash) {
-                (Some(_), _) => RemoteView::Shown,
-                (None, Some(h)) => RemoteView::Hashed(h),
-                (None, None) => RemoteView::Omitted,
-            },
-        }
-    }
 }
 
 /// Why a line could not be read.
@@ -323,20 +279,28 @@ impl Builder {
                 bytes: b.unwrap_or(0),
             })
         };
+        // The plugin writes one of `remote` and `remote_hash`; a line with
+        // both is read as showing the endpoint.
+        let remote = match (self.remote, self.remote_hash) {
+            (Some(ep), _) => Remote::Shown(ep),
+            (None, Some(h)) => Remote::Hashed(h),
+            (None, None) => Remote::Omitted,
+        };
         Ok(ParsedLine {
-            event: self.event.ok_or(ParseError::MissingField(EV))?,
-            nat: self.nat.ok_or(ParseError::MissingField(NAT))?,
-            proto,
-            id: self.id,
-            client: self.client.ok_or(ParseError::MissingField(CLIENT))?,
-            masq: self.masq.ok_or(ParseError::MissingField(MASQ))?,
-            remote: self.remote,
-            remote_hash: self.remote_hash,
-            start: self.start,
-            end: self.end,
-            out: counters(self.out_pkts, self.out_bytes),
-            inbound: counters(self.in_pkts, self.in_bytes),
-            ident,
+            record: FlowRecord {
+                event: self.event.ok_or(ParseError::MissingField(EV))?,
+                nat: self.nat.ok_or(ParseError::MissingField(NAT))?,
+                proto,
+                id: self.id,
+                client: self.client.ok_or(ParseError::MissingField(CLIENT))?,
+                masq: self.masq.ok_or(ParseError::MissingField(MASQ))?,
+                remote,
+                start: self.start,
+                end: self.end,
+                out: counters(self.out_pkts, self.out_bytes),
+                inbound: counters(self.in_pkts, self.in_bytes),
+                ident,
+            },
             extra: self.extra,
         })
     }
@@ -681,7 +645,7 @@ mod tests {
             let l = line(f, &header(host), rec);
             for parse in [parser(f), parse_line] {
                 let p = parse(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
-                assert_eq!(p.to_record(), *rec, "{l}");
+                assert_eq!(p.record, *rec, "{l}");
                 assert!(p.extra.is_empty(), "{l}");
             }
         }
@@ -715,8 +679,8 @@ mod tests {
             "2026-11-23T20:07:57.123456+00:00 router masqlog[123]: {}\n",
             String::from_utf8(body).unwrap()
         );
-        assert_eq!(parse_text(&l).unwrap().to_record(), tcp_end());
-        assert_eq!(parse_line(&l).unwrap().to_record(), tcp_end());
+        assert_eq!(parse_text(&l).unwrap().record, tcp_end());
+        assert_eq!(parse_line(&l).unwrap().record, tcp_end());
 
         let mut body = Vec::new();
         crate::format::json::write_body(&tcp_end(), &mut body);
@@ -724,8 +688,8 @@ mod tests {
             "2026-11-23T20:07:57.123456+00:00 router masqlog[123]: {}\r\n",
             String::from_utf8(body).unwrap()
         );
-        assert_eq!(parse_json(&l).unwrap().to_record(), tcp_end());
-        assert_eq!(parse_line(&l).unwrap().to_record(), tcp_end());
+        assert_eq!(parse_json(&l).unwrap().record, tcp_end());
+        assert_eq!(parse_line(&l).unwrap().record, tcp_end());
 
         let mut sd = Vec::new();
         crate::format::rfc5424::write_sd(&tcp_end(), &mut sd);
@@ -733,7 +697,7 @@ mod tests {
             "2026-11-23T20:07:57.123456+00:00 router masqlog[123]: {} trailing",
             String::from_utf8(sd).unwrap()
         );
-        assert_eq!(parse_rfc5424(&l).unwrap().to_record(), tcp_end());
+        assert_eq!(parse_rfc5424(&l).unwrap().record, tcp_end());
     }
 
     #[test]
@@ -747,30 +711,46 @@ mod tests {
             l.contains("masqlog/x masqlog/1[4242]: masqlog/1 ev="),
             "{l}"
         );
-        assert_eq!(parse_text(&l).unwrap().to_record(), tcp_end());
+        assert_eq!(parse_text(&l).unwrap().record, tcp_end());
     }
 
     #[test]
     fn omitted_and_hashed_remotes_read_back_in_every_format() {
-        use crate::record::RemoteView;
-        for view in [
-            RemoteView::Omitted,
-            RemoteView::Hashed(0xfeed_0000_0000_0000_0000_0000_0000_beef),
+        for remote in [
+            Remote::Omitted,
+            Remote::Hashed(0xfeed_0000_0000_0000_0000_0000_0000_beef),
         ] {
             let mut rec = tcp_end();
-            rec.remote_view = view;
+            rec.remote = remote;
             for format in [Format::Text, Format::Json, Format::Rfc5424] {
                 let mut out = Vec::new();
                 crate::format::write_syslog(format, &header(Some("gw1")), &rec, &mut out);
                 let l = String::from_utf8(out).unwrap();
                 let p = parse_line(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
-                assert_eq!(p.remote, None, "{l}");
-                let back = p.to_record();
-                assert_eq!(back.remote_view, view, "{l}");
+                assert_eq!(p.record.remote.endpoint(), None, "{l}");
+                let back = &p.record;
+                assert_eq!(back.remote, remote, "{l}");
                 assert_eq!(back.masq, rec.masq, "{l}");
                 assert!(p.extra.is_empty(), "{l}");
             }
         }
+    }
+
+    /// The plugin never writes both; such a line reads as it always did:
+    /// the endpoint shown, nothing invented, nothing unknown.
+    #[test]
+    fn a_line_with_remote_and_remote_hash_shows_the_remote() {
+        let l = "masqlog/1 ev=start nat=snat proto=udp client=1.1.1.1 masq=2.2.2.2 \
+                 remote=3.3.3.3:9 remote_hash=00112233445566778899aabbccddeeff";
+        let p = parse_text(l).unwrap();
+        assert_eq!(
+            p.record.remote,
+            Remote::Shown(Endpoint {
+                ip: "3.3.3.3".parse().unwrap(),
+                port: Some(9)
+            })
+        );
+        assert!(p.extra.is_empty());
     }
 
     #[test]
@@ -945,7 +925,7 @@ mod tests {
         let l = "masqlog/1 ev=start nat=snat proto=icmpv6 icmp_type=128 client=fd00::1 \
                  masq=fd00::2 remote=fd00::3";
         let p = parse_text(l).unwrap();
-        assert_eq!(p.proto, Proto::Icmpv6);
+        assert_eq!(p.record.proto, Proto::Icmpv6);
         assert_eq!(p.extra, vec![("icmp_type".to_string(), b"128".to_vec())]);
     }
 
@@ -960,7 +940,7 @@ mod tests {
             l.extend_from_slice(b" more=x");
             let l = String::from_utf8(l).unwrap();
             let p = parse_text(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
-            assert_eq!(p.to_record(), tcp_end());
+            assert_eq!(p.record, tcp_end());
             assert_eq!(
                 p.extra,
                 vec![
@@ -981,7 +961,7 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(&l).unwrap();
             assert!(v["user"].is_string());
             let p = parse_json(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
-            assert_eq!(p.to_record(), tcp_end());
+            assert_eq!(p.record, tcp_end());
             assert_eq!(
                 p.extra,
                 vec![
@@ -1000,7 +980,7 @@ mod tests {
             l.push(b']');
             let l = String::from_utf8(l).unwrap();
             let p = parse_rfc5424(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
-            assert_eq!(p.to_record(), tcp_end());
+            assert_eq!(p.record, tcp_end());
             assert_eq!(p.extra, vec![("user".into(), value.clone())], "{l}");
         }
     }
@@ -1011,11 +991,11 @@ mod tests {
             "client":{"ip":"10.0.0.1","port":5,"zone":"lan"},
             "masq":{"ip":"192.0.2.1"},"remote":{"port":7,"ip":"2001:db8::1"}}"#;
         let p = parse_json(l).unwrap();
-        assert_eq!(p.proto, Proto::Tcp);
-        assert_eq!(p.client.port, Some(5));
-        assert_eq!(p.masq.port, None);
+        assert_eq!(p.record.proto, Proto::Tcp);
+        assert_eq!(p.record.client.port, Some(5));
+        assert_eq!(p.record.masq.port, None);
         assert_eq!(
-            p.remote.unwrap().ip,
+            p.record.remote.endpoint().unwrap().ip,
             "2001:db8::1".parse::<IpAddr>().unwrap()
         );
         assert_eq!(p.extra, vec![("client.zone".into(), b"lan".to_vec())]);
@@ -1052,8 +1032,8 @@ mod tests {
                  client=\"[fd00::1\\]:53\" masq=\"192.0.2.1:53\" remote=\"1.2.3.4:9\" \
                  note=\"a\\\\b\\\"c\\]d\\ne\"][after@1]";
         let p = parse_rfc5424(l).unwrap();
-        assert_eq!(p.nat, NatKind::Dnat);
-        assert_eq!(p.client.port, Some(53));
+        assert_eq!(p.record.nat, NatKind::Dnat);
+        assert_eq!(p.record.client.port, Some(53));
         assert_eq!(p.extra, vec![("note".into(), b"a\\b\"c]d\\ne".to_vec())]);
         let no_version = l.replace("masqlog=\"1\" ", "");
         assert_eq!(
@@ -1074,7 +1054,7 @@ mod tests {
         escape::write_value(&mut l, sd.as_bytes());
         let l = String::from_utf8(l).unwrap();
         let p = parse_line(&l).unwrap();
-        assert_eq!(p.proto, Proto::Udp);
+        assert_eq!(p.record.proto, Proto::Udp);
         assert_eq!(p.extra, vec![("q".into(), sd.into_bytes())]);
         assert!(matches!(
             parse_line("nothing"),

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::Header;
 use crate::record::{
-    Counters, Endpoint, Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, RemoteView,
+    Counters, Endpoint, Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, Remote,
     Timestamp,
 };
 
@@ -66,7 +66,7 @@ pub fn tcp_end() -> FlowRecord {
         id: Some(3954),
         client: ep("10.99.0.2", Some(40000)),
         masq: ep("192.0.2.1", Some(53500)),
-        remote: ep("203.0.113.7", Some(443)),
+        remote: Remote::Shown(ep("203.0.113.7", Some(443))),
         start: Some(Timestamp::new(1_795_264_662, 123_456)),
         end: Some(Timestamp::new(1_795_264_692, 654_321)),
         out: Some(Counters {
@@ -74,7 +74,6 @@ pub fn tcp_end() -> FlowRecord {
             bytes: 400,
         }),
         ident: None,
-        remote_view: RemoteView::Shown,
         inbound: Some(Counters {
             packets: 4,
             bytes: 3000,
@@ -89,7 +88,6 @@ pub fn tcp_start() -> FlowRecord {
         end: None,
         out: None,
         ident: None,
-        remote_view: RemoteView::Shown,
         inbound: None,
         ..tcp_end()
     }
@@ -104,7 +102,7 @@ pub fn udp6_dnat() -> FlowRecord {
         id: Some(u32::MAX),
         client: ep("fd00::2", Some(53)),
         masq: ep("2001:db8::1", Some(5353)),
-        remote: ep("2001:db8:ffff::7", Some(65535)),
+        remote: Remote::Shown(ep("2001:db8:ffff::7", Some(65535))),
         start: Some(Timestamp::new(0, 0)),
         end: None,
         out: Some(Counters {
@@ -112,7 +110,6 @@ pub fn udp6_dnat() -> FlowRecord {
             bytes: u64::MAX,
         }),
         ident: None,
-        remote_view: RemoteView::Shown,
         inbound: Some(Counters::default()),
     }
 }
@@ -129,7 +126,7 @@ pub fn icmp_echo() -> FlowRecord {
         id: None,
         client: ep("10.99.0.2", None),
         masq: ep("192.0.2.1", None),
-        remote: ep("203.0.113.7", None),
+        remote: Remote::Shown(ep("203.0.113.7", None)),
         start: Some(Timestamp::new(1_700_000_000, 1)),
         end: Some(Timestamp::new(1_700_000_030, 999_999)),
         out: Some(Counters {
@@ -137,7 +134,6 @@ pub fn icmp_echo() -> FlowRecord {
             bytes: 84,
         }),
         ident: None,
-        remote_view: RemoteView::Shown,
         inbound: None,
     }
 }
@@ -151,12 +147,11 @@ pub fn gre6_minimal() -> FlowRecord {
         id: None,
         client: ep("fd00::2", None),
         masq: ep("2001:db8::1", None),
-        remote: ep("::ffff:192.0.2.9", None),
+        remote: Remote::Shown(ep("::ffff:192.0.2.9", None)),
         start: None,
         end: None,
         out: None,
         ident: None,
-        remote_view: RemoteView::Shown,
         inbound: None,
     }
 }
@@ -233,13 +228,12 @@ pub fn random_record(rng: &mut Rng) -> FlowRecord {
         id: random_opt(rng, |r| r.next_u64() as u32),
         client,
         masq,
-        remote,
+        remote: Remote::Shown(remote),
         start: random_opt(rng, random_time),
         end: random_opt(rng, random_time),
         out: random_opt(rng, counters),
         inbound: random_opt(rng, counters),
         ident: random_opt(rng, random_ident),
-        remote_view: RemoteView::Shown,
     }
 }
 

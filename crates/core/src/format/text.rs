@@ -103,23 +103,23 @@ mod tests {
             // one printable ASCII line
             assert!(b.bytes().all(|c| (0x20..0x7f).contains(&c)), "{b}");
             let p = crate::format::parse_text(&b).unwrap();
-            let ident = p.ident.unwrap();
+            let ident = p.record.ident.unwrap();
             assert_eq!(ident.user.as_deref(), Some(v.as_slice()), "{b}");
             assert_eq!(ident.opsys.as_deref(), Some(v.as_slice()), "{b}");
-            assert_eq!(p.client, rec.client, "{b}");
+            assert_eq!(p.record.client, rec.client, "{b}");
             assert!(p.extra.is_empty(), "a value forged a field: {b}");
         }
     }
 
     #[test]
     fn remote_can_be_omitted_or_hashed() {
-        use crate::record::RemoteView;
+        use crate::record::Remote;
         let mut rec = tcp_start();
-        rec.remote_view = RemoteView::Omitted;
+        rec.remote = Remote::Omitted;
         let b = body(&rec);
         assert!(!b.contains("remote"), "{b}");
         assert!(!b.contains("203.0.113.7"), "{b}");
-        rec.remote_view = RemoteView::Hashed(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        rec.remote = Remote::Hashed(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
         let b = body(&rec);
         assert!(
             b.contains(" remote_hash=0123456789abcdef0011223344556677 "),
