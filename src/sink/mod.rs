@@ -227,7 +227,13 @@ impl Writer {
     /// cannot be opened (or another process holds it); `Thread` when the
     /// thread cannot be spawned.
     pub fn start(cfg: &Config, waker: Arc<dyn Waker>) -> Result<Writer, SinkError> {
-        Self::start_with(cfg, waker, Box::new(masqlog_core::format::write_syslog))
+        Self::start_with(
+            cfg,
+            waker,
+            Box::new(|format, hdr, rec, out| {
+                masqlog_core::format::write_syslog(format, hdr, rec, out);
+            }),
+        )
     }
 
     /// `start` with the formatter given (tests pass their own).

@@ -507,7 +507,9 @@ fn real_format_over_unix_arrives_byte_for_byte() {
             format,
             ..test_config(Destination::Unix(rx.path.clone()))
         };
-        let (f, seen) = capturing(Box::new(masqlog_core::format::write_syslog));
+        let (f, seen) = capturing(Box::new(|f, h, r, o| {
+            masqlog_core::format::write_syslog(f, h, r, o);
+        }));
         let (w, _) = start(&cfg, f);
         submit_all(&w, 0..3);
         let got = rx.recv_n(3, LONG);
@@ -531,7 +533,9 @@ fn real_format_over_tcp_is_framed_and_carries_the_hostname() {
         format: Format::Rfc5424,
         ..test_config(Destination::Tcp(r.addr))
     };
-    let (f, seen) = capturing(Box::new(masqlog_core::format::write_syslog));
+    let (f, seen) = capturing(Box::new(|f, h, r, o| {
+        masqlog_core::format::write_syslog(f, h, r, o);
+    }));
     let (w, _) = start(&cfg, f);
     submit_all(&w, 0..5);
     let mut got = Vec::new();

@@ -46,8 +46,9 @@ fn write_val(v: &Val, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends one complete syslog message for `gap`.
-pub fn write_syslog(format: Format, hdr: &Header<'_>, gap: &Gap, out: &mut Vec<u8>) {
+/// Appends one complete syslog message for `gap`; returns where its body
+/// (the format's marker) starts, as [`super::write_syslog`] does.
+pub fn write_syslog(format: Format, hdr: &Header<'_>, gap: &Gap, out: &mut Vec<u8>) -> usize {
     let fields = [
         ("from", Val::Time(gap.from)),
         ("to", Val::Time(gap.to)),
@@ -57,6 +58,7 @@ pub fn write_syslog(format: Format, hdr: &Header<'_>, gap: &Gap, out: &mut Vec<u
     match format {
         Format::Text => {
             header::write_rfc3164(hdr, out);
+            let start = out.len();
             out.extend_from_slice(text::MARKER.as_bytes());
             write_u64(out, FORMAT_VERSION.into());
             out.extend_from_slice(b" ev=gap");
@@ -66,9 +68,11 @@ pub fn write_syslog(format: Format, hdr: &Header<'_>, gap: &Gap, out: &mut Vec<u
                 out.push(b'=');
                 write_val(v, out);
             }
+            start
         }
         Format::Json => {
             header::write_rfc3164(hdr, out);
+            let start = out.len();
             out.extend_from_slice(json::MARKER.as_bytes());
             write_u64(out, FORMAT_VERSION.into());
             out.extend_from_slice(b",\"ev\":\"gap\"");
@@ -86,9 +90,11 @@ pub fn write_syslog(format: Format, hdr: &Header<'_>, gap: &Gap, out: &mut Vec<u
                 }
             }
             out.push(b'}');
+            start
         }
         Format::Rfc5424 => {
             header::write_rfc5424(hdr, "gap", out);
+            let start = out.len();
             out.extend_from_slice(rfc5424::MARKER.as_bytes());
             out.extend_from_slice(b"masqlog=\"");
             write_u64(out, FORMAT_VERSION.into());
@@ -101,6 +107,7 @@ pub fn write_syslog(format: Format, hdr: &Header<'_>, gap: &Gap, out: &mut Vec<u
                 out.push(b'"');
             }
             out.push(b']');
+            start
         }
     }
 }

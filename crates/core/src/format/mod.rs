@@ -21,6 +21,7 @@ pub mod json;
 mod json_reader;
 pub mod parse;
 pub mod rfc5424;
+pub mod sealing;
 #[cfg(any(test, feature = "testutil"))]
 pub mod testutil;
 pub mod text;
@@ -45,18 +46,33 @@ pub struct Header<'a> {
 }
 
 /// Appends one complete syslog message (header and body, no trailing newline)
-/// for `rec` in `format` to `out`.
-pub fn write_syslog(format: Format, hdr: &Header<'_>, rec: &FlowRecord, out: &mut Vec<u8>) {
+/// for `rec` in `format` to `out`. Returns where the body (the format's
+/// marker) starts in `out`: what [`sealing::seal_message`] seals.
+pub fn write_syslog(
+    format: Format,
+    hdr: &Header<'_>,
+    rec: &FlowRecord,
+    out: &mut Vec<u8>,
+) -> usize {
     match format {
         Format::Text => {
             header::write_rfc3164(hdr, out);
+            let start = out.len();
             text::write_body(rec, out);
+            start
         }
         Format::Json => {
             header::write_rfc3164(hdr, out);
+            let start = out.len();
             json::write_body(rec, out);
+            start
         }
-        Format::Rfc5424 => rfc5424::write_message(hdr, rec, out),
+        Format::Rfc5424 => {
+            header::write_rfc5424(hdr, rec.event.name(), out);
+            let start = out.len();
+            rfc5424::write_sd(rec, out);
+            start
+        }
     }
 }
 

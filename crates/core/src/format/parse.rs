@@ -10,11 +10,13 @@ use super::fields::{
     OPSYS, OUT_BYTES, OUT_PKTS, PROTO, REMOTE, REMOTE_HASH, START, USER, VERSION,
 };
 use super::json_reader::{JsonValue, Member, Reader};
+use super::sealing::{self, SealTag};
 use super::{FORMAT_VERSION, json, rfc5424, text};
 use crate::record::{
     Counters, Endpoint, Event, FlowRecord, IdentInfo, IdentStatus, NatKind, Proto, Remote,
     Timestamp,
 };
+use crate::seal::{MAC_LEN, SealFields, WriterId, parse_hex_into};
 use crate::time::parse_rfc3339;
 
 /// One line read back: the record it was written from, and the fields this
@@ -31,6 +33,10 @@ pub struct ParsedLine {
     /// their raw JSON text. Unknown members of a JSON endpoint object appear
     /// as `client.NAME`.
     pub extra: Vec<(String, Vec<u8>)>,
+    /// The sealing fields and MAC when the line is sealed (all of `w`,
+    /// `run`, `seq`, `ep`, `prev` and `mac`); whether the MAC is right is
+    /// for a verifier with the key to say.
+    pub seal: Option<SealTag>,
 }
 
 /// Why a line could not be read.
@@ -273,6 +279,7 @@ impl Builder {
             return Err(ParseError::DuplicateField(shown_name(w[0])));
         }
         let ident = take_ident(&mut self.extra)?;
+        let seal = take_seal(&mut self.extra)?;
         let counters = |p: Option<u64>, b: Option<u64>| {
             (p.is_some() || b.is_some()).then(|| Counters {
                 packets: p.unwrap_or(0),
@@ -302,6 +309,7 @@ impl Builder {
                 ident,
             },
             extra: self.extra,
+            seal,
         })
     }
 }
@@ -334,6 +342,53 @@ fn take_ident(extra: &mut Vec<(String, Vec<u8>)>) -> Result<Option<IdentInfo>, P
         user,
         opsys,
         detail,
+    }))
+}
+
+/// Moves the sealing fields out of the unknown fields into a [`SealTag`];
+/// none when the line has no `mac` (an unsealed line). A line with a `mac`
+/// must have every other sealing field, well formed.
+fn take_seal(extra: &mut Vec<(String, Vec<u8>)>) -> Result<Option<SealTag>, ParseError> {
+    if !extra.iter().any(|(k, _)| k == sealing::MAC) {
+        return Ok(None);
+    }
+    let mut take = |key: &'static str| {
+        extra
+            .iter()
+            .position(|(k, _)| k == key)
+            .map(|i| extra.remove(i).1)
+            .ok_or(ParseError::MissingField(key))
+    };
+    let (w, run, seq, ep, prev, mac) = (
+        take(sealing::W)?,
+        take(sealing::RUN)?,
+        take(sealing::SEQ)?,
+        take(sealing::EP)?,
+        take(sealing::PREV)?,
+        take(sealing::MAC)?,
+    );
+    let hex = |key: &'static str, v: &[u8]| {
+        let mut m = [0u8; MAC_LEN];
+        std::str::from_utf8(v)
+            .ok()
+            .filter(|h| parse_hex_into(h, &mut m))
+            .map(|_| m)
+            .ok_or_else(|| invalid(key, v))
+    };
+    let uint = |key: &'static str, v: &[u8]| parse_uint(v).ok_or_else(|| invalid(key, v));
+    let writer = std::str::from_utf8(&w)
+        .ok()
+        .and_then(WriterId::parse)
+        .ok_or_else(|| invalid(sealing::W, &w))?;
+    Ok(Some(SealTag {
+        fields: SealFields {
+            writer,
+            run: uint(sealing::RUN, &run)?,
+            seq: uint(sealing::SEQ, &seq)?,
+            epoch: uint(sealing::EP, &ep)?,
+            prev: hex(sealing::PREV, &prev)?,
+        },
+        mac: hex(sealing::MAC, &mac)?,
     }))
 }
 

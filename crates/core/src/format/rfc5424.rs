@@ -3,7 +3,7 @@
 //! field as a PARAM, and no MSG part.
 
 use super::fields::{self, Value};
-use super::{FORMAT_VERSION, Header, escape, header, write_endpoint, write_u64};
+use super::{FORMAT_VERSION, escape, write_endpoint, write_u64};
 use crate::record::FlowRecord;
 use crate::time;
 
@@ -14,12 +14,6 @@ pub const SD_ID: &str = "masqlog@32473";
 
 /// What opens our SD-ELEMENT: `[`, the SD-ID and a space.
 pub const MARKER: &str = "[masqlog@32473 ";
-
-/// Appends a whole RFC 5424 message: header, our SD-ELEMENT, no MSG.
-pub fn write_message(hdr: &Header<'_>, rec: &FlowRecord, out: &mut Vec<u8>) {
-    header::write_rfc5424(hdr, rec.event.name(), out);
-    write_sd(rec, out);
-}
 
 /// Appends the SD-ELEMENT alone. PARAM-VALUEs are escaped as RFC 5424 6.3.3
 /// asks (`"`, `\` and `]`, see [`escape::write_sd_value`]); an IPv6 endpoint
@@ -140,7 +134,12 @@ mod tests {
 
     fn message(rec: &FlowRecord) -> Vec<u8> {
         let mut out = Vec::new();
-        write_message(&header(Some("gw1")), rec, &mut out);
+        crate::format::write_syslog(
+            crate::config::Format::Rfc5424,
+            &header(Some("gw1")),
+            rec,
+            &mut out,
+        );
         out
     }
 
