@@ -19,7 +19,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 use std::thread::ThreadId;
 
-use crate::plugin::{Host, Instance};
+use crate::plugin::{HostLog, Instance};
 use crate::sink::{Level, Waker};
 use masqlog_core::config::RawValue;
 use masqlog_core::keys::{CONF_KEYS, ConfKind, INPUT_KEYS};
@@ -113,10 +113,10 @@ fn host_log(level: c_int, msg: &str) {
     unsafe { bindings::masqlog_shim_log(level, c"MASQLOG".as_ptr(), msg.as_ptr()) };
 }
 
-/// The ulogd host, for the safe instance code.
-struct UlogdHost;
+/// ulogd's log, for the safe instance code.
+struct UlogdLog;
 
-impl Host for UlogdHost {
+impl HostLog for UlogdLog {
     fn log(&self, level: Level, msg: &str) {
         host_log(level_number(level), msg);
     }
@@ -379,7 +379,7 @@ unsafe extern "C" fn fd_callback(_fd: c_int, _what: c_uint, data: *mut c_void) -
                 }
             }
         }
-        state.instance.on_wake(&UlogdHost);
+        state.instance.on_wake(&UlogdLog);
         0
     })
 }
@@ -425,7 +425,7 @@ pub unsafe extern "C" fn masqlog_rs_start(pi: *mut ulogd_pluginstance) -> c_int 
             );
             return IRET_ERR;
         }
-        if let Err(e) = state.instance.start(Arc::new(SocketWaker(tx)), &UlogdHost) {
+        if let Err(e) = state.instance.start(Arc::new(SocketWaker(tx)), &UlogdLog) {
             host_log(
                 bindings::ULOGD_ERROR as c_int,
                 &format!("MASQLOG[{id}]: {e}"),
@@ -450,7 +450,7 @@ pub unsafe extern "C" fn masqlog_rs_start(pi: *mut ulogd_pluginstance) -> c_int 
                 bindings::ULOGD_ERROR as c_int,
                 &format!("MASQLOG[{id}]: ulogd refused to watch the wake-up fd"),
             );
-            state.instance.stop(&UlogdHost);
+            state.instance.stop(&UlogdLog);
             return IRET_ERR;
         }
         state.fd = Some(ufd);
@@ -484,7 +484,7 @@ pub unsafe extern "C" fn masqlog_rs_stop(pi: *mut ulogd_pluginstance) -> c_int {
             // list; unregistering unlinks it before the box is freed.
             unsafe { bindings::masqlog_shim_unregister_fd(&mut *ufd) };
         }
-        state.instance.stop(&UlogdHost);
+        state.instance.stop(&UlogdLog);
         IRET_OK
     })
 }
@@ -506,7 +506,7 @@ pub unsafe extern "C" fn masqlog_rs_signal(pi: *mut ulogd_pluginstance, sig: c_i
         }
         // SAFETY: as above.
         let state = unsafe { &mut *state };
-        state.instance.signal(sig, &UlogdHost);
+        state.instance.signal(sig, &UlogdLog);
     })
 }
 
@@ -673,7 +673,7 @@ pub unsafe extern "C" fn masqlog_rs_interp(pi: *mut ulogd_pluginstance) -> c_int
         // SAFETY: `pi` is live during interp.
         match unsafe { read_event(pi) } {
             Some(raw) => {
-                state.instance.interp(&raw, &UlogdHost);
+                state.instance.interp(&raw, &UlogdLog);
                 IRET_OK
             }
             None => IRET_ERR,

@@ -54,7 +54,7 @@ pub struct Notice {
 
 /// Counters of the sink.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
+pub struct SinkStats {
     /// Records in the queue, not yet sent.
     pub waiting: u64,
     /// Records handed to the destination.
@@ -70,7 +70,7 @@ pub struct Stats {
     pub events_lost: u64,
 }
 
-impl fmt::Display for Stats {
+impl fmt::Display for SinkStats {
     /// `stats: waiting=N written=N failed=N dropped=N spooled=N`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -134,7 +134,7 @@ struct Counts {
 }
 
 impl Counts {
-    fn snapshot(&self) -> Stats {
+    fn snapshot(&self) -> SinkStats {
         // What the thread counts is read before `accepted`: every record in
         // `written` or `lost` was accepted before the thread saw it, so
         // `waiting` cannot come out negative. `accepted` and `refused` only
@@ -151,7 +151,7 @@ impl Counts {
         let gaps = self.gaps.load(SeqCst);
         // Live records that ended: every end minus the spooled ones'.
         let live_done = (written + lost).saturating_sub(spool_done);
-        Stats {
+        SinkStats {
             waiting: (accepted + gaps).saturating_sub(live_done + to_spool),
             written,
             failed,
@@ -337,7 +337,7 @@ impl Writer {
         self.notices.try_iter().collect()
     }
 
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> SinkStats {
         self.counts.snapshot()
     }
 
@@ -356,18 +356,18 @@ impl Writer {
     /// checks it at least every 50 ms. Only a TCP connect already under way
     /// runs to its end (at most `send_timeout`; immediate when the port is
     /// closed or the host answers).
-    pub fn stop(mut self, timeout: Duration) -> Stats {
+    pub fn stop(mut self, timeout: Duration) -> SinkStats {
         self.shutdown(timeout)
     }
 
     /// `stop`, and the notices the thread left on its way out (what it
     /// kept in the spool, what it lost).
-    pub fn stop_with_notices(mut self, timeout: Duration) -> (Stats, Vec<Notice>) {
+    pub fn stop_with_notices(mut self, timeout: Duration) -> (SinkStats, Vec<Notice>) {
         let stats = self.shutdown(timeout);
         (stats, self.notices.try_iter().collect())
     }
 
-    fn shutdown(&mut self, timeout: Duration) -> Stats {
+    fn shutdown(&mut self, timeout: Duration) -> SinkStats {
         let now = Instant::now();
         let deadline = now
             .checked_add(timeout)

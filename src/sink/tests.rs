@@ -44,7 +44,7 @@ fn submit_all(w: &Writer, ids: std::ops::Range<u32>) {
     }
 }
 
-fn assert_adds_up(s: Stats, submitted: u64) {
+fn assert_adds_up(s: SinkStats, submitted: u64) {
     assert_eq!(s.written + s.dropped + s.waiting, submitted, "{s:?}");
 }
 
@@ -58,7 +58,7 @@ fn count(notices: &[Notice], level: Level, text: &str) -> usize {
 
 #[test]
 fn stats_display_is_exact() {
-    let s = Stats {
+    let s = SinkStats {
         waiting: 1,
         written: 22,
         failed: 333,
@@ -101,7 +101,7 @@ fn unix_destination_gets_the_exact_bytes_without_hostname() {
     let s = w.stop(LONG);
     assert_eq!(
         s,
-        Stats {
+        SinkStats {
             waiting: 0,
             written: 10,
             failed: 0,
