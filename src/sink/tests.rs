@@ -146,7 +146,7 @@ fn udp_ipv4_destination_gets_the_exact_bytes_with_hostname() {
 #[test]
 fn udp_ipv6_destination_uses_the_system_hostname_by_default() {
     let first = udp_destination("[::1]:0", None);
-    let host = worker::system_hostname();
+    let host = batch::system_hostname();
     let pid = std::process::id();
     assert_eq!(
         first,
@@ -315,7 +315,7 @@ fn full_queue_refuses_without_blocking() {
     let elapsed = t0.elapsed();
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
     // 64 in the queue, plus the batch the thread may already hold.
-    let most = 64 + super::worker::BATCH as u64;
+    let most = 64 + super::batch::BATCH as u64;
     assert!((64..=most).contains(&accepted), "{accepted}");
     let s = w.stats();
     assert_eq!(s.dropped, 10_000 - accepted);
