@@ -1,9 +1,11 @@
 //! The only room with `unsafe`: ulogd's ABI (bindgen over `c-shim/`), the
 //! panic boundary, key reading, host logging and fd registration.
 //!
-//! Every `extern "C"` entry has the same shape: catch panics, check
-//! pointers, borrow, call a safe function of `plugin`, map the result to a
-//! ulogd return code. The invariants relied on are written in SAFETY.md.
+//! Every `extern "C"` entry has the same shape, `entry`: inside it, a NULL
+//! check and a borrow (`state`, `take_state`), a call of a safe function of
+//! `plugin`, and a `Result<(), Failure>` that `entry` turns into a ulogd
+//! return code (and an ERROR line) in one place, with `catch_unwind` around
+//! all of it. The invariants relied on are written in SAFETY.md.
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -16,10 +18,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
 use std::thread::ThreadId;
 
-use crate::plugin::{Host, Instance};
+use crate::plugin::{HostLog, Instance};
 use crate::sink::{Level, Waker};
 use masqlog_core::config::RawValue;
 use masqlog_core::keys::{CONF_KEYS, ConfKind, INPUT_KEYS};
@@ -113,10 +116,10 @@ fn host_log(level: c_int, msg: &str) {
     unsafe { bindings::masqlog_shim_log(level, c"MASQLOG".as_ptr(), msg.as_ptr()) };
 }
 
-/// The ulogd host, for the safe instance code.
-struct UlogdHost;
+/// ulogd's log, for the safe instance code.
+struct UlogdLog;
 
-impl Host for UlogdHost {
+impl HostLog for UlogdLog {
     fn log(&self, level: Level, msg: &str) {
         host_log(level_number(level), msg);
     }
@@ -139,72 +142,68 @@ fn install_panic_hook() {
     }));
 }
 
-/// The panic boundary: runs `f`, turns a panic into `err` and an ERROR line.
-fn boundary<T>(what: &str, err: T, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(_) => {
-            let detail = LAST_PANIC
-                .with(|p| p.borrow_mut().take())
-                .unwrap_or_else(|| "unknown panic".into());
-            host_log(
-                bindings::ULOGD_ERROR as c_int,
-                &format!("MASQLOG: internal error in {what}: {detail}"),
-            );
-            err
-        }
+/// Why an entry returns ulogd's error code: with the line that says why
+/// (logged at ERROR), or without one when there is nothing to add.
+struct Failure(Option<String>);
+
+impl Failure {
+    /// A failure without a line of its own (a NULL pointer from ulogd, a
+    /// callback before `configure`).
+    const QUIET: Failure = Failure(None);
+
+    /// A failure of instance `id`: `MASQLOG[id]: why`.
+    fn of(id: &str, why: impl std::fmt::Display) -> Failure {
+        Failure(Some(format!("MASQLOG[{id}]: {why}")))
     }
 }
 
-/// Registration, from the shim's ELF constructor: try the build's ulogd
-/// version, then every other known one; say clearly when none is accepted.
-#[unsafe(no_mangle)]
-pub extern "C" fn masqlog_rs_register() {
-    boundary("register", (), || {
-        let _ = HOST_THREAD.set(std::thread::current().id());
-        install_panic_hook();
-        // SAFETY: the shim returns the address of its static plugin, valid for
-        // the life of the library.
-        let plugin = unsafe { bindings::masqlog_shim_plugin() };
-        let build = CString::new(BUILD_VERSION).unwrap_or_default();
-        let build: &'static CStr = Box::leak(build.into_boxed_c_str());
-        let mut candidates = vec![build];
-        candidates.extend(KNOWN_VERSIONS.iter().copied().filter(|v| *v != build));
-        for v in &candidates {
-            // SAFETY: `plugin` is the shim's writable static; ulogd has not
-            // linked it (no try was accepted yet), so nothing else reads it
-            // now; `v` is a 'static C string.
-            let accepted = unsafe {
-                (*plugin).version = v.as_ptr().cast_mut();
-                bindings::masqlog_shim_register(plugin)
-            };
-            if accepted == 1 {
-                return;
+/// What an entry returns to ulogd on success and on failure.
+trait Return {
+    const OK: Self;
+    const ERR: Self;
+}
+
+impl Return for c_int {
+    const OK: c_int = IRET_OK;
+    const ERR: c_int = IRET_ERR;
+}
+
+impl Return for () {
+    const OK: () = ();
+    const ERR: () = ();
+}
+
+/// The shape of every `extern "C"` entry (SAFETY.md 9): runs `body` inside
+/// `catch_unwind` and maps its outcome to ulogd's return code, logging a
+/// failure's line at ERROR. A panic becomes `R::ERR` and one ERROR line with
+/// its message and location; it never unwinds into ulogd.
+fn entry<R: Return>(what: &str, body: impl FnOnce() -> Result<(), Failure>) -> R {
+    let outcome = catch_unwind(AssertUnwindSafe(|| match body() {
+        Ok(()) => R::OK,
+        Err(Failure(line)) => {
+            if let Some(line) = line {
+                host_log(bindings::ULOGD_ERROR as c_int, &line);
             }
+            R::ERR
         }
-        let tried: Vec<&str> = candidates.iter().filter_map(|v| v.to_str().ok()).collect();
+    }));
+    outcome.unwrap_or_else(|_| {
+        let detail = LAST_PANIC
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| "unknown panic".into());
         host_log(
             bindings::ULOGD_ERROR as c_int,
-            &format!(
-                "MASQLOG: this ulogd refused the plugin for every ulogd version it supports ({}); \
-                 it was built for {}; check `ulogd -V` and rebuild with \
-                 `MASQLOG_ULOGD_VERSION=<that version> cargo build --release` \
-                 (the struct layouts must be those of ulogd 2.0.5 .. 2.0.9)",
-                tried.join(", "),
-                BUILD_VERSION
-            ),
+            &format!("MASQLOG: internal error in {what}: {detail}"),
         );
+        R::ERR
     })
 }
 
-/// The instance's id (`[section]` name).
-///
-/// # Safety
-/// `pi` points at a live ulogd instance.
-unsafe fn instance_id(pi: *const ulogd_pluginstance) -> String {
-    // SAFETY: per the contract `pi` is live; `id` is a fixed array that ulogd
-    // NUL-terminates (ids are at most 30 characters).
-    fixed_str(unsafe { &(*pi).id })
+/// What the private area owns from `configure` to `stop`.
+struct State {
+    instance: Instance,
+    fd: Option<Box<ulogd_fd>>,
+    wake_rx: Option<UnixStream>,
 }
 
 /// The instance slot in ulogd's private area.
@@ -218,11 +217,122 @@ unsafe fn slot(pi: *mut ulogd_pluginstance) -> *mut *mut State {
     unsafe { (&raw mut (*pi).private).cast::<*mut State>() }
 }
 
-/// What the private area owns from `configure` to `stop`.
-struct State {
-    instance: Instance,
-    fd: Option<Box<ulogd_fd>>,
-    wake_rx: Option<UnixStream>,
+/// NULL check: the State in `pi`'s private area. `Err` for a NULL `pi`;
+/// `Ok(None)` before `configure` and after `stop`.
+///
+/// # Safety
+/// `pi` is NULL or a live instance of this plugin (SAFETY.md 3).
+unsafe fn state_ptr(pi: *mut ulogd_pluginstance) -> Result<Option<NonNull<State>>, Failure> {
+    if pi.is_null() {
+        return Err(Failure::QUIET);
+    }
+    // SAFETY: `pi` is a live instance of this plugin (contract, checked for
+    // NULL above); its slot holds NULL or the State that configure boxed.
+    Ok(NonNull::new(unsafe { *slot(pi) }))
+}
+
+/// NULL check and borrow: `state_ptr` as a reference.
+///
+/// # Safety
+/// As for `state_ptr`; besides, the caller is one of ulogd's callbacks for
+/// `pi` and drops the reference before it returns.
+unsafe fn state<'a>(pi: *mut ulogd_pluginstance) -> Result<Option<&'a mut State>, Failure> {
+    // SAFETY: per the contract.
+    let state = unsafe { state_ptr(pi) }?;
+    // SAFETY: the State was boxed by configure and is freed only by stop;
+    // ulogd calls one callback at a time on its only thread (SAFETY.md 2),
+    // so no other reference to it is live while this one is.
+    Ok(state.map(|p| unsafe { &mut *p.as_ptr() }))
+}
+
+/// NULL check and taking back: the State out of `pi`'s private area,
+/// leaving NULL, so that it is freed exactly once and later callbacks see
+/// "not configured".
+///
+/// # Safety
+/// `pi` is NULL or a live instance of this plugin (SAFETY.md 3).
+unsafe fn take_state(pi: *mut ulogd_pluginstance) -> Result<Option<Box<State>>, Failure> {
+    if pi.is_null() {
+        return Err(Failure::QUIET);
+    }
+    // SAFETY: `pi` is a live instance of this plugin (contract, checked for
+    // NULL above), so its slot is ours to write.
+    let state = unsafe { std::mem::replace(&mut *slot(pi), std::ptr::null_mut()) };
+    // SAFETY: a non-NULL slot holds what `Box::into_raw` made in configure;
+    // the slot no longer has it, so this Box is its only owner.
+    Ok(NonNull::new(state).map(|p| unsafe { Box::from_raw(p.as_ptr()) }))
+}
+
+/// Puts a configured State into `pi`'s private area, freeing the one a
+/// previous `configure` left.
+///
+/// # Safety
+/// `pi` is a live instance of this plugin (SAFETY.md 3), not started.
+unsafe fn put_state(pi: *mut ulogd_pluginstance, state: Box<State>) {
+    // SAFETY: the slot is ours (contract); a non-NULL value in it is what
+    // `Box::into_raw` made in an earlier configure, freed here once; no fd
+    // points at it, since the instance was not started.
+    unsafe {
+        let slot = slot(pi);
+        if !(*slot).is_null() {
+            drop(Box::from_raw(*slot));
+        }
+        *slot = Box::into_raw(state);
+    }
+}
+
+/// Registration, from the shim's ELF constructor: try the build's ulogd
+/// version, then every other known one; say clearly when none is accepted.
+#[unsafe(no_mangle)]
+pub extern "C" fn masqlog_rs_register() {
+    entry("register", || {
+        let _ = HOST_THREAD.set(std::thread::current().id());
+        install_panic_hook();
+        register()
+    })
+}
+
+/// Offers the plugin under each candidate version until ulogd links it;
+/// the line that says so when it refuses every one.
+fn register() -> Result<(), Failure> {
+    // SAFETY: the shim returns the address of its static plugin, valid for
+    // the life of the library.
+    let plugin = unsafe { bindings::masqlog_shim_plugin() };
+    let build = CString::new(BUILD_VERSION).unwrap_or_default();
+    let build: &'static CStr = Box::leak(build.into_boxed_c_str());
+    let mut candidates = vec![build];
+    candidates.extend(KNOWN_VERSIONS.iter().copied().filter(|v| *v != build));
+    for v in &candidates {
+        // SAFETY: `plugin` is the shim's writable static; ulogd has not
+        // linked it (no try was accepted yet), so nothing else reads it
+        // now; `v` is a 'static C string (SAFETY.md 7).
+        let accepted = unsafe {
+            (*plugin).version = v.as_ptr().cast_mut();
+            bindings::masqlog_shim_register(plugin)
+        };
+        if accepted == 1 {
+            return Ok(());
+        }
+    }
+    let tried: Vec<&str> = candidates.iter().filter_map(|v| v.to_str().ok()).collect();
+    Err(Failure(Some(format!(
+        "MASQLOG: this ulogd refused the plugin for every ulogd version it supports ({}); \
+         it was built for {}; check `ulogd -V` and rebuild with \
+         `MASQLOG_ULOGD_VERSION=<that version> cargo build --release` \
+         (the struct layouts must be those of ulogd 2.0.5 .. 2.0.9)",
+        tried.join(", "),
+        BUILD_VERSION
+    ))))
+}
+
+/// The instance's id (`[section]` name).
+///
+/// # Safety
+/// `pi` points at a live ulogd instance.
+unsafe fn instance_id(pi: *const ulogd_pluginstance) -> String {
+    // SAFETY: per the contract `pi` is live; `id` is a fixed array that ulogd
+    // NUL-terminates (ids are at most 30 characters).
+    fixed_str(unsafe { &(*pi).id })
 }
 
 /// Reads the instance's config copy after ulogd parsed the section.
@@ -279,73 +389,57 @@ pub unsafe extern "C" fn masqlog_rs_configure(
     pi: *mut ulogd_pluginstance,
     _stack: *mut ulogd_pluginstance_stack,
 ) -> c_int {
-    boundary("configure", IRET_ERR, || {
+    entry("configure", || {
         if pi.is_null() {
-            return IRET_ERR;
+            return Err(Failure::QUIET);
         }
-        // SAFETY: ulogd passes a live instance of this plugin.
-        let id = unsafe { instance_id(pi) };
-        let cid = CString::new(id.clone()).unwrap_or_default();
-        // SAFETY: `pi` is live; its config keyset copy is live and writable;
-        // `cid` outlives the call.
-        let kset = unsafe { (*pi).config_kset };
-        if kset.is_null() {
-            return IRET_ERR;
-        }
-        // SAFETY: as above; config_parse_file writes only into `kset`.
-        let rc = unsafe { bindings::masqlog_shim_config_parse(cid.as_ptr(), kset) };
-        if rc == -6 {
-            host_log(
-                bindings::ULOGD_NOTICE as c_int,
-                &format!("MASQLOG[{id}]: no [{id}] section in the config file: using the defaults"),
-            );
-        } else if rc < 0 {
-            host_log(
-                bindings::ULOGD_ERROR as c_int,
-                &format!(
-                    "MASQLOG[{id}]: cannot read section [{id}] (config_parse_file error {rc}; -7: a value of 225 characters or more, a line over 254 bytes, or no newline at the end of the file)"
-                ),
-            );
-            return IRET_ERR;
-        }
-        // SAFETY: `kset` is this instance's copy of the shim's keyset.
-        let values = match unsafe { read_config(kset) } {
-            Ok(v) => v,
-            Err(e) => {
-                host_log(
-                    bindings::ULOGD_ERROR as c_int,
-                    &format!("MASQLOG[{id}]: {e}"),
-                );
-                return IRET_ERR;
-            }
-        };
-        match Instance::configure(&id, &values) {
-            Ok(instance) => {
-                let state = Box::new(State {
-                    instance,
-                    fd: None,
-                    wake_rx: None,
-                });
-                // SAFETY: `pi` is a live instance of this plugin; the slot is
-                // ours; a previous configure's state (if any) is freed first.
-                unsafe {
-                    let slot = slot(pi);
-                    if !(*slot).is_null() {
-                        drop(Box::from_raw(*slot));
-                    }
-                    *slot = Box::into_raw(state);
-                }
-                IRET_OK
-            }
-            Err(e) => {
-                host_log(
-                    bindings::ULOGD_ERROR as c_int,
-                    &format!("MASQLOG[{id}]: {e}"),
-                );
-                IRET_ERR
-            }
-        }
+        // SAFETY: ulogd passes a live instance of this plugin, not started
+        // yet (checked for NULL above).
+        let state = unsafe { configure(pi) }?;
+        // SAFETY: as above.
+        unsafe { put_state(pi, state) };
+        Ok(())
     })
+}
+
+/// Has ulogd read the instance's `[id]` section into its config copy, and
+/// makes the instance of the values.
+///
+/// # Safety
+/// `pi` is a live instance of this plugin (SAFETY.md 3, 5).
+unsafe fn configure(pi: *mut ulogd_pluginstance) -> Result<Box<State>, Failure> {
+    // SAFETY: `pi` is live (contract).
+    let id = unsafe { instance_id(pi) };
+    let cid = CString::new(id.clone()).unwrap_or_default();
+    // SAFETY: `pi` is live; its config keyset copy is live and writable.
+    let kset = unsafe { (*pi).config_kset };
+    if kset.is_null() {
+        return Err(Failure::QUIET);
+    }
+    // SAFETY: `kset` is the instance's own copy and `cid` outlives the call;
+    // config_parse_file writes only into `kset`.
+    let rc = unsafe { bindings::masqlog_shim_config_parse(cid.as_ptr(), kset) };
+    if rc == -6 {
+        host_log(
+            bindings::ULOGD_NOTICE as c_int,
+            &format!("MASQLOG[{id}]: no [{id}] section in the config file: using the defaults"),
+        );
+    } else if rc < 0 {
+        return Err(Failure::of(
+            &id,
+            format!(
+                "cannot read section [{id}] (config_parse_file error {rc}; -7: a value of 225 characters or more, a line over 254 bytes, or no newline at the end of the file)"
+            ),
+        ));
+    }
+    // SAFETY: `kset` is this instance's copy of the shim's keyset.
+    let values = unsafe { read_config(kset) }.map_err(|e| Failure::of(&id, e))?;
+    let instance = Instance::configure(&id, &values).map_err(|e| Failure::of(&id, e))?;
+    Ok(Box::new(State {
+        instance,
+        fd: None,
+        wake_rx: None,
+    }))
 }
 
 /// Wakes ulogd's main thread through a socket pair registered with ulogd.
@@ -362,15 +456,14 @@ impl Waker for SocketWaker {
     }
 }
 
+/// ulogd's select loop ignores what an fd callback returns: always 0.
 unsafe extern "C" fn fd_callback(_fd: c_int, _what: c_uint, data: *mut c_void) -> c_int {
-    boundary("fd callback", 0, || {
-        if data.is_null() {
-            return 0;
-        }
+    entry::<()>("fd callback", || {
+        let state = NonNull::new(data.cast::<State>()).ok_or(Failure::QUIET)?;
         // SAFETY: `data` is the State that registered this fd; it stays
-        // allocated until `stop` unregisters the fd; ulogd calls us on its
-        // thread only, so this is the only reference.
-        let state = unsafe { &mut *data.cast::<State>() };
+        // allocated until `stop` unregisters the fd (SAFETY.md 6); ulogd calls
+        // us on its thread only, so this is the only reference.
+        let state = unsafe { &mut *state.as_ptr() };
         if let Some(rx) = &state.wake_rx {
             let mut buf = [0u8; 256];
             while let Ok(n) = (&*rx).read(&mut buf) {
@@ -379,9 +472,10 @@ unsafe extern "C" fn fd_callback(_fd: c_int, _what: c_uint, data: *mut c_void) -
                 }
             }
         }
-        state.instance.on_wake(&UlogdHost);
-        0
-    })
+        state.instance.on_wake(&UlogdLog);
+        Ok(())
+    });
+    0
 }
 
 /// # Safety
@@ -389,74 +483,68 @@ unsafe extern "C" fn fd_callback(_fd: c_int, _what: c_uint, data: *mut c_void) -
 /// this plugin (see SAFETY.md).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn masqlog_rs_start(pi: *mut ulogd_pluginstance) -> c_int {
-    boundary("start", IRET_ERR, || {
-        if pi.is_null() {
-            return IRET_ERR;
-        }
-        // SAFETY: live instance of this plugin; the slot holds NULL or the
-        // State that configure boxed; ulogd's thread only.
-        let state = unsafe { *slot(pi) };
-        if state.is_null() {
-            return IRET_ERR;
-        }
-        // SAFETY: `state` was boxed by configure and is freed only by stop.
-        let state = unsafe { &mut *state };
-        let id = state.instance.id().to_string();
-        let (tx, rx) = match UnixStream::pair() {
-            Ok(p) => p,
-            Err(e) => {
-                host_log(
-                    bindings::ULOGD_ERROR as c_int,
-                    &format!("MASQLOG[{id}]: cannot create the wake-up socket pair: {e}"),
-                );
-                return IRET_ERR;
-            }
-        };
-        if tx.set_nonblocking(true).is_err() || rx.set_nonblocking(true).is_err() {
-            return IRET_ERR;
-        }
-        if rx.as_raw_fd() >= 1024 {
-            host_log(
-                bindings::ULOGD_ERROR as c_int,
-                &format!(
-                    "MASQLOG[{id}]: wake-up fd {} is beyond select()'s limit of 1024",
-                    rx.as_raw_fd()
-                ),
-            );
-            return IRET_ERR;
-        }
-        if let Err(e) = state.instance.start(Arc::new(SocketWaker(tx)), &UlogdHost) {
-            host_log(
-                bindings::ULOGD_ERROR as c_int,
-                &format!("MASQLOG[{id}]: {e}"),
-            );
-            return IRET_ERR;
-        }
-        let mut ufd = Box::new(ulogd_fd {
-            list: bindings::llist_head {
-                next: std::ptr::null_mut(),
-                prev: std::ptr::null_mut(),
-            },
-            fd: rx.as_raw_fd(),
-            when: bindings::ULOGD_FD_READ,
-            cb: Some(fd_callback),
-            data: (state as *mut State).cast(),
-        });
-        // SAFETY: `ufd` is boxed and kept in `state` until stop unregisters
-        // it, so ulogd's list never points at freed memory.
-        let rc = unsafe { bindings::masqlog_shim_register_fd(&mut *ufd) };
-        if rc < 0 {
-            host_log(
-                bindings::ULOGD_ERROR as c_int,
-                &format!("MASQLOG[{id}]: ulogd refused to watch the wake-up fd"),
-            );
-            state.instance.stop(&UlogdHost);
-            return IRET_ERR;
-        }
-        state.fd = Some(ufd);
-        state.wake_rx = Some(rx);
-        IRET_OK
+    entry("start", || {
+        // SAFETY: ulogd passes NULL or a live instance of this plugin.
+        let state = unsafe { state_ptr(pi) }?.ok_or(Failure::QUIET)?;
+        // SAFETY: `state` is the State in the instance's slot, and this is
+        // one of ulogd's callbacks.
+        unsafe { start(state) }
     })
+}
+
+/// Starts the instance and has ulogd watch the socket its threads wake the
+/// main thread through.
+///
+/// # Safety
+/// `state` is the State in a live instance's slot; the caller is one of
+/// ulogd's callbacks, so no other reference to it is live.
+unsafe fn start(state: NonNull<State>) -> Result<(), Failure> {
+    // SAFETY: per the contract. The fd's `data` below is `state` itself, not
+    // a pointer derived from this reference, so it stays valid after it.
+    let st = unsafe { &mut *state.as_ptr() };
+    let id = st.instance.id().to_string();
+    let (tx, rx) = UnixStream::pair()
+        .map_err(|e| Failure::of(&id, format!("cannot create the wake-up socket pair: {e}")))?;
+    if tx.set_nonblocking(true).is_err() || rx.set_nonblocking(true).is_err() {
+        return Err(Failure::QUIET);
+    }
+    if rx.as_raw_fd() >= 1024 {
+        return Err(Failure::of(
+            &id,
+            format!(
+                "wake-up fd {} is beyond select()'s limit of 1024",
+                rx.as_raw_fd()
+            ),
+        ));
+    }
+    st.instance
+        .start(Arc::new(SocketWaker(tx)), &UlogdLog)
+        .map_err(|e| Failure::of(&id, e))?;
+    let mut ufd = Box::new(ulogd_fd {
+        list: bindings::llist_head {
+            next: std::ptr::null_mut(),
+            prev: std::ptr::null_mut(),
+        },
+        fd: rx.as_raw_fd(),
+        when: bindings::ULOGD_FD_READ,
+        cb: Some(fd_callback),
+        data: state.as_ptr().cast(),
+    });
+    // SAFETY: `ufd` is boxed and kept in the State until stop unregisters
+    // it, so ulogd's list never points at freed memory (SAFETY.md 6).
+    let rc = unsafe { bindings::masqlog_shim_register_fd(&mut *ufd) };
+    if rc < 0 {
+        // Said before the instance's own stop lines.
+        host_log(
+            bindings::ULOGD_ERROR as c_int,
+            &format!("MASQLOG[{id}]: ulogd refused to watch the wake-up fd"),
+        );
+        st.instance.stop(&UlogdLog);
+        return Err(Failure::QUIET);
+    }
+    st.fd = Some(ufd);
+    st.wake_rx = Some(rx);
+    Ok(())
 }
 
 /// # Safety
@@ -464,29 +552,24 @@ pub unsafe extern "C" fn masqlog_rs_start(pi: *mut ulogd_pluginstance) -> c_int 
 /// this plugin (see SAFETY.md).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn masqlog_rs_stop(pi: *mut ulogd_pluginstance) -> c_int {
-    boundary("stop", IRET_ERR, || {
-        if pi.is_null() {
-            return IRET_ERR;
+    entry("stop", || {
+        // SAFETY: ulogd passes NULL or a live instance of this plugin.
+        if let Some(state) = unsafe { take_state(pi) }? {
+            stop(state);
         }
-        // SAFETY: live instance; we take the State out of the slot, so it is
-        // freed exactly once (here) and later callbacks see NULL.
-        let state = unsafe {
-            let slot = slot(pi);
-            std::mem::replace(&mut *slot, std::ptr::null_mut())
-        };
-        if state.is_null() {
-            return IRET_OK;
-        }
-        // SAFETY: boxed by configure, removed from the slot above.
-        let mut state = unsafe { Box::from_raw(state) };
-        if let Some(mut ufd) = state.fd.take() {
-            // SAFETY: the fd was registered by start and is still in ulogd's
-            // list; unregistering unlinks it before the box is freed.
-            unsafe { bindings::masqlog_shim_unregister_fd(&mut *ufd) };
-        }
-        state.instance.stop(&UlogdHost);
-        IRET_OK
+        Ok(())
     })
+}
+
+/// Unregisters the fd before the State it points at is freed, then stops
+/// the instance. No input key is touched (SAFETY.md 4).
+fn stop(mut state: Box<State>) {
+    if let Some(mut ufd) = state.fd.take() {
+        // SAFETY: the fd was registered by start and is still in ulogd's
+        // list; unregistering unlinks it before the box is freed.
+        unsafe { bindings::masqlog_shim_unregister_fd(&mut *ufd) };
+    }
+    state.instance.stop(&UlogdLog);
 }
 
 /// # Safety
@@ -494,19 +577,13 @@ pub unsafe extern "C" fn masqlog_rs_stop(pi: *mut ulogd_pluginstance) -> c_int {
 /// this plugin (see SAFETY.md).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn masqlog_rs_signal(pi: *mut ulogd_pluginstance, sig: c_int) {
-    boundary("signal", (), || {
-        if pi.is_null() {
-            return;
+    entry("signal", || {
+        // SAFETY: ulogd passes NULL or a live instance of this plugin, and
+        // the reference ends with this callback.
+        if let Some(state) = unsafe { state(pi) }? {
+            state.instance.signal(sig, &UlogdLog);
         }
-        // SAFETY: live instance; ulogd's thread only; the State is live
-        // until stop takes it.
-        let state = unsafe { *slot(pi) };
-        if state.is_null() {
-            return;
-        }
-        // SAFETY: as above.
-        let state = unsafe { &mut *state };
-        state.instance.signal(sig, &UlogdHost);
+        Ok(())
     })
 }
 
@@ -653,30 +730,59 @@ const _: () = {
 /// this plugin (see SAFETY.md).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn masqlog_rs_interp(pi: *mut ulogd_pluginstance) -> c_int {
-    boundary("interp", IRET_ERR, || {
-        if pi.is_null() {
-            return IRET_ERR;
-        }
-        // SAFETY: live instance; ulogd's thread only; the State (if any)
-        // lives until stop. NFCT may call a sink whose start failed: the
-        // State is then present but not started, and the instance ignores
-        // the event.
-        let state = unsafe { *slot(pi) };
-        if state.is_null() {
-            return IRET_OK;
-        }
-        // SAFETY: as above.
-        let state = unsafe { &mut *state };
+    entry("interp", || {
+        // SAFETY: ulogd passes NULL or a live instance of this plugin, and
+        // the reference ends with this callback. NFCT may call a sink whose
+        // start failed: the State is then present but not started, and the
+        // instance ignores the event.
+        let Some(state) = unsafe { state(pi) }? else {
+            return Ok(());
+        };
         if !state.instance.started() {
-            return IRET_OK;
+            return Ok(());
         }
-        // SAFETY: `pi` is live during interp.
-        match unsafe { read_event(pi) } {
-            Some(raw) => {
-                state.instance.interp(&raw, &UlogdHost);
-                IRET_OK
-            }
-            None => IRET_ERR,
-        }
+        // SAFETY: `pi` is live during interp (not NULL: checked by `state`).
+        let raw = unsafe { read_event(pi) }.ok_or(Failure::QUIET)?;
+        state.instance.interp(&raw, &UlogdLog);
+        Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_maps_the_outcome_to_ulogd_return_codes() {
+        assert_eq!(entry::<c_int>("test", || Ok(())), IRET_OK);
+        assert_eq!(entry::<c_int>("test", || Err(Failure::QUIET)), IRET_ERR);
+        assert_eq!(
+            entry::<c_int>("test", || Err(Failure::of("m1", "bad value"))),
+            IRET_ERR
+        );
+        entry::<()>("test", || Err(Failure::QUIET));
+    }
+
+    #[test]
+    fn a_panic_in_an_entry_is_the_error_code_not_an_unwind() {
+        assert_eq!(
+            entry::<c_int>("test", || panic!("bug in the body")),
+            IRET_ERR
+        );
+        entry::<()>("test", || panic!("bug in the body"));
+    }
+
+    #[test]
+    fn entries_given_null_do_not_touch_it() {
+        let null = std::ptr::null_mut();
+        // SAFETY: NULL is what these entries must accept from ulogd.
+        unsafe {
+            assert_eq!(masqlog_rs_configure(null, std::ptr::null_mut()), IRET_ERR);
+            assert_eq!(masqlog_rs_start(null), IRET_ERR);
+            assert_eq!(masqlog_rs_interp(null), IRET_ERR);
+            assert_eq!(masqlog_rs_stop(null), IRET_ERR);
+            masqlog_rs_signal(null, libc::SIGUSR1);
+            assert_eq!(fd_callback(0, 0, std::ptr::null_mut()), 0);
+        }
+    }
 }

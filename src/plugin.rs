@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::sink::{Level, SinkError, Stats, Waker, Writer};
+use crate::sink::{Level, SinkError, SinkStats, Waker, Writer};
 use masqlog_core::config::{Config, ConfigError, RawValue, RemoteMode};
 use masqlog_core::ident::{IdentError, Outcome, Pool, Query};
 use masqlog_core::record::{
@@ -14,7 +14,7 @@ use masqlog_core::record::{
 };
 
 /// What the instance needs from its host (ulogd): a log.
-pub trait Host {
+pub trait HostLog {
     fn log(&self, level: Level, msg: &str);
 }
 
@@ -126,7 +126,7 @@ impl Instance {
     }
 
     /// Starts the writer thread, and the IDENT workers when configured.
-    pub fn start(&mut self, waker: Arc<dyn Waker>, host: &dyn Host) -> Result<(), StartError> {
+    pub fn start(&mut self, waker: Arc<dyn Waker>, host: &dyn HostLog) -> Result<(), StartError> {
         let writer = Writer::start(&self.cfg, waker.clone())?;
         if let Some(ic) = &self.cfg.ident {
             match Pool::start(ic.pool.clone(), waker) {
@@ -172,7 +172,7 @@ impl Instance {
     }
 
     /// Handles one conntrack event; never blocks.
-    pub fn interp(&mut self, raw: &RawConntrack, host: &dyn Host) {
+    pub fn interp(&mut self, raw: &RawConntrack, host: &dyn HostLog) {
         self.counts.events += 1;
         if self.writer.is_none() {
             return;
@@ -240,7 +240,7 @@ impl Instance {
         }
     }
 
-    fn submit_query(&mut self, start_rec: FlowRecord, q: Query, host: &dyn Host) {
+    fn submit_query(&mut self, start_rec: FlowRecord, q: Query, host: &dyn HostLog) {
         let Some(st) = self.ident.as_mut() else {
             return;
         };
@@ -264,7 +264,7 @@ impl Instance {
     }
 
     /// Writes the ident line of a flow and keeps the answer for its end line.
-    fn write_ident(&mut self, start_rec: FlowRecord, info: IdentInfo, host: &dyn Host) {
+    fn write_ident(&mut self, start_rec: FlowRecord, info: IdentInfo, host: &dyn HostLog) {
         let Some(writer) = &self.writer else { return };
         if let (Some(st), Some(id)) = (self.ident.as_mut(), start_rec.id) {
             st.answers.insert(id, info.clone());
@@ -283,7 +283,7 @@ impl Instance {
     }
 
     /// Writes the ident lines of the queries that finished.
-    fn drain_ident(&mut self, host: &dyn Host) {
+    fn drain_ident(&mut self, host: &dyn HostLog) {
         let Some(st) = self.ident.as_mut() else {
             return;
         };
@@ -302,7 +302,7 @@ impl Instance {
         }
     }
 
-    fn report_drops(&mut self, host: &dyn Host) {
+    fn report_drops(&mut self, host: &dyn HostLog) {
         let now = Instant::now();
         if self
             .last_drop_report
@@ -333,7 +333,7 @@ impl Instance {
         self.format_stats("stats", stats)
     }
 
-    fn format_stats(&self, what: &str, s: Stats) -> String {
+    fn format_stats(&self, what: &str, s: SinkStats) -> String {
         let c = self.counts;
         let ident = self
             .ident
@@ -357,7 +357,7 @@ impl Instance {
     }
 
     /// The writer thread woke the main thread: log what it left.
-    pub fn on_wake(&mut self, host: &dyn Host) {
+    pub fn on_wake(&mut self, host: &dyn HostLog) {
         self.drain_ident(host);
         let Some(writer) = &self.writer else { return };
         for n in writer.take_notices() {
@@ -373,7 +373,7 @@ impl Instance {
 
     /// SIGUSR1 logs the statistics line; SIGHUP makes the writer drop its
     /// connection and open a new one (after the receiver moved or rotated).
-    pub fn signal(&mut self, sig: i32, host: &dyn Host) {
+    pub fn signal(&mut self, sig: i32, host: &dyn HostLog) {
         if sig == libc::SIGUSR1 {
             host.log(Level::Notice, &self.stats_line());
         } else if sig == libc::SIGHUP
@@ -385,7 +385,7 @@ impl Instance {
 
     /// Sends what is queued (bounded wait), stops the writer and logs the
     /// final counts; an error line when anything was lost.
-    pub fn stop(&mut self, host: &dyn Host) {
+    pub fn stop(&mut self, host: &dyn HostLog) {
         let grace = (self.cfg.send_timeout * 2).min(STOP_GRACE_MAX);
         self.on_wake(host);
         if let Some(st) = self.ident.take() {
@@ -443,15 +443,15 @@ mod tests {
 
     #[test]
     fn interp_before_start_counts_but_does_nothing() {
-        struct NoHost;
-        impl Host for NoHost {
+        struct NoLog;
+        impl HostLog for NoLog {
             fn log(&self, _: Level, _: &str) {
                 panic!("no log expected");
             }
         }
         let mut i =
             Instance::configure("m1", &values(&[("spool_size_mb", RawValue::Int(0))])).unwrap();
-        i.interp(&RawConntrack::default(), &NoHost);
+        i.interp(&RawConntrack::default(), &NoLog);
         assert!(!i.started());
         assert!(
             i.stats_line().contains("events=1 logged=0"),

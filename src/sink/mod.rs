@@ -11,8 +11,12 @@
 //! `retry_interval` on a fresh connection. The thread never calls ulogd:
 //! it leaves [`Notice`]s that the main thread collects with
 //! [`Writer::take_notices`] when the [`Waker`] woke it.
+//!
+//! The writer thread by job: `worker` (its state and loop), `batch`
+//! (formatting and sending), `spooling` (when records go to the spool and
+//! how they come back), `gaps` (lost conntrack events as gap records, from
+//! the counter `drops` reads), `notices` and `stats`.
 
-use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -26,9 +30,14 @@ use masqlog_core::config::{Config, Format};
 use masqlog_core::format::Header;
 use masqlog_core::record::FlowRecord;
 
+mod batch;
 pub mod drops;
+mod gaps;
+mod notices;
 mod relp;
 pub mod spool;
+mod spooling;
+mod stats;
 mod transport;
 mod worker;
 
@@ -36,50 +45,10 @@ mod worker;
 mod testutil;
 
 pub use masqlog_core::wake::Waker;
+pub use notices::{Level, Notice};
+pub use stats::SinkStats;
 
-/// How loud a notice is, in ulogd's terms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    Info,
-    Notice,
-    Error,
-}
-
-/// A message from the writer thread for ulogd's log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Notice {
-    pub level: Level,
-    pub message: String,
-}
-
-/// Counters of the sink.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Records in the queue, not yet sent.
-    pub waiting: u64,
-    /// Records handed to the destination.
-    pub written: u64,
-    /// Failed send attempts (a record whose send failed is retried).
-    pub failed: u64,
-    /// Records lost: queue full, or still waiting when ulogd stopped.
-    pub dropped: u64,
-    /// Records in the on-disk spool, waiting for the destination.
-    pub spooled: u64,
-    /// Conntrack events the kernel could not hand to ulogd (netlink socket
-    /// overruns), each period written into the log as a gap record.
-    pub events_lost: u64,
-}
-
-impl fmt::Display for Stats {
-    /// `stats: waiting=N written=N failed=N dropped=N spooled=N`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "stats: waiting={} written={} failed={} dropped={} spooled={} events_lost={}",
-            self.waiting, self.written, self.failed, self.dropped, self.spooled, self.events_lost
-        )
-    }
-}
+use stats::Counts;
 
 /// Why the sink could not start.
 #[derive(Debug, thiserror::Error)]
@@ -104,63 +73,6 @@ pub(crate) enum Control {
 /// Formats one record into the buffer: `masqlog_core::format::write_syslog`, or a
 /// stand-in in tests.
 pub(crate) type FormatFn = Box<dyn FnMut(Format, &Header<'_>, &FlowRecord, &mut Vec<u8>) + Send>;
-
-/// The counters shared by the handle and the thread. `waiting` is derived:
-/// records accepted into the queue that are neither written, lost nor
-/// spooled yet (the queue plus the batch the thread holds); `spooled` is
-/// what the spool held at start plus what went in minus what came out.
-#[derive(Debug, Default)]
-struct Counts {
-    /// `submit`: records put into the queue.
-    accepted: AtomicU64,
-    /// `submit`: records refused by a full queue (or a dead thread).
-    refused: AtomicU64,
-    /// The thread: records handed to the destination.
-    written: AtomicU64,
-    /// The thread: failed send attempts.
-    failed: AtomicU64,
-    /// The thread (and `stop`): accepted records that will never be sent.
-    lost: AtomicU64,
-    /// The thread: live records written to the spool.
-    to_spool: AtomicU64,
-    /// The thread: spooled records that are done (written or lost).
-    spool_done: AtomicU64,
-    /// Records the spool held when it was opened (torn ones included).
-    spool_initial: AtomicU64,
-    /// The thread: gap records made (messages that were not submitted).
-    gaps: AtomicU64,
-    /// The thread: conntrack events lost, from the netlink drop counter.
-    events_lost: AtomicU64,
-}
-
-impl Counts {
-    fn snapshot(&self) -> Stats {
-        // What the thread counts is read before `accepted`: every record in
-        // `written` or `lost` was accepted before the thread saw it, so
-        // `waiting` cannot come out negative. `accepted` and `refused` only
-        // move in `submit`, on the caller's thread, so there
-        // written + dropped + waiting equals the records submitted.
-        let spool_done = self.spool_done.load(SeqCst);
-        let written = self.written.load(SeqCst);
-        let lost = self.lost.load(SeqCst);
-        let to_spool = self.to_spool.load(SeqCst);
-        let failed = self.failed.load(SeqCst);
-        let refused = self.refused.load(SeqCst);
-        let accepted = self.accepted.load(SeqCst);
-        let initial = self.spool_initial.load(SeqCst);
-        let gaps = self.gaps.load(SeqCst);
-        // Live records that ended: every end minus the spooled ones'.
-        let live_done = (written + lost).saturating_sub(spool_done);
-        Stats {
-            waiting: (accepted + gaps).saturating_sub(live_done + to_spool),
-            written,
-            failed,
-            dropped: refused + lost,
-            spooled: (initial + to_spool).saturating_sub(spool_done),
-            events_lost: self.events_lost.load(SeqCst),
-        }
-    }
-}
 
 /// The stop deadline, shared by the handle (which sets it) and the thread
 /// and its transport (which give up when it passed, even in the middle of
@@ -248,8 +160,8 @@ impl Writer {
             return Err(SinkError::QueueSize(cfg.queue_size));
         }
         let counts = Arc::new(Counts::default());
-        let (notice_tx, notice_rx) = bounded(worker::NOTICE_QUEUE);
-        let mut outbox = worker::Outbox::new(notice_tx, waker);
+        let (notice_tx, notice_rx) = bounded(notices::NOTICE_QUEUE);
+        let mut outbox = notices::Outbox::new(notice_tx, waker);
         let spool = match &cfg.spool {
             Some(sc) => {
                 let (spool, found) = spool::Spool::open(&sc.dir, sc.max_bytes, sc.sync)?;
@@ -343,7 +255,7 @@ impl Writer {
         self.notices.try_iter().collect()
     }
 
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> SinkStats {
         self.counts.snapshot()
     }
 
@@ -362,18 +274,18 @@ impl Writer {
     /// checks it at least every 50 ms. Only a TCP connect already under way
     /// runs to its end (at most `send_timeout`; immediate when the port is
     /// closed or the host answers).
-    pub fn stop(mut self, timeout: Duration) -> Stats {
+    pub fn stop(mut self, timeout: Duration) -> SinkStats {
         self.shutdown(timeout)
     }
 
     /// `stop`, and the notices the thread left on its way out (what it
     /// kept in the spool, what it lost).
-    pub fn stop_with_notices(mut self, timeout: Duration) -> (Stats, Vec<Notice>) {
+    pub fn stop_with_notices(mut self, timeout: Duration) -> (SinkStats, Vec<Notice>) {
         let stats = self.shutdown(timeout);
         (stats, self.notices.try_iter().collect())
     }
 
-    fn shutdown(&mut self, timeout: Duration) -> Stats {
+    fn shutdown(&mut self, timeout: Duration) -> SinkStats {
         let now = Instant::now();
         let deadline = now
             .checked_add(timeout)

@@ -603,7 +603,7 @@ impl Drop for Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::testutil::TempDir;
+    use crate::sink::testutil::temp_dir;
 
     fn open(dir: &Path, max: u64) -> (Spool, Recovered) {
         Spool::open(dir, max, Duration::from_secs(1)).unwrap()
@@ -634,7 +634,7 @@ mod tests {
 
     #[test]
     fn what_the_spool_creates_belongs_to_the_owner_of_spool_dir() {
-        let d = TempDir::new("spool-owner");
+        let d = temp_dir("spool-owner");
         let parent = d.path().join("spool");
         fs::create_dir(&parent).unwrap();
         // nobody:nogroup, as ulogd --uid would run; only root can do this
@@ -659,7 +659,7 @@ mod tests {
 
     #[test]
     fn records_come_back_in_order_once() {
-        let d = TempDir::new("spool-order");
+        let d = temp_dir("spool-order");
         let (mut s, rec) = open(d.path(), 1 << 20);
         assert_eq!(rec, Recovered::default());
         for i in 0..20 {
@@ -675,7 +675,7 @@ mod tests {
 
     #[test]
     fn a_reopened_spool_replays_what_was_not_consumed() {
-        let d = TempDir::new("spool-reopen");
+        let d = temp_dir("spool-reopen");
         {
             let (mut s, _) = open(d.path(), 1 << 20);
             for i in 0..10 {
@@ -696,7 +696,7 @@ mod tests {
 
     #[test]
     fn a_second_opener_is_refused_while_the_lock_is_held() {
-        let d = TempDir::new("spool-lock");
+        let d = temp_dir("spool-lock");
         let (_s, _) = open(d.path(), 1 << 20);
         match Spool::open(d.path(), 1 << 20, Duration::ZERO) {
             Err(SpoolError::Locked(p)) => assert_eq!(p, d.path()),
@@ -707,7 +707,7 @@ mod tests {
 
     #[test]
     fn the_size_bound_refuses_and_counts_nothing_extra() {
-        let d = TempDir::new("spool-full");
+        let d = temp_dir("spool-full");
         let (mut s, _) = open(d.path(), 200);
         let msg = [b'x'; 40];
         let mut n = 0;
@@ -725,7 +725,7 @@ mod tests {
 
     #[test]
     fn a_torn_tail_is_cut_and_reported() {
-        let d = TempDir::new("spool-torn");
+        let d = temp_dir("spool-torn");
         {
             let (mut s, _) = open(d.path(), 1 << 20);
             s.append(b"one").unwrap();
@@ -755,7 +755,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_byte_fails_the_checksum() {
-        let d = TempDir::new("spool-crc");
+        let d = temp_dir("spool-crc");
         {
             let (mut s, _) = open(d.path(), 1 << 20);
             s.append(b"good").unwrap();
@@ -780,7 +780,7 @@ mod tests {
 
     #[test]
     fn segments_roll_over_and_are_removed_once_delivered() {
-        let d = TempDir::new("spool-segments");
+        let d = temp_dir("spool-segments");
         let (mut s, _) = open(d.path(), 64 << 20);
         let msg = vec![b'y'; 60_000];
         let n = (3 * SEGMENT_BYTES / 60_000) as usize;

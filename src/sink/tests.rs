@@ -44,7 +44,7 @@ fn submit_all(w: &Writer, ids: std::ops::Range<u32>) {
     }
 }
 
-fn assert_adds_up(s: Stats, submitted: u64) {
+fn assert_adds_up(s: SinkStats, submitted: u64) {
     assert_eq!(s.written + s.dropped + s.waiting, submitted, "{s:?}");
 }
 
@@ -58,7 +58,7 @@ fn count(notices: &[Notice], level: Level, text: &str) -> usize {
 
 #[test]
 fn stats_display_is_exact() {
-    let s = Stats {
+    let s = SinkStats {
         waiting: 1,
         written: 22,
         failed: 333,
@@ -87,7 +87,7 @@ fn zero_queue_size_is_refused() {
 
 #[test]
 fn unix_destination_gets_the_exact_bytes_without_hostname() {
-    let dir = TempDir::new("writer-unix");
+    let dir = temp_dir("writer-unix");
     let rx = UnixReceiver::bind(dir.path().join("log"));
     let cfg = test_config(Destination::Unix(rx.path.clone()));
     let (format, seen) = capturing(id_format());
@@ -101,7 +101,7 @@ fn unix_destination_gets_the_exact_bytes_without_hostname() {
     let s = w.stop(LONG);
     assert_eq!(
         s,
-        Stats {
+        SinkStats {
             waiting: 0,
             written: 10,
             failed: 0,
@@ -146,7 +146,7 @@ fn udp_ipv4_destination_gets_the_exact_bytes_with_hostname() {
 #[test]
 fn udp_ipv6_destination_uses_the_system_hostname_by_default() {
     let first = udp_destination("[::1]:0", None);
-    let host = worker::system_hostname();
+    let host = batch::system_hostname();
     let pid = std::process::id();
     assert_eq!(
         first,
@@ -236,7 +236,7 @@ fn down_then_up(dest: Destination, bring_up: impl FnOnce() -> Box<dyn FnMut() ->
 
 #[test]
 fn unix_destination_down_at_start_then_up_loses_nothing() {
-    let dir = TempDir::new("writer-unix-down");
+    let dir = temp_dir("writer-unix-down");
     let path = dir.path().join("log");
     down_then_up(Destination::Unix(path.clone()), move || {
         let rx = UnixReceiver::bind(path);
@@ -303,7 +303,7 @@ fn tcp_receiver_killed_mid_stream_and_restarted() {
 
 #[test]
 fn full_queue_refuses_without_blocking() {
-    let dir = TempDir::new("writer-full");
+    let dir = temp_dir("writer-full");
     let cfg = Config {
         queue_size: 64,
         retry_interval: Duration::from_secs(1),
@@ -315,7 +315,7 @@ fn full_queue_refuses_without_blocking() {
     let elapsed = t0.elapsed();
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
     // 64 in the queue, plus the batch the thread may already hold.
-    let most = 64 + super::worker::BATCH as u64;
+    let most = 64 + super::batch::BATCH as u64;
     assert!((64..=most).contains(&accepted), "{accepted}");
     let s = w.stats();
     assert_eq!(s.dropped, 10_000 - accepted);
@@ -326,7 +326,7 @@ fn full_queue_refuses_without_blocking() {
 
 #[test]
 fn stop_with_a_dead_destination_is_bounded_and_counts_leftovers() {
-    let dir = TempDir::new("writer-stop-dead");
+    let dir = temp_dir("writer-stop-dead");
     let cfg = Config {
         retry_interval: Duration::from_millis(50),
         ..test_config(Destination::Unix(dir.path().join("nobody")))
@@ -390,7 +390,7 @@ fn stop_sends_what_is_queued() {
 
 #[test]
 fn dropping_the_writer_without_stop_does_not_hang() {
-    let dir = TempDir::new("writer-drop");
+    let dir = temp_dir("writer-drop");
     let cfg = Config {
         retry_interval: Duration::from_secs(60),
         ..test_config(Destination::Unix(dir.path().join("nobody")))
@@ -404,7 +404,7 @@ fn dropping_the_writer_without_stop_does_not_hang() {
 
 #[test]
 fn a_panicking_format_costs_only_that_record() {
-    let dir = TempDir::new("writer-panic");
+    let dir = temp_dir("writer-panic");
     let rx = UnixReceiver::bind(dir.path().join("log"));
     let cfg = test_config(Destination::Unix(rx.path.clone()));
     let mut inner = id_format();
@@ -435,7 +435,7 @@ fn a_panicking_format_costs_only_that_record() {
 
 #[test]
 fn statistics_are_left_as_info_notices_every_interval() {
-    let dir = TempDir::new("writer-stats");
+    let dir = temp_dir("writer-stats");
     let rx = UnixReceiver::bind(dir.path().join("log"));
     let cfg = Config {
         stats_interval: Some(Duration::from_millis(50)),
@@ -465,7 +465,7 @@ fn statistics_are_left_as_info_notices_every_interval() {
 
 #[test]
 fn a_long_outage_does_not_repeat_its_notice() {
-    let dir = TempDir::new("writer-quiet");
+    let dir = temp_dir("writer-quiet");
     let cfg = Config {
         retry_interval: Duration::from_millis(10),
         ..test_config(Destination::Unix(dir.path().join("nobody")))
@@ -500,7 +500,7 @@ fn parsed_ids(msgs: &[Vec<u8>]) -> Vec<u32> {
 
 #[test]
 fn real_format_over_unix_arrives_byte_for_byte() {
-    let dir = TempDir::new("writer-real-unix");
+    let dir = temp_dir("writer-real-unix");
     let rx = UnixReceiver::bind(dir.path().join("log"));
     for format in [Format::Text, Format::Rfc5424, Format::Json] {
         let cfg = Config {
@@ -564,7 +564,7 @@ fn spool_config(
 
 #[test]
 fn a_dead_destination_fills_the_spool_not_the_queue_and_the_replay_keeps_order() {
-    let dir = TempDir::new("writer-spool-order");
+    let dir = temp_dir("writer-spool-order");
     let path = dir.path().join("log");
     let cfg = Config {
         queue_size: 64,
@@ -594,7 +594,7 @@ fn a_dead_destination_fills_the_spool_not_the_queue_and_the_replay_keeps_order()
 
 #[test]
 fn spooled_records_survive_a_stop_and_go_out_first_after_a_restart() {
-    let dir = TempDir::new("writer-spool-restart");
+    let dir = temp_dir("writer-spool-restart");
     let path = dir.path().join("log");
     let cfg = Config {
         spool: spool_config(&dir.path().join("spool"), 1 << 20),
@@ -627,7 +627,7 @@ fn spooled_records_survive_a_stop_and_go_out_first_after_a_restart() {
 
 #[test]
 fn a_full_spool_leaves_records_in_the_queue_and_counts_what_overflows() {
-    let dir = TempDir::new("writer-spool-full");
+    let dir = temp_dir("writer-spool-full");
     let cfg = Config {
         queue_size: 64,
         // room for a few dozen short messages
@@ -662,7 +662,7 @@ fn a_full_spool_leaves_records_in_the_queue_and_counts_what_overflows() {
 
 #[test]
 fn a_slow_destination_gets_the_backlog_from_the_spool_and_nothing_is_dropped() {
-    let dir = TempDir::new("writer-spool-slow");
+    let dir = temp_dir("writer-spool-slow");
     let rx = UnixReceiver::bind(dir.path().join("log"));
     let cfg = Config {
         queue_size: 1024,

@@ -424,7 +424,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::sink::testutil::{TempDir, parse_frames};
+    use crate::sink::testutil::{parse_frames, temp_dir};
 
     const T: Duration = Duration::from_millis(500);
 
@@ -449,7 +449,7 @@ mod tests {
 
     #[test]
     fn unix_datagram_carries_exact_bytes() {
-        let dir = TempDir::new("transport-unix");
+        let dir = temp_dir("transport-unix");
         let path = dir.path().join("log");
         let rx = UnixDatagram::bind(&path).unwrap();
         rx.set_read_timeout(Some(T)).unwrap();
@@ -467,7 +467,7 @@ mod tests {
 
     #[test]
     fn unix_missing_socket_is_retry_and_reconnects_when_it_appears() {
-        let dir = TempDir::new("transport-unix-missing");
+        let dir = temp_dir("transport-unix-missing");
         let path = dir.path().join("log");
         let mut t = open(&Destination::Unix(path.clone()));
         let e = retry(send(&mut *t, b"x", T));
@@ -490,7 +490,7 @@ mod tests {
 
     #[test]
     fn unix_full_receiver_times_out_as_retry() {
-        let dir = TempDir::new("transport-unix-full");
+        let dir = temp_dir("transport-unix-full");
         let path = dir.path().join("log");
         let _rx = UnixDatagram::bind(&path).unwrap();
         let mut t = open(&Destination::Unix(path));
