@@ -12,9 +12,8 @@
 //! between `from` (the previous check, when none were missing) and `to`
 //! (the check that found them missing).
 
-use memchr::memmem;
-
-use super::{FORMAT_VERSION, Header, header, json, rfc5424, text, write_u64};
+use super::Header;
+use super::event::{self, Val, value};
 use crate::config::Format;
 use crate::record::Timestamp;
 use crate::time;
@@ -31,21 +30,6 @@ pub struct Gap {
 /// What `source` says: the drop counter of the NETLINK_NETFILTER socket.
 const SOURCE: &str = "netlink";
 
-/// One field's value.
-enum Val {
-    Time(Timestamp),
-    Num(u64),
-    Word(&'static str),
-}
-
-fn write_val(v: &Val, out: &mut Vec<u8>) {
-    match v {
-        Val::Time(t) => time::write_rfc3339_micros(*t, out),
-        Val::Num(n) => write_u64(out, *n),
-        Val::Word(w) => out.extend_from_slice(w.as_bytes()),
-    }
-}
-
 /// Appends one complete syslog message for `gap`; returns where its body
 /// (the format's marker) starts, as [`super::write_syslog`] does.
 pub fn write_syslog(format: Format, hdr: &Header<'_>, gap: &Gap, out: &mut Vec<u8>) -> usize {
@@ -55,93 +39,13 @@ pub fn write_syslog(format: Format, hdr: &Header<'_>, gap: &Gap, out: &mut Vec<u
         ("lost", Val::Num(gap.lost)),
         ("source", Val::Word(SOURCE)),
     ];
-    match format {
-        Format::Text => {
-            header::write_rfc3164(hdr, out);
-            let start = out.len();
-            out.extend_from_slice(text::MARKER.as_bytes());
-            write_u64(out, FORMAT_VERSION.into());
-            out.extend_from_slice(b" ev=gap");
-            for (key, v) in &fields {
-                out.push(b' ');
-                out.extend_from_slice(key.as_bytes());
-                out.push(b'=');
-                write_val(v, out);
-            }
-            start
-        }
-        Format::Json => {
-            header::write_rfc3164(hdr, out);
-            let start = out.len();
-            out.extend_from_slice(json::MARKER.as_bytes());
-            write_u64(out, FORMAT_VERSION.into());
-            out.extend_from_slice(b",\"ev\":\"gap\"");
-            for (key, v) in &fields {
-                out.extend_from_slice(b",\"");
-                out.extend_from_slice(key.as_bytes());
-                out.extend_from_slice(b"\":");
-                let quoted = !matches!(v, Val::Num(_));
-                if quoted {
-                    out.push(b'"');
-                }
-                write_val(v, out);
-                if quoted {
-                    out.push(b'"');
-                }
-            }
-            out.push(b'}');
-            start
-        }
-        Format::Rfc5424 => {
-            header::write_rfc5424(hdr, "gap", out);
-            let start = out.len();
-            out.extend_from_slice(rfc5424::MARKER.as_bytes());
-            out.extend_from_slice(b"masqlog=\"");
-            write_u64(out, FORMAT_VERSION.into());
-            out.extend_from_slice(b"\" ev=\"gap\"");
-            for (key, v) in &fields {
-                out.push(b' ');
-                out.extend_from_slice(key.as_bytes());
-                out.extend_from_slice(b"=\"");
-                write_val(v, out);
-                out.push(b'"');
-            }
-            out.push(b']');
-            start
-        }
-    }
-}
-
-/// The value of `key` in any of the three forms (`key=V`, `key="V"`,
-/// `"key":"V"`, `"key":N`), starting the search at `from`.
-fn value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    for pat in [
-        format!(" {key}=\""),
-        format!("\"{key}\":\""),
-        format!("\"{key}\":"),
-        format!(" {key}="),
-    ] {
-        if let Some(at) = memmem::find(line.as_bytes(), pat.as_bytes()) {
-            let rest = &line[at + pat.len()..];
-            let end = rest.find(['"', ' ', ',', '}', ']']).unwrap_or(rest.len());
-            return Some(&rest[..end]);
-        }
-    }
-    None
+    event::write_syslog(format, hdr, "gap", &fields, out)
 }
 
 /// Reads a gap record in any of the three forms; `None` for any other
 /// line (flow lines included).
 pub fn parse_gap(line: &str) -> Option<Gap> {
-    let b = line.as_bytes();
-    let marked = [
-        &b" ev=gap "[..],
-        &b"\"ev\":\"gap\""[..],
-        &b" ev=\"gap\""[..],
-    ]
-    .iter()
-    .any(|m| memmem::find(b, m).is_some());
-    if !marked {
+    if !event::is_event(line, "gap") {
         return None;
     }
     let from = time::parse_rfc3339(value(line, "from")?)?;

@@ -13,7 +13,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::config::Format;
 use crate::record::{Endpoint, FlowRecord, Timestamp};
 
+pub mod chain;
 pub mod escape;
+mod event;
 mod fields;
 pub mod gap;
 mod header;
