@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use masqlog_command::lookup::batch::{self, ReportLine};
 use masqlog_command::lookup::json::Json;
 use masqlog_command::lookup::render::{self, Answer};
-use masqlog_command::lookup::when::{self, TimeError, Zone};
 use masqlog_command::lookup::{
     self, Input, LookupError, Progress, Query, Scan, ScanOptions, portblock, query,
 };
 use masqlog_command::portblock::RuleFile;
+use masqlog_command::when::{self, TimeError, Zone};
 
 const AFTER_HELP: &str = "\
 Examples:

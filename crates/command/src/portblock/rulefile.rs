@@ -67,7 +67,8 @@ impl RuleFile {
         let mut lines = text.lines().enumerate();
         let generated_at = match lines.next() {
             Some((_, l)) if l.starts_with(GENERATED_AT) => {
-                clock::parse_time(&l[GENERATED_AT.len()..])
+                clock::parse_time(&l[GENERATED_AT.len()..], None)
+                    .map(|t| t.first().secs)
                     .map_err(|_| foreign("its generated-at line has no valid time"))?
             }
             _ => return Err(foreign("its first line is not masqlog's generated-at line")),
