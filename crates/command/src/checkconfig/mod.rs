@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::lookup::json::Json;
+use crate::json::Json;
 use masqlog_core::config::{Config, Destination, RawValue};
 use masqlog_core::ident::Mode;
 use masqlog_core::keys::{CONF_KEYS, ConfKind};

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use masqlog_command::json::Json;
 use masqlog_command::lookup::batch::{self, ReportLine};
-use masqlog_command::lookup::json::Json;
 use masqlog_command::lookup::render::{self, Answer};
 use masqlog_command::lookup::{
     self, Input, LookupError, Progress, Query, Scan, ScanOptions, portblock, query,

@@ -18,7 +18,7 @@ mod fields;
 pub mod gap;
 mod header;
 pub mod json;
-mod json_reader;
+pub mod json_reader;
 pub mod parse;
 pub mod rfc5424;
 #[cfg(any(test, feature = "testutil"))]
