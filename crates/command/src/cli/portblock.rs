@@ -229,7 +229,7 @@ pub struct TestArgs {
 }
 
 fn parse_internal(s: &str) -> Result<Ipv4Net, PortblockError> {
-    s.parse()
+    net::parse_prefix(s)
 }
 
 fn parse_tz(s: &str) -> Result<Zone, TimeError> {
