@@ -71,10 +71,7 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
     } else {
         report.render_text().into_bytes()
     };
-    match io::stdout().lock().write_all(&out) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
-        _ => {}
-    }
+    io::stdout().lock().write_all(&out)?;
     Ok(ExitCode::from(report.exit_code()))
 }
 

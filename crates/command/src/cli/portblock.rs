@@ -277,17 +277,16 @@ pub fn run(args: &PortblockArgs) -> Result<ExitCode, PortblockError> {
     }
 }
 
-/// Writes to stdout; a closed pipe (`| head`) ends quietly.
-fn print(text: &str) -> Result<bool, PortblockError> {
+/// Writes to stdout (a closed pipe, `| head`, is an error that `main` ends
+/// quietly).
+fn print(text: &str) -> Result<(), PortblockError> {
     let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
-        Err(e) => Err(PortblockError::io(
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(PortblockError::io(
             "cannot write to",
             Path::new("standard output"),
-        )(e)),
-    }
+        ))
 }
 
 fn checked_plan(opts: &PlanOpts) -> Result<Plan, PortblockError> {
