@@ -1,14 +1,15 @@
 //! Fuzzes the time parsers: `time::parse_rfc3339` (what it reads, written
 //! back with `write_rfc3339_micros`, reads as the same instant, and jiff
 //! reads both texts as that instant too) and the report-time parsers of
-//! `lookup::when` (`parse_report_time`, `parse_zone`, `parse_duration`): no
-//! panic, no overflow, and results within the range they promise.
+//! `masqlog_command::when` (`parse_report_time`, `parse_zone`,
+//! `parse_duration`): no panic, no overflow, and results within the range
+//! they promise.
 #![no_main]
 
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use masqlog_command::lookup::when::{
+use masqlog_command::when::{
     TimeError, Zone, human_duration, parse_duration, parse_report_time, parse_zone,
 };
 use masqlog_core::record::Timestamp;

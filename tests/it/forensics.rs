@@ -19,8 +19,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use masqlog_command::lookup::when::parse_zone;
 use masqlog_command::portblock::{self, RuleFile};
+use masqlog_command::when::parse_zone;
 use masqlog_core::record::{Event, Timestamp};
 use masqlog_core::time::utc_string;
 use masqlog_lab::conntrack::CtKind;

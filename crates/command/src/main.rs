@@ -1,8 +1,11 @@
 //! The `masqlog` command: forensics and tooling around the MASQLOG plugin.
 
+use std::io;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use masqlog_command::lookup::LookupError;
+use masqlog_command::portblock::PortblockError;
 
 mod cli;
 
@@ -74,12 +77,96 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    exit_status(run(Cli::parse()))
+}
+
+/// The exit status for what [`run`] returned. An error prints as
+/// `masqlog: {err:#}` and exits 2, except a broken pipe anywhere in its
+/// chain: the reader of the output went away (`masqlog lookup ... | head`),
+/// which is no failure of ours and there is no one left to tell, so it
+/// exits 0 quietly, as ripgrep does.
+fn exit_status(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
         Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("masqlog: {err:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Whether an error, or any error in its chain, is a broken pipe.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(io_error)
+        .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// The I/O error that `e` is or carries. The errors of lookup and portblock
+/// keep an I/O cause in their message, not as a `source()` (so that `{:#}`
+/// prints it once), so they are looked into here.
+fn io_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Error> {
+    fn portblock(e: &PortblockError) -> Option<&io::Error> {
+        match e {
+            PortblockError::Io { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+    if let Some(io) = e.downcast_ref::<io::Error>() {
+        return Some(io);
+    }
+    if let Some(e) = e.downcast_ref::<LookupError>() {
+        return match e {
+            LookupError::Output(io) => Some(io),
+            LookupError::Portblock(p) => portblock(p),
+            _ => None,
+        };
+    }
+    e.downcast_ref::<PortblockError>().and_then(portblock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe() -> io::Error {
+        io::Error::from(io::ErrorKind::BrokenPipe)
+    }
+
+    #[test]
+    fn a_broken_pipe_anywhere_in_the_chain_exits_0() {
+        for err in [
+            anyhow::Error::from(pipe()),
+            anyhow::Error::from(pipe()).context("writing the report"),
+            LookupError::Output(pipe()).into(),
+            LookupError::Portblock(PortblockError::Io {
+                what: "cannot write to",
+                path: "standard output".into(),
+                cause: pipe(),
+            })
+            .into(),
+            PortblockError::Io {
+                what: "cannot write to",
+                path: "standard output".into(),
+                cause: pipe(),
+            }
+            .into(),
+        ] {
+            assert!(is_broken_pipe(&err), "{err:#}");
+            assert_eq!(exit_status(Err(err)), ExitCode::SUCCESS);
+        }
+    }
+
+    #[test]
+    fn other_errors_exit_2_and_codes_pass_through() {
+        let err = anyhow::Error::from(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(!is_broken_pipe(&err));
+        assert_eq!(exit_status(Err(err)), ExitCode::from(2));
+        assert_eq!(
+            exit_status(Err(LookupError::NoInput.into())),
+            ExitCode::from(2)
+        );
+        assert_eq!(exit_status(Ok(ExitCode::from(1))), ExitCode::from(1));
     }
 }

@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use crate::ident::{Mode, PoolConfig, QueryConfig};
 use crate::keys::{CONF_KEYS, ConfKind};
 use crate::record::NatFilter;
@@ -77,47 +79,21 @@ impl fmt::Display for Destination {
     }
 }
 
-/// An address prefix (`10.99.0.0/24`, `fd00::/8`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub len: u8,
-}
-
-impl Cidr {
-    /// Parses `ADDR/LEN` or a bare address (a host prefix).
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let (a, l) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a.parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = match l {
-            Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => l.parse().ok()?,
-            Some(_) => return None,
-            None => max,
-        };
-        (len <= max).then_some(Cidr { addr, len })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let bits = |a: IpAddr| -> (u128, u32) {
-            match a {
-                IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
-                IpAddr::V6(v) => (u128::from(v), 128),
-            }
-        };
-        let ((net, w1), (host, w2)) = (bits(self.addr), bits(ip));
-        if w1 != w2 {
-            return false;
-        }
-        let shift = w1 - u32::from(self.len);
-        if shift >= 128 {
-            return true;
-        }
-        (net >> shift) == (host >> shift)
-    }
+/// A prefix of `ident_clients` (`10.99.0.0/24`, `fd00::/8`), or a bare
+/// address for a host prefix. Host bits may be set: `10.99.0.5/24` is the
+/// network 10.99.0.0/24.
+fn parse_client_prefix(s: &str) -> Option<IpNet> {
+    let (a, l) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: IpAddr = a.parse().ok()?;
+    let len = match l {
+        Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => l.parse().ok()?,
+        Some(_) => return None,
+        None => IpNet::from(addr).max_prefix_len(),
+    };
+    IpNet::new(addr, len).ok()
 }
 
 /// IDENT lookups (config keys `ident*`).
@@ -125,7 +101,7 @@ impl Cidr {
 pub struct IdentConfig {
     pub pool: PoolConfig,
     /// Clients to ask; empty: every client.
-    pub clients: Vec<Cidr>,
+    pub clients: Vec<IpNet>,
     /// Remote port ranges to ask about; empty: every port.
     pub remote_ports: Vec<(u16, u16)>,
 }
@@ -133,7 +109,7 @@ pub struct IdentConfig {
 impl IdentConfig {
     /// Whether a flow from `client` to remote port `port` is to be asked about.
     pub fn wants(&self, client: IpAddr, port: u16) -> bool {
-        (self.clients.is_empty() || self.clients.iter().any(|c| c.contains(client)))
+        (self.clients.is_empty() || self.clients.iter().any(|c| c.contains(&client)))
             && (self.remote_ports.is_empty()
                 || self
                     .remote_ports
@@ -529,7 +505,7 @@ impl Config {
             .split(',')
             .map(str::trim)
             .filter(|c| !c.is_empty())
-            .map(Cidr::parse)
+            .map(parse_client_prefix)
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| ConfigError {
                 key: "ident_clients",
@@ -674,6 +650,39 @@ mod tests {
             RemoteMode::Omit
         );
         assert!(with("remote", RawValue::Str("drop".into())).is_err());
+    }
+
+    #[test]
+    fn ident_clients_are_prefixes_or_addresses() {
+        let mut vals = defaults();
+        let at = |k: &str| CONF_KEYS.iter().position(|c| c.name == k).unwrap();
+        vals[at("ident")] = RawValue::Str("plain".into());
+        vals[at("ident_clients")] = RawValue::Str("10.99.0.5/24, fd99::/64,192.0.2.7".into());
+        let ic = Config::from_values(&vals).unwrap().ident.unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(ic.wants(ip("10.99.0.200"), 113));
+        assert!(!ic.wants(ip("10.99.1.1"), 113));
+        assert!(ic.wants(ip("fd99::1"), 113));
+        assert!(!ic.wants(ip("fd98::1"), 113));
+        assert!(ic.wants(ip("192.0.2.7"), 113));
+        assert!(!ic.wants(ip("192.0.2.8"), 113));
+        // An IPv4 prefix holds no IPv6 address, not even a mapped one.
+        assert!(!ic.wants(ip("::ffff:10.99.0.1"), 113));
+        for bad in [
+            "lan",
+            "10.99.0.0/33",
+            "10.99.0.0/",
+            "10.99.0.0/+8",
+            "fd99::/129",
+        ] {
+            vals[at("ident_clients")] = RawValue::Str(bad.into());
+            let e = Config::from_values(&vals).unwrap_err();
+            assert_eq!(e.key, "ident_clients", "{bad}");
+        }
+        vals[at("ident_clients")] = RawValue::Str("0.0.0.0/0".into());
+        let ic = Config::from_values(&vals).unwrap().ident.unwrap();
+        assert!(ic.wants(ip("203.0.113.1"), 113));
+        assert!(!ic.wants(ip("2001:db8::1"), 113));
     }
 
     #[test]

@@ -10,7 +10,9 @@ use crate::record::Timestamp;
 
 const SECS_PER_DAY: i64 = 86_400;
 
-const MONTHS: [&[u8; 3]; 12] = [
+/// The English month abbreviations of RFC 3164 (and of `date`, mail and
+/// access logs), January first.
+pub const MONTHS: [&[u8; 3]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
 ];
 
@@ -64,11 +66,13 @@ pub fn utc_string(t: Timestamp, micros: bool) -> String {
     s
 }
 
-fn is_leap(y: i64) -> bool {
+/// Whether `y` is a leap year of the proleptic Gregorian calendar.
+pub fn is_leap(y: i64) -> bool {
     y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
 }
 
-fn days_in_month(y: i64, m: u32) -> u32 {
+/// The number of days of month `m` (1..=12) of year `y`.
+pub fn days_in_month(y: i64, m: u32) -> u32 {
     match m {
         2 if is_leap(y) => 29,
         2 => 28,

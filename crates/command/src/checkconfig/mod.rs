@@ -6,22 +6,22 @@
 //! routing. Each finding is `ok`, `warn` or `FAIL` and says what to change.
 //!
 //! The checks read the machine through [`System`], so that the logic is
-//! tested without root; [`Host`] is the real machine.
+//! tested without root; [`Machine`] is the real one.
 
-pub mod host;
+pub mod machine;
 pub mod ulogdconf;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::lookup::json::Json;
+use crate::json::Json;
 use masqlog_core::config::{Config, Destination, RawValue};
 use masqlog_core::ident::Mode;
 use masqlog_core::keys::{CONF_KEYS, ConfKind};
 use ulogdconf::{ConfFile, IntSyntax, Section, int_syntax, parse_stack, strtoul_int};
 
-pub use host::Host;
+pub use machine::Machine;
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,9 +43,9 @@ impl Status {
     }
 }
 
-/// One line of the report.
+/// One line of the report: the result of one check.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Finding {
+pub struct CheckResult {
     pub status: Status,
     /// What was checked: `[masq1] format`, `sysctl nf_conntrack_acct`, ...
     pub subject: String,
@@ -57,12 +57,12 @@ pub struct Finding {
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     pub file: PathBuf,
-    pub findings: Vec<Finding>,
+    pub results: Vec<CheckResult>,
 }
 
 impl Report {
     fn push(&mut self, status: Status, subject: impl Into<String>, message: impl Into<String>) {
-        self.findings.push(Finding {
+        self.results.push(CheckResult {
             status,
             subject: subject.into(),
             message: message.into(),
@@ -81,14 +81,14 @@ impl Report {
         self.push(Status::Fail, subject, message);
     }
 
-    /// How many findings have `status`.
+    /// How many results have `status`.
     pub fn count(&self, status: Status) -> usize {
-        self.findings.iter().filter(|f| f.status == status).count()
+        self.results.iter().filter(|f| f.status == status).count()
     }
 
-    /// The findings with `status`.
-    pub fn with(&self, status: Status) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(move |f| f.status == status)
+    /// The results with `status`.
+    pub fn with(&self, status: Status) -> impl Iterator<Item = &CheckResult> {
+        self.results.iter().filter(move |f| f.status == status)
     }
 
     /// 0 when nothing is missing (warnings allowed), 1 otherwise.
@@ -123,7 +123,7 @@ impl Report {
     /// One line per finding, then the summary.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
-        for f in &self.findings {
+        for f in &self.results {
             out.push_str(&format!(
                 "{:<4}  {}: {}\n",
                 f.status.label(),
@@ -139,7 +139,7 @@ impl Report {
     /// The report as one JSON object.
     pub fn to_json(&self) -> Json {
         let findings = self
-            .findings
+            .results
             .iter()
             .map(|f| {
                 Json::obj([
@@ -216,7 +216,7 @@ pub const IDENT_EXAMPLE: &str = "/usr/share/doc/masqlog/examples/ident-transpare
 pub fn check(file: &Path, text: &[u8], sys: &dyn System) -> Report {
     let mut r = Report {
         file: file.to_path_buf(),
-        findings: Vec::new(),
+        results: Vec::new(),
     };
     let conf = ConfFile::parse(text);
     let global = match conf.section("global") {

@@ -150,7 +150,7 @@ fn run(text: &str, sys: &Fake) -> Report {
 }
 
 fn has(r: &Report, status: Status, subject: &str, needle: &str) -> bool {
-    r.findings
+    r.results
         .iter()
         .any(|f| f.status == status && f.subject.contains(subject) && f.message.contains(needle))
 }
@@ -170,7 +170,7 @@ fn the_example_is_all_green() {
         "[masq1] destination",
     ] {
         assert!(
-            r.findings
+            r.results
                 .iter()
                 .any(|f| f.subject == subject && f.status == Status::Ok),
             "no ok line for {subject}:\n{}",
@@ -697,7 +697,7 @@ fn every_bad_plugin_value_is_named_with_its_line() {
         assert_eq!(r.exit_code(), 1, "{key}={value}:\n{out}");
         let want = format!("line {line}: config key `{key}` = {shown}: ");
         let f = r
-            .findings
+            .results
             .iter()
             .find(|f| f.status == Status::Fail && f.subject == format!("[masq1] {key}"))
             .unwrap_or_else(|| panic!("{key}={value}: no FAIL line for the key:\n{out}"));

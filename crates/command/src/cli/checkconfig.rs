@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
-use masqlog_command::checkconfig::{self, Host};
+use masqlog_command::checkconfig::{self, Machine};
 
 const AFTER_HELP: &str = "\
 Checks, each reported as ok, warn or FAIL with what to change:
@@ -62,7 +62,7 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let report = checkconfig::check(&args.file, &text, &Host);
+    let report = checkconfig::check(&args.file, &text, &Machine);
     let out = if args.json {
         let mut buf = Vec::new();
         report.to_json().write(&mut buf);
@@ -71,10 +71,7 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
     } else {
         report.render_text().into_bytes()
     };
-    match io::stdout().lock().write_all(&out) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
-        _ => {}
-    }
+    io::stdout().lock().write_all(&out)?;
     Ok(ExitCode::from(report.exit_code()))
 }
 

@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use masqlog_command::json::Json;
 use masqlog_command::lookup::batch::{self, ReportLine};
-use masqlog_command::lookup::json::Json;
 use masqlog_command::lookup::render::{self, Answer};
-use masqlog_command::lookup::when::{self, TimeError, Zone};
 use masqlog_command::lookup::{
     self, AbuseReport, Input, LookupError, Progress, Scan, ScanOptions, portblock, query,
 };
 use masqlog_command::portblock::RuleFile;
+use masqlog_command::when::{self, TimeError, Zone};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -140,8 +140,8 @@ pub struct Io<'a> {
 }
 
 /// Runs `masqlog lookup` on the real stdin, stdout and stderr. Errors are
-/// bad input (exit 2, printed by `main`); a closed stdout (`| head`) ends
-/// quietly with 0.
+/// bad input (exit 2, printed by `main`), or a closed stdout (`| head`),
+/// which `main` ends quietly with 0.
 pub fn run(args: &LookupArgs) -> Result<ExitCode, LookupError> {
     let stdin = io::stdin();
     let stdin_is_tty = stdin.is_terminal();
@@ -163,13 +163,9 @@ pub fn run(args: &LookupArgs) -> Result<ExitCode, LookupError> {
     exit_code(result).map(ExitCode::from)
 }
 
-/// The exit status of a finished lookup: a broken pipe is not an error.
+/// The exit status of a finished lookup.
 pub fn exit_code(result: Result<Exit, LookupError>) -> Result<u8, LookupError> {
-    match result {
-        Ok(e) => Ok(e.code()),
-        Err(LookupError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
-        Err(e) => Err(e),
-    }
+    result.map(Exit::code)
 }
 
 /// A progress bar on stderr: bytes read of the total, drawn only after a
@@ -1011,8 +1007,13 @@ mod tests {
         assert!(
             matches!(&result, Err(LookupError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe)
         );
-        assert_eq!(exit_code(result).unwrap(), 0);
+        // As `run` hands it to `main`.
+        let status = |r: Result<Exit, LookupError>| {
+            crate::exit_status(exit_code(r).map(ExitCode::from).map_err(Into::into))
+        };
+        assert_eq!(status(result), ExitCode::SUCCESS);
         assert_eq!(exit_code(Ok(Exit::NotFound)).unwrap(), 1);
         assert!(exit_code(Err(LookupError::NoInput)).is_err());
+        assert_eq!(status(Err(LookupError::NoInput)), ExitCode::from(2));
     }
 }

@@ -15,6 +15,7 @@ use masqlog_command::portblock::{
     Ipv4Net, Method, Plan, PlanInput, PortRange, PortblockError, RuleFile, SyslogTarget, clock,
     net, render,
 };
+use masqlog_command::when::{self, TimeError, Zone};
 
 /// Deterministic port-block NAT: each client address owns a fixed block of
 /// source ports on a public address, so a public address, a port and a time
@@ -101,8 +102,10 @@ pub enum PortblockCommand {
     /// client's whole block. --internal-addr IP: the client's public address
     /// and block, then the owner of its first port (the same client).
     /// The rule file is --rules FILE, or with --state-dir DIR the one in
-    /// force at --at TIME (UNIX seconds or RFC 3339 with a zone), or
-    /// DIR/current without --at. Only files masqlog wrote are read.
+    /// force at --at TIME (read as `masqlog lookup --at` reads it: RFC 3339,
+    /// '2024-11-23 20:26:40 CET', UNIX seconds, ...; a time without a zone
+    /// is read in --tz), or DIR/current without --at. Only files masqlog
+    /// wrote are read.
     ///
     /// Exit status: 0 found, 1 no client / no block, 2 error.
     ///
@@ -205,10 +208,15 @@ pub struct TestArgs {
     /// A state directory: the rule file in force at --at, or DIR/current.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// The time of the incident: UNIX seconds or RFC 3339 with a zone
-    /// (2024-11-23T19:26:40Z, 2024-11-23T20:26:40+01:00).
+    /// The time of the incident, in any form `masqlog lookup --at` reads:
+    /// 2024-11-23T19:26:40Z, 2024-11-23 20:26:40 CET, 2024-11-23 20:26:40
+    /// Europe/Amsterdam, [23/Nov/2024:20:26:40 +0100], @1732390000, ...
     #[arg(long, value_name = "TIME", requires = "state_dir")]
     pub at: Option<String>,
+    /// The zone of an --at time given without one (Europe/Amsterdam, CET,
+    /// +01:00); without --tz such a time is refused.
+    #[arg(long, value_name = "ZONE", requires = "at", value_parser = parse_tz)]
+    pub tz: Option<Zone>,
     /// Which block is this client's?
     #[arg(long, value_name = "IP", value_parser = parse_public)]
     pub internal_addr: Option<Ipv4Addr>,
@@ -221,7 +229,11 @@ pub struct TestArgs {
 }
 
 fn parse_internal(s: &str) -> Result<Ipv4Net, PortblockError> {
-    s.parse()
+    net::parse_prefix(s)
+}
+
+fn parse_tz(s: &str) -> Result<Zone, TimeError> {
+    when::parse_zone(s)
 }
 
 fn parse_public(s: &str) -> Result<Ipv4Addr, PortblockError> {
@@ -265,17 +277,16 @@ pub fn run(args: &PortblockArgs) -> Result<ExitCode, PortblockError> {
     }
 }
 
-/// Writes to stdout; a closed pipe (`| head`) ends quietly.
-fn print(text: &str) -> Result<bool, PortblockError> {
+/// Writes to stdout (a closed pipe, `| head`, is an error that `main` ends
+/// quietly).
+fn print(text: &str) -> Result<(), PortblockError> {
     let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
-        Err(e) => Err(PortblockError::io(
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(PortblockError::io(
             "cannot write to",
             Path::new("standard output"),
-        )(e)),
-    }
+        ))
 }
 
 fn checked_plan(opts: &PlanOpts) -> Result<Plan, PortblockError> {
@@ -342,9 +353,30 @@ fn rule_file_for(a: &TestArgs) -> Result<(RuleFile, Option<i64>), PortblockError
             Ok((RuleFile::read(&dir.join(name))?, None))
         }
         Some(at) => {
-            let t = clock::parse_time(at)?;
+            let time = clock::parse_time(at, a.tz.as_ref())?;
             let entries = history::list(dir)?;
-            let e = entry_at(&entries, t).ok_or_else(|| PortblockError::NoneActive {
+            let (t, last) = (time.first().secs, time.last().secs);
+            let e = entry_at(&entries, t);
+            // A local time that happened twice: both instants must find the
+            // same file.
+            if e != entry_at(&entries, last) {
+                let name = |e: Option<&history::Entry>| {
+                    e.map_or("none".into(), |e| e.path.display().to_string())
+                };
+                return Err(PortblockError::BadTime {
+                    input: at.clone(),
+                    reason: format!(
+                        "it happened twice in {} ({} and {}), and the rule files in force \
+                         differ ({} and {}): add the offset to say which",
+                        time.zone.name(),
+                        clock::rfc3339(t),
+                        clock::rfc3339(last),
+                        name(e),
+                        name(entry_at(&entries, last)),
+                    ),
+                });
+            }
+            let e = e.ok_or_else(|| PortblockError::NoneActive {
                 dir: dir.into(),
                 at: clock::rfc3339(t),
                 oldest: entries
@@ -458,4 +490,123 @@ fn test(a: &TestArgs) -> Result<ExitCode, PortblockError> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use masqlog_command::portblock::history::rule_file_name;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: PortblockCommand,
+    }
+
+    fn test_args(argv: &[&str]) -> TestArgs {
+        let mut v = vec!["portblock", "test"];
+        v.extend_from_slice(argv);
+        match Cli::try_parse_from(v).unwrap().command {
+            PortblockCommand::Test(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// In force from 2026-10-20T00:00:00Z.
+    const A: i64 = 1_792_454_400;
+    /// From 2026-10-25T01:00:00Z: between the two 02:30 of Amsterdam that
+    /// night (00:30Z, CEST, and 01:30Z, CET).
+    const B: i64 = 1_792_890_000;
+    /// From 2026-11-21T12:37:43Z, a second after 13:37:42 CET.
+    const C: i64 = 1_795_264_663;
+
+    /// A state directory with the rule files A, B and C.
+    fn state_dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let plan = Plan::new(&PlanInput {
+            internal: vec!["10.8.0.0/29".parse().unwrap()],
+            public: vec![Ipv4Addr::new(192, 0, 2, 1)],
+            ports: "1024-32767".parse().unwrap(),
+            per_client: Some(1024),
+            method: Method::Nft,
+            table: None,
+            oif: None,
+            include_first: false,
+        })
+        .unwrap();
+        for t in [A, B, C] {
+            std::fs::write(
+                d.path().join(rule_file_name(t, Method::Nft)),
+                render(&plan, t),
+            )
+            .unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn test_at_reads_every_time_lookup_reads() {
+        let d = state_dir();
+        let state = d.path().to_str().unwrap();
+        let in_force = |extra: &[&str]| {
+            let mut argv = vec!["--state-dir", state, "--public", "192.0.2.1:32000"];
+            argv.extend_from_slice(extra);
+            rule_file_for(&test_args(&argv)).map(|(rules, _)| rules.timestamp)
+        };
+        for at in [
+            "2026-11-21 13:37:42 CET",
+            "2026-11-21 13:37:42 Europe/Amsterdam",
+            "[21/Nov/2026:13:37:42 +0100]",
+            "Sat Nov 21 13:37:42 CET 2026",
+            "2026-11-21T12:37:42Z",
+            "1795264662",
+        ] {
+            assert_eq!(in_force(&["--at", at]).unwrap(), B, "{at}");
+        }
+        assert_eq!(in_force(&["--at", "2026-11-21 13:37:43 CET"]).unwrap(), C);
+        // Without a zone: read in --tz, refused without it.
+        assert_eq!(
+            in_force(&["--at", "2026-11-21 13:37:42", "--tz", "Europe/Amsterdam"]).unwrap(),
+            B
+        );
+        let e = in_force(&["--at", "2026-11-21 13:37:42"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no time zone: add Z for UTC or an offset such as +01:00"),
+            "{e}"
+        );
+        // A local time that happened twice, with a change of rules between
+        // the two: refused unless the zone says which.
+        let e = in_force(&["--at", "2026-10-25 02:30:00 Europe/Amsterdam"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("it happened twice in Europe/Amsterdam"), "{e}");
+        assert_eq!(in_force(&["--at", "2026-10-25 02:30:00 CEST"]).unwrap(), A);
+        assert_eq!(in_force(&["--at", "2026-10-25 02:30:00 CET"]).unwrap(), B);
+        // Twice, but under the same rules: no question.
+        assert_eq!(
+            in_force(&["--at", "2026-11-01 01:30:00 America/New_York"]).unwrap(),
+            B
+        );
+    }
+
+    #[test]
+    fn a_bad_tz_is_refused_by_the_flag_parser() {
+        let argv = [
+            "portblock",
+            "test",
+            "--state-dir",
+            "/nonexistent",
+            "--at",
+            "2026-11-21 13:37:42",
+            "--tz",
+            "Nowhere/Special",
+            "--public",
+            "192.0.2.1:32000",
+        ];
+        let e = Cli::try_parse_from(argv).err().unwrap().to_string();
+        assert!(e.contains("unknown time zone \"Nowhere/Special\""), "{e}");
+    }
 }

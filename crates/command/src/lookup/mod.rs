@@ -65,7 +65,7 @@ pub mod query;
 pub mod render;
 pub mod scan;
 pub mod source;
-pub mod when;
+pub use crate::when;
 
 #[cfg(test)]
 mod tests;

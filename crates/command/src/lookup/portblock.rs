@@ -26,13 +26,18 @@ pub struct RuleVerdict {
     pub block: Option<(u16, u16)>,
 }
 
-/// What the port-block history says about one report.
+/// What the port-block history says about one report: the rule files in
+/// force around its time, and the inside address whose block holds the
+/// port in each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Finding {
+pub struct BlockMatch {
     pub rules: Vec<RuleVerdict>,
     /// Why no rule file answers, when none does.
     pub note: Option<String>,
 }
+
+/// The former name of [`BlockMatch`].
+pub type Finding = BlockMatch;
 
 /// Whether the rule files and the flow log name the same client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +48,7 @@ pub enum Agreement {
     Nothing,
 }
 
-impl Finding {
+impl BlockMatch {
     /// The inside addresses the rule files name.
     pub fn owners(&self) -> Vec<Ipv4Addr> {
         let mut v: Vec<Ipv4Addr> = Vec::new();
@@ -72,9 +77,9 @@ impl Finding {
 
 /// What the rule files of `history` (sorted, as
 /// [`crate::portblock::history`] gives them) say about the query.
-pub fn check(history: &[RuleFile], q: &AbuseReport) -> Finding {
+pub fn check(history: &[RuleFile], q: &AbuseReport) -> BlockMatch {
     let IpAddr::V4(public) = q.public_ip else {
-        return Finding {
+        return BlockMatch {
             rules: Vec::new(),
             note: Some(
                 "port-block NAT is IPv4 only: no rule file speaks of an IPv6 address".into(),
@@ -82,7 +87,7 @@ pub fn check(history: &[RuleFile], q: &AbuseReport) -> Finding {
         };
     };
     if history.is_empty() {
-        return Finding {
+        return BlockMatch {
             rules: Vec::new(),
             note: Some("the state directory holds no rule files".into()),
         };
@@ -126,5 +131,5 @@ pub fn check(history: &[RuleFile], q: &AbuseReport) -> Finding {
     } else {
         None
     };
-    Finding { rules, note }
+    BlockMatch { rules, note }
 }

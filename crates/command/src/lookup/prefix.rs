@@ -17,7 +17,7 @@
 //! difference between prefix and record times on masqlog lines of each file
 //! ("skew") instead of guessing.
 
-use masqlog_core::time::{civil_from_days, days_from_civil};
+use masqlog_core::time::{MONTHS, civil_from_days, days_from_civil, days_in_month};
 
 /// A prefix time as read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,28 +29,11 @@ pub enum Prefix {
     NoYear { month: u32, day: u32, sod: u32 },
 }
 
-const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
-
 fn num(b: &[u8], at: usize, n: usize) -> Option<u32> {
     let part = b.get(at..at + n)?;
     part.iter().try_fold(0u32, |acc, &c| {
         c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
     })
-}
-
-fn is_leap(y: i64) -> bool {
-    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
 }
 
 /// `HH:MM:SS` at `at`: seconds of the day.

@@ -592,7 +592,7 @@ fn roll_back(dir: &Path, name: &str, previous: Option<&str>, log: &mut dyn Write
 mod tests {
     use super::*;
     use crate::portblock::plan::{Method, PlanInput};
-    use crate::portblock::testutil::TempDir;
+    use crate::portblock::testutil::temp_dir;
     use std::os::unix::net::UnixDatagram;
 
     fn plan(per_client: u32) -> Plan {
@@ -667,7 +667,7 @@ mod tests {
 
     #[test]
     fn apply_writes_once_switches_and_rolls_back() {
-        let t = TempDir::new("apply");
+        let t = temp_dir("apply");
         let seen = t.path().join("reloaded");
         let ok = format!(
             "cat {{}} > /dev/null && echo loaded >> {}",
@@ -770,7 +770,7 @@ mod tests {
 
     #[test]
     fn a_failing_first_reload_leaves_no_current() {
-        let t = TempDir::new("apply-first-fail");
+        let t = temp_dir("apply-first-fail");
         let state = t.path().join("state");
         let e = apply(&plan(256), &opts(t.path(), "false"), &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("was removed"), "{e}");
@@ -780,7 +780,7 @@ mod tests {
 
     #[test]
     fn a_second_apply_while_the_first_holds_the_lock_fails_clearly() {
-        let t = TempDir::new("apply-lock");
+        let t = temp_dir("apply-lock");
         let state = t.path().join("state");
         fs::create_dir_all(&state).unwrap();
         let held = lock(&state).unwrap();
@@ -798,7 +798,7 @@ mod tests {
 
     #[test]
     fn dry_run_changes_nothing() {
-        let t = TempDir::new("apply-dry");
+        let t = temp_dir("apply-dry");
         let mut o = opts(t.path(), "false");
         o.dry_run = true;
         let out = apply(&plan(256), &o, &mut Vec::new()).unwrap();
@@ -819,7 +819,7 @@ mod tests {
 
     #[test]
     fn syslog_record_is_sent_and_a_missing_socket_changes_nothing() {
-        let t = TempDir::new("apply-syslog");
+        let t = temp_dir("apply-syslog");
         let sock = t.path().join("log");
         let mut o = opts(t.path(), "true");
         o.syslog = Some(SyslogTarget::Unix(sock.clone()));
@@ -858,7 +858,7 @@ mod tests {
 
     #[test]
     fn a_reload_that_hangs_is_killed() {
-        let t = TempDir::new("apply-hang");
+        let t = temp_dir("apply-hang");
         let mut o = opts(t.path(), "sleep 30 #");
         o.reload_timeout = Duration::from_millis(300);
         let start = Instant::now();
@@ -871,7 +871,7 @@ mod tests {
 
     #[test]
     fn current_made_by_hand_is_refused() {
-        let t = TempDir::new("apply-foreign");
+        let t = temp_dir("apply-foreign");
         let state = t.path().join("state");
         fs::create_dir_all(&state).unwrap();
         fs::write(state.join(CURRENT), "hand-made").unwrap();

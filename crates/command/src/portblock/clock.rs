@@ -1,10 +1,11 @@
 //! Whole-second UTC times for rule files and configuration records: RFC 3339
-//! and RFC 3164 writing (through `masqlog_core::time`), and reading the `--at`
-//! forms an operator types.
+//! and RFC 3164 writing (through `masqlog_core::time`), and reading a time
+//! as `masqlog lookup --at` reads it (through [`crate::when`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::PortblockError;
+use crate::when::{self, ReportTime, TimeError, Zone};
 use masqlog_core::record::Timestamp;
 use masqlog_core::time;
 
@@ -34,33 +35,25 @@ pub fn rfc3164(t: i64) -> String {
     written(time::write_rfc3164, t)
 }
 
-/// Reads a point in time: UNIX seconds (`1732390000` or `@1732390000`) or
-/// RFC 3339 with a zone (`2024-11-23T19:33:20Z`, `2024-11-23 20:33:20+01:00`;
-/// a fraction of a second is dropped). A time without a zone is refused:
-/// whose local time it is cannot be known here.
-pub fn parse_time(input: &str) -> Result<i64, PortblockError> {
-    let s = input.trim();
-    let bad = |reason: &str| PortblockError::BadTime {
+/// Reads a point in time in any form `masqlog lookup --at` reads
+/// ([`crate::when`]): `2024-11-23T19:26:40Z`, `2024-11-23 20:26:40 CET`,
+/// `[23/Nov/2024:20:26:40 +0100]`, UNIX seconds (`1732390000`,
+/// `@1732390000`), ... A time written without a zone is read in `zone`
+/// (`--tz`); with none it is refused: whose local time it is cannot be
+/// known here. Rule files change on whole seconds, so callers use the whole
+/// seconds of the instants (two when a local time happened twice).
+pub fn parse_time(input: &str, zone: Option<&Zone>) -> Result<ReportTime, PortblockError> {
+    let default = zone.cloned().ok_or(TimeError::NoZone);
+    when::parse_report_time(input, &default).map_err(|e| PortblockError::BadTime {
         input: input.into(),
-        reason: reason.into(),
-    };
-    let unix = s.strip_prefix('@').unwrap_or(s);
-    if !unix.is_empty() && unix.bytes().all(|b| b.is_ascii_digit()) {
-        return unix.parse().map_err(|_| bad("too large"));
-    }
-    if let Some(t) = time::parse_rfc3339(s) {
-        return Ok(t.secs);
-    }
-    let b = s.as_bytes();
-    let datetime = b.len() >= 19 && b[4] == b'-' && b[7] == b'-' && b[13] == b':';
-    if datetime && time::parse_rfc3339(&format!("{s}Z")).is_some() {
-        return Err(bad(
-            "no time zone: add Z for UTC or an offset such as +01:00",
-        ));
-    }
-    Err(bad(
-        "not UNIX seconds nor YYYY-MM-DDTHH:MM:SS with a zone (Z or +HH:MM), or a field is out of range",
-    ))
+        reason: match e {
+            TimeError::Unrecognized { why, .. } => format!(
+                "not UNIX seconds nor YYYY-MM-DDTHH:MM:SS with a zone, nor any other form \
+                 `masqlog lookup --at` reads ({why})"
+            ),
+            e => e.to_string(),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -76,33 +69,79 @@ mod tests {
         assert_eq!(rfc3164(1_730_606_706), "Nov  3 04:05:06");
     }
 
+    /// The whole seconds of a time that has one instant.
+    fn secs(input: &str) -> i64 {
+        let t = parse_time(input, None).unwrap_or_else(|e| panic!("{input}: {e}"));
+        assert_eq!(t.instants.len(), 1, "{input}");
+        t.first().secs
+    }
+
     #[test]
     fn reads_what_operators_type() {
-        assert_eq!(parse_time("1732390000").unwrap(), 1_732_390_000);
-        assert_eq!(parse_time("@1732390000").unwrap(), 1_732_390_000);
-        assert_eq!(parse_time("2024-11-23T19:26:40Z").unwrap(), 1_732_390_000);
-        assert_eq!(
-            parse_time("2024-11-23 20:26:40+01:00").unwrap(),
-            1_732_390_000
-        );
-        assert_eq!(
-            parse_time("2024-11-23T14:26:40.999-05:00").unwrap(),
-            1_732_390_000
-        );
-        assert_eq!(parse_time("2000-02-29T00:00:00Z").unwrap(), 951_782_400);
+        assert_eq!(secs("1732390000"), 1_732_390_000);
+        assert_eq!(secs("@1732390000"), 1_732_390_000);
+        assert_eq!(secs("2024-11-23T19:26:40Z"), 1_732_390_000);
+        assert_eq!(secs("2024-11-23 20:26:40+01:00"), 1_732_390_000);
+        assert_eq!(secs("2024-11-23T14:26:40.999-05:00"), 1_732_390_000);
+        assert_eq!(secs("2000-02-29T00:00:00Z"), 951_782_400);
         for t in [0, 1, 86_399, 951_782_400, 1_732_390_000, 4_102_444_800] {
-            assert_eq!(parse_time(&rfc3339(t)).unwrap(), t);
+            assert_eq!(secs(&rfc3339(t)), t);
         }
+    }
+
+    /// The forms `masqlog lookup --at` reads mean the same instant here.
+    #[test]
+    fn reads_what_lookup_reads() {
+        let want = 1_795_264_662; // 2026-11-21T12:37:42Z
+        for input in [
+            "2026-11-21 13:37:42 CET",
+            "2026-11-21 13:37:42 Europe/Amsterdam",
+            "2026-11-21 13:37:42 +0100",
+            "[21/Nov/2026:13:37:42 +0100]",
+            "Sat, 21 Nov 2026 13:37:42 +0100",
+            "Sat Nov 21 13:37:42 CET 2026",
+            "2026-11-21T13:37:42+01:00[Europe/Amsterdam]",
+        ] {
+            assert_eq!(secs(input), want, "{input}");
+            let lookup = when::parse_report_time(input, &Ok(Zone::utc())).unwrap();
+            assert_eq!(lookup.first().secs, want, "{input}");
+        }
+        // A time without a zone is read in --tz.
+        let ams = when::parse_zone("Europe/Amsterdam").unwrap();
+        let t = parse_time("2026-11-21 13:37:42", Some(&ams)).unwrap();
+        assert_eq!(t.instants, [Timestamp::new(want, 0)]);
+        // One the clocks went back over has two instants.
+        let t = parse_time("2026-10-25 02:30:00", Some(&ams)).unwrap();
+        assert_eq!(t.instants.len(), 2);
     }
 
     #[test]
     fn refuses_ambiguous_or_broken_times() {
-        let e = parse_time("2024-11-23T19:26:40").unwrap_err().to_string();
+        let e = parse_time("2024-11-23T19:26:40", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("time zone"), "{e}");
-        assert!(parse_time("2023-02-29T00:00:00Z").is_err());
-        assert!(parse_time("2024-13-01T00:00:00Z").is_err());
-        assert!(parse_time("yesterday").is_err());
-        assert!(parse_time("2024-11-23T19:26:40+1").is_err());
-        assert!(parse_time("").is_err());
+        assert!(parse_time("2023-02-29T00:00:00Z", None).is_err());
+        assert!(parse_time("2024-13-01T00:00:00Z", None).is_err());
+        assert!(parse_time("yesterday", None).is_err());
+        assert!(parse_time("", None).is_err());
+        let e = parse_time("yesterday", None).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "invalid time \"yesterday\": not UNIX seconds nor YYYY-MM-DDTHH:MM:SS with a zone"
+            ),
+            "{e}"
+        );
+        let ams = when::parse_zone("Europe/Amsterdam").unwrap();
+        let e = parse_time("2026-03-29 02:30:00", Some(&ams))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("never happened in Europe/Amsterdam"), "{e}");
+        let e = parse_time("2026-11-21 13:37:42 IST", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ambiguous"), "{e}");
+        // `+1` is an offset to lookup (+01:00), and so it is here.
+        assert_eq!(secs("2024-11-23T20:26:40+1"), 1_732_390_000);
     }
 }

@@ -16,7 +16,7 @@ use super::history::{self, CURRENT};
 use super::plan::{Method, Plan, PlanInput};
 use super::rulefile::RuleFile;
 use super::syslog::SyslogTarget;
-use super::testutil::TempDir;
+use super::testutil::temp_dir;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -127,7 +127,7 @@ fn rule_files(dir: &Path) -> usize {
 fn apply_loads_the_map_into_a_namespace_and_rolls_back() {
     skip_unless_able!();
     let ns = Netns::new("apply");
-    let tmp = TempDir::new("e2e-apply");
+    let tmp = temp_dir("e2e-apply");
     let state = tmp.path().join("state");
     let sock = tmp.path().join("log");
     let rx = UnixDatagram::bind(&sock).unwrap();
@@ -239,7 +239,7 @@ fn the_kernel_keeps_each_client_in_its_block() {
     client.exec(&["ip", "link", "set", "c0", "up"]);
     client.exec(&["ip", "route", "add", "default", "via", "10.8.0.1"]);
 
-    let tmp = TempDir::new("e2e-kernel");
+    let tmp = temp_dir("e2e-kernel");
     let mut opts = ApplyOptions::new(tmp.path().join("state"));
     opts.reload_cmd = Some(format!("ip netns exec {} nft -f", router.name));
     opts.syslog = None;
@@ -286,7 +286,7 @@ fn the_kernel_keeps_each_client_in_its_block() {
 fn iptables_rules_load_with_iptables_restore() {
     skip_unless_able!(("iptables-restore", "--version"));
     let ns = Netns::new("ipt");
-    let tmp = TempDir::new("e2e-ipt");
+    let tmp = temp_dir("e2e-ipt");
     let mut opts = ApplyOptions::new(tmp.path().join("state"));
     opts.reload_cmd = Some(format!("ip netns exec {} iptables-restore", ns.name));
     opts.syslog = None;
@@ -333,7 +333,7 @@ fn iptables_rules_load_with_iptables_restore() {
 fn rendered_variants_pass_nft_check() {
     skip_unless_able!();
     let ns = Netns::new("check");
-    let tmp = TempDir::new("e2e-check");
+    let tmp = temp_dir("e2e-check");
     let base = PlanInput {
         internal: vec!["10.8.0.0/29".parse().unwrap()],
         public: vec!["192.0.2.1".parse().unwrap()],

@@ -140,7 +140,7 @@ mod tests {
     use super::*;
     use crate::portblock::render::render;
     use crate::portblock::render::tests::small_plan;
-    use crate::portblock::testutil::TempDir;
+    use crate::portblock::testutil::temp_dir;
 
     #[test]
     fn names() {
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn history_is_sorted_and_skips_other_files() {
-        let d = TempDir::new("history");
+        let d = temp_dir("history");
         write(d.path(), 1000, Method::Nft);
         write(d.path(), 300, Method::Iptables);
         write(d.path(), 20000, Method::Nft);
@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn active_at_edges() {
-        let d = TempDir::new("active");
+        let d = temp_dir("active");
         for t in [100, 200, 300] {
             write(d.path(), t, Method::Nft);
         }
@@ -217,12 +217,12 @@ mod tests {
 
     #[test]
     fn a_broken_file_or_two_in_one_second_is_an_error() {
-        let d = TempDir::new("broken");
+        let d = temp_dir("broken");
         write(d.path(), 100, Method::Nft);
         write(d.path(), 100, Method::Iptables);
         let e = history(d.path()).unwrap_err().to_string();
         assert!(e.contains("same second"), "{e}");
-        let d = TempDir::new("broken2");
+        let d = temp_dir("broken2");
         write(d.path(), 100, Method::Nft);
         fs::write(d.path().join("rules.200.nft"), "garbage\n").unwrap();
         let e = history(d.path()).unwrap_err().to_string();
@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn current_must_be_our_symlink() {
-        let d = TempDir::new("current");
+        let d = temp_dir("current");
         assert_eq!(current_target(d.path()).unwrap(), None);
         fs::write(d.path().join(CURRENT), "x").unwrap();
         assert!(

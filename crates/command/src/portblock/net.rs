@@ -1,135 +1,56 @@
-//! IPv4 prefixes and port ranges: parsing and the little arithmetic that
-//! port-block planning needs (hand-written; no CIDR crate).
+//! IPv4 prefixes and port ranges: prefixes are `ipnet`'s [`Ipv4Net`], read
+//! here with port-block NAT's refusals (IPv6, host bits set), plus the
+//! little arithmetic planning needs on top (which addresses get a block).
 
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+pub use ipnet::Ipv4Net;
+
 use super::PortblockError;
 
-/// An IPv4 prefix such as `10.8.0.0/24`: a network address whose host bits
-/// are zero, and a length 0..=32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Ipv4Net {
-    network: Ipv4Addr,
-    len: u8,
+/// A prefix; refuses a length above 32 and host bits that are set.
+pub fn prefix(addr: Ipv4Addr, len: u8) -> Result<Ipv4Net, PortblockError> {
+    let net = Ipv4Net::new(addr, len).map_err(|_| PortblockError::BadPrefix {
+        input: format!("{addr}/{len}"),
+        reason: "the prefix length is above 32".into(),
+    })?;
+    check_no_host_bits(&net)?;
+    Ok(net)
 }
 
-impl Ipv4Net {
-    /// A prefix; refuses a length above 32 and host bits that are set.
-    pub fn new(addr: Ipv4Addr, len: u8) -> Result<Ipv4Net, PortblockError> {
-        if len > 32 {
-            return Err(PortblockError::BadPrefix {
-                input: format!("{addr}/{len}"),
-                reason: "the prefix length is above 32".into(),
-            });
-        }
-        let net = Ipv4Net {
-            network: Ipv4Addr::from(u32::from(addr) & mask(len)),
-            len,
-        };
-        if net.network != addr {
-            return Err(PortblockError::HostBits {
-                input: format!("{addr}/{len}"),
-                network: net.to_string(),
-            });
-        }
-        Ok(net)
-    }
-
-    /// The network address.
-    pub fn network(&self) -> Ipv4Addr {
-        self.network
-    }
-
-    /// The prefix length.
-    pub fn prefix_len(&self) -> u8 {
-        self.len
-    }
-
-    /// The last address of the prefix (the broadcast address for /0../30).
-    pub fn last(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.network) | !mask(self.len))
-    }
-
-    /// Number of addresses the prefix spans (2^(32-len)).
-    pub fn size(&self) -> u64 {
-        1u64 << (32 - u32::from(self.len))
-    }
-
-    /// Whether `addr` lies in the prefix.
-    pub fn contains(&self, addr: Ipv4Addr) -> bool {
-        u32::from(addr) & mask(self.len) == u32::from(self.network)
-    }
-
-    /// Whether two prefixes share an address (one then contains the other).
-    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
-        self.contains(other.network) || other.contains(self.network)
-    }
-
-    /// The addresses that get a port block, in ascending order.
-    ///
-    /// For prefixes of /30 and shorter, the network and broadcast addresses
-    /// are skipped (no host sends from them), and so is the first host
-    /// address, conventionally the router itself, unless `include_first`.
-    /// /31 (RFC 3021 point-to-point) and /32 have neither: every address is a
-    /// host.
-    pub fn hosts(&self, include_first: bool) -> impl Iterator<Item = Ipv4Addr> + use<> {
-        let first = u32::from(self.network);
-        let last = u32::from(self.last());
-        let (lo, hi) = if self.len >= 31 {
-            (first, last)
-        } else if include_first {
-            (first + 1, last - 1)
-        } else {
-            (first + 2, last - 1)
-        };
-        (lo..=hi).map(Ipv4Addr::from)
-    }
-
-    /// The number of addresses [`Ipv4Net::hosts`] yields.
-    pub fn host_count(&self, include_first: bool) -> u64 {
-        match self.len {
-            31 | 32 => self.size(),
-            _ if include_first => self.size() - 2,
-            _ => self.size() - 3,
-        }
-    }
-}
-
-fn mask(len: u8) -> u32 {
-    if len == 0 {
-        0
+/// Refuses a prefix whose address has host bits set (`10.8.0.5/24`), naming
+/// the network that was probably meant.
+pub fn check_no_host_bits(net: &Ipv4Net) -> Result<(), PortblockError> {
+    if net.addr() == net.network() {
+        Ok(())
     } else {
-        u32::MAX << (32 - u32::from(len))
+        Err(PortblockError::HostBits {
+            input: net.to_string(),
+            network: net.trunc().to_string(),
+        })
     }
 }
 
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.len)
+/// `A.B.C.D/LEN`, or a bare address for a /32: a network address whose
+/// host bits are zero, and a length 0..=32. An IPv6 prefix is refused with
+/// the reason port-block NAT is IPv4 only.
+pub fn parse_prefix(s: &str) -> Result<Ipv4Net, PortblockError> {
+    let s = s.trim();
+    if s.contains(':') {
+        return Err(PortblockError::Ipv6 { input: s.into() });
     }
-}
-
-impl FromStr for Ipv4Net {
-    type Err = PortblockError;
-
-    /// `A.B.C.D/LEN`, or a bare address for a /32. An IPv6 prefix is refused
-    /// with the reason port-block NAT is IPv4 only.
-    fn from_str(s: &str) -> Result<Ipv4Net, PortblockError> {
-        let s = s.trim();
-        if s.contains(':') {
-            return Err(PortblockError::Ipv6 { input: s.into() });
-        }
-        let (addr, len) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let addr: Ipv4Addr = addr.parse().map_err(|_| PortblockError::BadPrefix {
-            input: s.into(),
-            reason: format!("{addr:?} is not an IPv4 address"),
-        })?;
-        let len = match len {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: Ipv4Addr = addr.parse().map_err(|_| PortblockError::BadPrefix {
+        input: s.into(),
+        reason: format!("{addr:?} is not an IPv4 address"),
+    })?;
+    let len =
+        match len {
             None => 32,
             Some(l) => l.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(|| {
                 PortblockError::BadPrefix {
@@ -138,7 +59,45 @@ impl FromStr for Ipv4Net {
                 }
             })?,
         };
-        Ipv4Net::new(addr, len)
+    prefix(addr, len)
+}
+
+/// Number of addresses the prefix spans (2^(32-len)).
+pub fn size(net: &Ipv4Net) -> u64 {
+    1u64 << (32 - u32::from(net.prefix_len()))
+}
+
+/// Whether two prefixes share an address (one then contains the other).
+pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(b) || b.contains(a)
+}
+
+/// The addresses of the prefix that get a port block, in ascending order.
+///
+/// For prefixes of /30 and shorter, the network and broadcast addresses
+/// are skipped (no host sends from them), and so is the first host
+/// address, conventionally the router itself, unless `include_first`.
+/// /31 (RFC 3021 point-to-point) and /32 have neither: every address is a
+/// host.
+pub fn client_hosts(net: &Ipv4Net, include_first: bool) -> impl Iterator<Item = Ipv4Addr> + use<> {
+    let first = u32::from(net.network());
+    let last = u32::from(net.broadcast());
+    let (lo, hi) = if net.prefix_len() >= 31 {
+        (first, last)
+    } else if include_first {
+        (first + 1, last - 1)
+    } else {
+        (first + 2, last - 1)
+    };
+    (lo..=hi).map(Ipv4Addr::from)
+}
+
+/// The number of addresses [`client_hosts`] yields.
+pub fn client_count(net: &Ipv4Net, include_first: bool) -> u64 {
+    match net.prefix_len() {
+        31 | 32 => size(net),
+        _ if include_first => size(net) - 2,
+        _ => size(net) - 3,
     }
 }
 
@@ -231,60 +190,68 @@ mod tests {
     use super::*;
 
     fn net(s: &str) -> Ipv4Net {
-        s.parse().unwrap()
+        parse_prefix(s).unwrap()
     }
 
     #[test]
     fn prefix_parse_and_display() {
         assert_eq!(net("10.8.0.0/24").to_string(), "10.8.0.0/24");
         assert_eq!(net("10.8.0.7").to_string(), "10.8.0.7/32");
-        assert_eq!(net("0.0.0.0/0").size(), 1 << 32);
-        assert_eq!(net("10.8.0.0/24").last(), Ipv4Addr::new(10, 8, 0, 255));
+        assert_eq!(size(&net("0.0.0.0/0")), 1 << 32);
+        assert_eq!(net("10.8.0.0/24").broadcast(), Ipv4Addr::new(10, 8, 0, 255));
     }
 
     #[test]
     fn prefix_refusals_say_why() {
-        let e = "10.8.0.5/24".parse::<Ipv4Net>().unwrap_err().to_string();
+        let e = parse_prefix("10.8.0.5/24").unwrap_err().to_string();
         assert!(e.contains("10.8.0.0/24"), "{e}");
-        let e = "2001:db8::/64".parse::<Ipv4Net>().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "10.8.0.5/24 has host bits set: did you mean 10.8.0.0/24?"
+        );
+        let e = parse_prefix("2001:db8::/64").unwrap_err().to_string();
         assert!(e.contains("IPv4 only"), "{e}");
-        assert!("10.8.0.0/33".parse::<Ipv4Net>().is_err());
-        assert!("10.8.0/24".parse::<Ipv4Net>().is_err());
-        assert!("10.8.0.0/".parse::<Ipv4Net>().is_err());
+        assert!(parse_prefix("10.8.0.0/33").is_err());
+        assert!(parse_prefix("10.8.0/24").is_err());
+        assert!(parse_prefix("10.8.0.0/").is_err());
         assert!(
             parse_public("2001:db8::1")
                 .unwrap_err()
                 .to_string()
                 .contains("IPv4 only")
         );
+        // Made some other way (ipnet's own parser keeps host bits).
+        let e = check_no_host_bits(&"10.8.0.5/24".parse().unwrap()).unwrap_err();
+        assert!(matches!(e, PortblockError::HostBits { .. }), "{e}");
+        assert!(prefix(Ipv4Addr::new(10, 8, 0, 0), 33).is_err());
     }
 
     #[test]
     fn hosts_skip_network_broadcast_and_first() {
         let n = net("192.168.101.0/29");
-        let h: Vec<_> = n.hosts(false).collect();
+        let h: Vec<_> = client_hosts(&n, false).collect();
         assert_eq!(h.first(), Some(&Ipv4Addr::new(192, 168, 101, 2)));
         assert_eq!(h.last(), Some(&Ipv4Addr::new(192, 168, 101, 6)));
-        assert_eq!(h.len() as u64, n.host_count(false));
-        let h: Vec<_> = n.hosts(true).collect();
+        assert_eq!(h.len() as u64, client_count(&n, false));
+        let h: Vec<_> = client_hosts(&n, true).collect();
         assert_eq!(h.first(), Some(&Ipv4Addr::new(192, 168, 101, 1)));
-        assert_eq!(h.len() as u64, n.host_count(true));
+        assert_eq!(h.len() as u64, client_count(&n, true));
         // /30: one host left after the gateway.
-        assert_eq!(net("10.0.0.0/30").hosts(false).count(), 1);
+        assert_eq!(client_hosts(&net("10.0.0.0/30"), false).count(), 1);
         // /31 and /32: every address.
-        assert_eq!(net("10.0.0.0/31").hosts(false).count(), 2);
+        assert_eq!(client_hosts(&net("10.0.0.0/31"), false).count(), 2);
         assert_eq!(
-            net("10.0.0.9/32").hosts(false).collect::<Vec<_>>(),
+            client_hosts(&net("10.0.0.9/32"), false).collect::<Vec<_>>(),
             [Ipv4Addr::new(10, 0, 0, 9)]
         );
-        assert_eq!(net("10.0.0.9/32").host_count(false), 1);
+        assert_eq!(client_count(&net("10.0.0.9/32"), false), 1);
     }
 
     #[test]
     fn overlap() {
-        assert!(net("10.8.0.0/16").overlaps(&net("10.8.3.0/24")));
-        assert!(net("10.8.3.0/24").overlaps(&net("10.8.0.0/16")));
-        assert!(!net("10.8.0.0/24").overlaps(&net("10.8.1.0/24")));
+        assert!(overlaps(&net("10.8.0.0/16"), &net("10.8.3.0/24")));
+        assert!(overlaps(&net("10.8.3.0/24"), &net("10.8.0.0/16")));
+        assert!(!overlaps(&net("10.8.0.0/24"), &net("10.8.1.0/24")));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use super::PortblockError;
-use super::net::{Ipv4Net, PortRange};
+use super::net::{self, Ipv4Net, PortRange};
 
 /// The nftables table the rules live in when `--table` is not given.
 pub const DEFAULT_TABLE: &str = "masqlog_portblock";
@@ -192,7 +192,7 @@ impl Plan {
     /// Checks the input and gives every client address its block.
     ///
     /// Client `i` (numbered through the prefixes in order, skipping the
-    /// addresses [`Ipv4Net::hosts`] skips) gets public address
+    /// addresses [`net::client_hosts`] skips) gets public address
     /// `public[i / B]` and the `(i % B)`-th block from the top of the range,
     /// where `B` is the number of `N`-aligned blocks of `N` ports in the
     /// range.
@@ -203,9 +203,12 @@ impl Plan {
         if input.public.is_empty() {
             return Err(PortblockError::NoPublic);
         }
+        for n in &input.internal {
+            net::check_no_host_bits(n)?;
+        }
         for (i, a) in input.internal.iter().enumerate() {
             for b in &input.internal[i + 1..] {
-                if a.overlaps(b) {
+                if net::overlaps(a, b) {
                     return Err(PortblockError::Overlap {
                         a: a.to_string(),
                         b: b.to_string(),
@@ -233,7 +236,7 @@ impl Plan {
         let clients: u64 = input
             .internal
             .iter()
-            .map(|n| n.host_count(input.include_first))
+            .map(|n| net::client_count(n, input.include_first))
             .sum();
         if clients > MAX_CLIENTS {
             return Err(PortblockError::OverMaxClients {
@@ -270,7 +273,7 @@ impl Plan {
         let hosts = input
             .internal
             .iter()
-            .flat_map(|n| n.hosts(input.include_first));
+            .flat_map(|n| net::client_hosts(n, input.include_first));
         for (i, internal) in hosts.enumerate() {
             let i = i as u64;
             let public = input.public[(i / u64::from(bpp)) as usize];
@@ -389,7 +392,10 @@ mod tests {
 
     pub(crate) fn input(internal: &[&str], public: &[&str], ports: &str) -> PlanInput {
         PlanInput {
-            internal: internal.iter().map(|s| s.parse().unwrap()).collect(),
+            internal: internal
+                .iter()
+                .map(|s| net::parse_prefix(s).unwrap())
+                .collect(),
             public: public.iter().map(|s| s.parse().unwrap()).collect(),
             ports: ports.parse().unwrap(),
             per_client: None,
@@ -585,9 +591,16 @@ mod tests {
         let mut i = base.clone();
         i.table = Some("bad name".into());
         assert!(Plan::new(&i).is_err());
-        let mut i = base;
+        let mut i = base.clone();
         i.oif = Some("a\"b".into());
         assert!(Plan::new(&i).is_err());
+        // A prefix made without net::parse_prefix may have host bits set.
+        let mut i = base;
+        i.internal = vec!["10.8.0.5/24".parse().unwrap()];
+        assert_eq!(
+            Plan::new(&i).unwrap_err().to_string(),
+            "10.8.0.5/24 has host bits set: did you mean 10.8.0.0/24?"
+        );
     }
 
     #[test]

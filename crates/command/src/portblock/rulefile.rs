@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use super::PortblockError;
 use super::clock;
 use super::history::parse_rule_file_name;
-use super::net::{Ipv4Net, PortRange, parse_public};
+use super::net::{Ipv4Net, PortRange, parse_prefix, parse_public};
 use super::plan::{Block, Method, Params, check_interface, check_table};
 use super::render::{GENERATED_AT, MAGIC};
 
@@ -67,7 +67,8 @@ impl RuleFile {
         let mut lines = text.lines().enumerate();
         let generated_at = match lines.next() {
             Some((_, l)) if l.starts_with(GENERATED_AT) => {
-                clock::parse_time(&l[GENERATED_AT.len()..])
+                clock::parse_time(&l[GENERATED_AT.len()..], None)
+                    .map(|t| t.first().secs)
                     .map_err(|_| foreign("its generated-at line has no valid time"))?
             }
             _ => return Err(foreign("its first line is not masqlog's generated-at line")),
@@ -231,7 +232,7 @@ impl HeaderParser {
             "internal" => once!(
                 self.internal,
                 v.split(',')
-                    .map(|s| s.parse::<Ipv4Net>().map_err(|e| e.to_string()))
+                    .map(|s| parse_prefix(s).map_err(|e| e.to_string()))
                     .collect::<Result<_, _>>()?
             ),
             "public" => once!(

@@ -150,7 +150,7 @@ mod tests {
     use super::*;
     use crate::portblock::plan::Method;
     use crate::portblock::render::tests::small_plan;
-    use crate::portblock::testutil::TempDir;
+    use crate::portblock::testutil::temp_dir;
 
     #[test]
     fn targets() {
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn sends_over_a_unix_socket() {
-        let d = TempDir::new("syslog");
+        let d = temp_dir("syslog");
         let path = d.path().join("log");
         let rx = UnixDatagram::bind(&path).unwrap();
         let s = SyslogSender::connect(&SyslogTarget::Unix(path)).unwrap();
@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn no_socket_is_a_clear_error() {
-        let d = TempDir::new("nosyslog");
+        let d = temp_dir("nosyslog");
         let e = SyslogSender::connect(&SyslogTarget::Unix(d.path().join("log")))
             .err()
             .unwrap()

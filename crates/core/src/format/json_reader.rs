@@ -1,4 +1,5 @@
-//! A small strict JSON reader (RFC 8259) for reading our JSON lines back:
+//! A small strict JSON reader (RFC 8259) for reading JSON lines back (our
+//! own records, and the report files `masqlog lookup --reports` reads):
 //! objects with their members in order and the raw text of each value,
 //! bounded nesting, no panics on any input.
 
@@ -10,7 +11,7 @@ const MAX_DEPTH: usize = 32;
 /// One JSON value. Numbers and the values the parser does not look into
 /// (arrays, `true`, `false`, `null`) are kept as their raw text.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum JsonValue<'a> {
+pub enum JsonValue<'a> {
     Str(String),
     Num(&'a str),
     Obj(Vec<Member<'a>>),
@@ -19,13 +20,13 @@ pub(crate) enum JsonValue<'a> {
 
 /// One member of an object: key, value and the raw text of the value.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Member<'a> {
-    pub(crate) key: String,
-    pub(crate) value: JsonValue<'a>,
-    pub(crate) raw: &'a str,
+pub struct Member<'a> {
+    pub key: String,
+    pub value: JsonValue<'a>,
+    pub raw: &'a str,
 }
 
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     s: &'a str,
     pos: usize,
 }
@@ -33,7 +34,7 @@ pub(crate) struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A reader of `s` starting at byte `pos`, which must be a char
     /// boundary.
-    pub(crate) fn new(s: &'a str, pos: usize) -> Self {
+    pub fn new(s: &'a str, pos: usize) -> Self {
         Reader { s, pos }
     }
 
@@ -68,8 +69,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// After optional whitespace, the end of the text: nothing may follow
+    /// what was read.
+    pub fn end(&mut self) -> Result<(), ParseError> {
+        self.ws();
+        if self.pos == self.s.len() {
+            Ok(())
+        } else {
+            Err(self.err("text after the value"))
+        }
+    }
+
     /// Reads an object at the current position (after optional whitespace).
-    pub(crate) fn object(&mut self) -> Result<Vec<Member<'a>>, ParseError> {
+    pub fn object(&mut self) -> Result<Vec<Member<'a>>, ParseError> {
         self.ws();
         self.object_at(0)
     }
@@ -157,7 +169,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a number at the current position (after optional whitespace).
-    pub(crate) fn number(&mut self) -> Result<&'a str, ParseError> {
+    pub fn number(&mut self) -> Result<&'a str, ParseError> {
         self.ws();
         self.number_here()
     }
@@ -287,6 +299,22 @@ mod tests {
         assert_eq!(m[3].value, JsonValue::Other("[1,[2]]"));
         assert_eq!(m[4].value, JsonValue::Other("null"));
         assert_eq!(read(" { } ").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn end_allows_only_whitespace_after_the_value() {
+        let mut r = Reader::new("{\"a\":1} \r\n", 0);
+        r.object().unwrap();
+        assert_eq!(r.end(), Ok(()));
+        let mut r = Reader::new("{\"a\":1} x", 0);
+        r.object().unwrap();
+        assert_eq!(
+            r.end(),
+            Err(ParseError::Syntax {
+                at: 8,
+                what: "text after the value"
+            })
+        );
     }
 
     #[test]

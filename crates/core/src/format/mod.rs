@@ -20,7 +20,7 @@ mod fields;
 pub mod gap;
 mod header;
 pub mod json;
-mod json_reader;
+pub mod json_reader;
 pub mod parse;
 pub mod rfc5424;
 pub mod sealing;

@@ -14,9 +14,9 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// This machine, in this process's network namespace.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Host;
+pub struct Machine;
 
-impl System for Host {
+impl System for Machine {
     fn read_sysctl(&self, key: &str) -> std::io::Result<String> {
         std::fs::read_to_string(Path::new("/proc/sys").join(key))
     }

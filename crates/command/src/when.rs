@@ -1,6 +1,8 @@
 //! Report times: the forms abuse reports write them in, resolved to UTC
 //! instants with the time-zone rules of the system database (jiff), the
-//! daylight-saving edges made explicit, and durations (`--slack 2m`).
+//! daylight-saving edges made explicit, and durations (`--slack 2m`). One
+//! reader for every `--at`: `masqlog lookup` and `masqlog portblock test`
+//! read the same forms. The calendar arithmetic is `masqlog_core::time`'s.
 //!
 //! Accepted (case-insensitive words; a leading weekday and surrounding
 //! `[...]` are ignored):
@@ -27,7 +29,8 @@
 //! listed there (so `CET` in July still means +01:00, as written).
 //! Abbreviations that mean different offsets in different places (`IST`,
 //! `AST`) are refused. A time without a zone is read in the default zone
-//! (`--tz`, else the system zone).
+//! the caller gives (lookup: `--tz`, else the system zone; portblock:
+//! `--tz`, else none, and the time is refused).
 //!
 //! Local times at a daylight-saving change: a time that the clocks skipped
 //! (spring forward) is an error that names the gap; a time that happened
@@ -38,7 +41,7 @@ use jiff::civil::DateTime;
 use jiff::tz::{AmbiguousOffset, Offset, TimeZone};
 
 use masqlog_core::record::Timestamp;
-use masqlog_core::time::{civil_string, utc_string};
+use masqlog_core::time::{MONTHS, civil_string, utc_string};
 
 /// Time-zone abbreviations read as fixed offsets (seconds east of UTC).
 /// `CST` is North American Central time, as RFC 5322 reads it (for China
@@ -91,10 +94,6 @@ const AMBIGUOUS: &[(&str, &str)] = &[
     ("AST", "Atlantic -04:00 or Arabia +03:00"),
 ];
 
-const MONTHS: [&str; 12] = [
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-];
-
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 /// Why a time, zone or duration could not be read.
@@ -117,18 +116,21 @@ pub enum TimeError {
     )]
     AmbiguousAbbreviation { abbr: String, meanings: String },
     #[error("{0}")]
-    Gap(Box<Gap>),
+    Skipped(Box<SkippedTime>),
     #[error("{input:?} is out of the range of times masqlog handles")]
     OutOfRange { input: String },
     #[error("cannot determine the system time zone ({why}): give --tz")]
     SystemZone { why: String },
+    /// A time without a zone where there is no default zone to read it in.
+    #[error("no time zone: add Z for UTC or an offset such as +01:00, or give --tz")]
+    NoZone,
     #[error("invalid duration {input:?}: write e.g. 90s, 2m, 1h30m, 24h or 2d")]
     Duration { input: String },
 }
 
-/// A local time the clocks skipped (spring forward).
+/// A local time the clocks skipped (spring forward): it never happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Gap {
+pub struct SkippedTime {
     /// The time as given, `2026-03-29 02:30:00`.
     pub local: String,
     pub zone: String,
@@ -140,9 +142,9 @@ pub struct Gap {
     pub after: String,
 }
 
-impl std::fmt::Display for Gap {
+impl std::fmt::Display for SkippedTime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Gap {
+        let SkippedTime {
             local,
             zone,
             gap_start,
@@ -458,7 +460,10 @@ fn month_of(word: &str) -> Option<u32> {
     MONTHS
         .iter()
         .zip(full)
-        .position(|(short, long)| w == *short || w == long || (w == "sept" && *short == "sep"))
+        .position(|(short, long)| {
+            let short = short.to_ascii_lowercase();
+            w.as_bytes() == short || w == long || (w == "sept" && short == b"sep")
+        })
         .map(|i| i as u32 + 1)
 }
 
@@ -812,7 +817,7 @@ pub fn parse_report_time(
                     let sod = local.rem_euclid(86_400);
                     format!("{:02}:{:02}", sod / 3600, sod / 60 % 60)
                 };
-                Err(TimeError::Gap(Box::new(Gap {
+                Err(TimeError::Skipped(Box::new(SkippedTime {
                     local: local_string(civil),
                     zone: name.clone(),
                     gap_start: hm(before),
@@ -1122,7 +1127,7 @@ mod tests {
         let e = parse_report_time("2026-03-29 02:30:00", &ams()).unwrap_err();
         assert_eq!(
             e,
-            TimeError::Gap(Box::new(Gap {
+            TimeError::Skipped(Box::new(SkippedTime {
                 local: "2026-03-29 02:30:00".into(),
                 zone: "Europe/Amsterdam".into(),
                 gap_start: "02:00".into(),
@@ -1138,7 +1143,7 @@ mod tests {
         let ny = parse_zone("America/New_York");
         let e = parse_report_time("2026-03-08 02:15:00", &ny).unwrap_err();
         assert!(
-            matches!(&e, TimeError::Gap(g)
+            matches!(&e, TimeError::Skipped(g)
                 if g.gap_start == "02:00" && g.gap_end == "03:00" && g.before == "-05:00" && g.after == "-04:00"),
             "{e}"
         );
