@@ -106,6 +106,8 @@ impl Instance {
         let mut cfg = Config::from_values(values)?;
         // Each instance has a spool of its own under spool_dir.
         cfg.spool = cfg.spool.map(|sc| sc.for_instance(id));
+        // ... and seals as writer HOST/ID.
+        cfg.seal.instance = id.to_string();
         Ok(Instance {
             id: id.to_string(),
             cfg,

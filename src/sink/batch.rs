@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use super::FormatFn;
 use super::notices::{Level, REMINDER_INTERVAL, describe, panic_message};
+use super::sealer::Sealer;
 use super::transport::{Limit, SendError};
 use super::worker::Worker;
 use masqlog_core::config::{Config, Format};
 use masqlog_core::format::Header;
+use masqlog_core::format::chain::{self, ChainRecord};
 use masqlog_core::format::gap::{self, Gap};
 use masqlog_core::record::{FlowRecord, Timestamp};
 
@@ -74,6 +76,8 @@ pub(super) struct Formatter {
     format: FormatFn,
     kind: Format,
     origin: Origin,
+    /// Seals every message when sealing is on.
+    pub(super) sealer: Option<Sealer>,
 }
 
 /// What the header of every message says of its sender.
@@ -98,9 +102,10 @@ impl Origin {
 }
 
 impl Formatter {
-    pub(super) fn new(cfg: &Config, format: FormatFn) -> Self {
+    pub(super) fn new(cfg: &Config, format: FormatFn, sealer: Option<Sealer>) -> Self {
         Formatter {
             format,
+            sealer,
             kind: cfg.format,
             origin: Origin {
                 pri: cfg.facility.min(23) * 8 + cfg.severity.min(7),
@@ -120,17 +125,35 @@ impl Formatter {
         out.clear();
         let hdr = self.origin.header(Timestamp::now());
         let (format, kind) = (&mut self.format, self.kind);
-        catch_unwind(AssertUnwindSafe(|| format(kind, &hdr, rec, out))).map_err(|panic| {
-            out.clear();
-            panic_message(&*panic).to_string()
-        })
+        let start =
+            catch_unwind(AssertUnwindSafe(|| format(kind, &hdr, rec, out))).map_err(|panic| {
+                out.clear();
+                panic_message(&*panic).to_string()
+            })?;
+        if let Some(s) = &mut self.sealer {
+            s.seal(kind, start, out);
+        }
+        Ok(())
     }
 
     /// The gap record of `gap`, stamped with its end.
-    pub(super) fn gap(&self, gap: &Gap) -> Vec<u8> {
+    pub(super) fn gap(&mut self, gap: &Gap) -> Vec<u8> {
         let mut msg = Vec::with_capacity(256);
-        gap::write_syslog(self.kind, &self.origin.header(gap.to), gap, &mut msg);
+        let start = gap::write_syslog(self.kind, &self.origin.header(gap.to), gap, &mut msg);
+        if let Some(s) = &mut self.sealer {
+            s.seal(self.kind, start, &mut msg);
+        }
         msg
+    }
+
+    /// A chain record, sealed, stamped now; `None` when not sealing.
+    pub(super) fn chain(&mut self, rec: &ChainRecord) -> Option<Vec<u8>> {
+        let s = self.sealer.as_mut()?;
+        let mut msg = Vec::with_capacity(256);
+        let hdr = self.origin.header(Timestamp::now());
+        let start = chain::write_syslog(self.kind, &hdr, rec, &mut msg);
+        s.seal(self.kind, start, &mut msg);
+        Some(msg)
     }
 }
 

@@ -35,6 +35,7 @@ pub mod drops;
 mod gaps;
 mod notices;
 mod relp;
+mod sealer;
 pub mod spool;
 mod spooling;
 mod stats;
@@ -59,6 +60,9 @@ pub enum SinkError {
     QueueSize(usize),
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
+    /// Sealing is asked for and cannot be done.
+    #[error("sealing: {0}")]
+    Seal(String),
 }
 
 /// What the handle asks of the thread besides records.
@@ -72,7 +76,10 @@ pub(crate) enum Control {
 
 /// Formats one record into the buffer: `masqlog_core::format::write_syslog`, or a
 /// stand-in in tests.
-pub(crate) type FormatFn = Box<dyn FnMut(Format, &Header<'_>, &FlowRecord, &mut Vec<u8>) + Send>;
+/// Returns where the message's body (the format's marker) starts: what a
+/// sealing writer seals.
+pub(crate) type FormatFn =
+    Box<dyn FnMut(Format, &Header<'_>, &FlowRecord, &mut Vec<u8>) -> usize + Send>;
 
 /// The stop deadline, shared by the handle (which sets it) and the thread
 /// and its transport (which give up when it passed, even in the middle of
@@ -139,13 +146,7 @@ impl Writer {
     /// cannot be opened (or another process holds it); `Thread` when the
     /// thread cannot be spawned.
     pub fn start(cfg: &Config, waker: Arc<dyn Waker>) -> Result<Writer, SinkError> {
-        Self::start_with(
-            cfg,
-            waker,
-            Box::new(|format, hdr, rec, out| {
-                masqlog_core::format::write_syslog(format, hdr, rec, out);
-            }),
-        )
+        Self::start_with(cfg, waker, Box::new(masqlog_core::format::write_syslog))
     }
 
     /// `start` with the formatter given (tests pass their own).
@@ -196,6 +197,21 @@ impl Writer {
             }
             None => None,
         };
+        let sealer = match sealer::Sealer::open(&cfg.seal)? {
+            sealer::Opened::Sealing(s, start) => {
+                outbox.push(
+                    Level::Notice,
+                    format!("records are sealed: {}", s.describe()),
+                );
+                Some((s, start))
+            }
+            sealer::Opened::Unsealed(why) => {
+                if let Some(why) = why {
+                    outbox.push(Level::Notice, why);
+                }
+                None
+            }
+        };
         let (queue_tx, queue_rx) = bounded(cfg.queue_size);
         let (control_tx, control_rx) = bounded(4);
         let stop = Arc::new(StopSignal::new());
@@ -208,6 +224,7 @@ impl Writer {
             Arc::clone(&counts),
             format,
             spool,
+            sealer,
         );
         let thread = std::thread::Builder::new()
             .name("masqlog-writer".into())

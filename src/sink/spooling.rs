@@ -246,6 +246,10 @@ impl Worker {
     /// is one; what cannot be kept is counted as lost. Returns how many were
     /// lost.
     pub(super) fn give_up(&mut self) -> u64 {
+        // The run does not end cleanly: the mark is a checkpoint.
+        if let Some(s) = &mut self.formatter.sealer {
+            s.mark(false);
+        }
         let lost_before = self.counts.lost.load(SeqCst);
         if !self.batch.from_spool {
             self.spool_batch();

@@ -27,8 +27,9 @@ fn capturing(mut inner: FormatFn) -> (FormatFn, Captured) {
     let copy = Arc::clone(&seen);
     let f: FormatFn = Box::new(
         move |kind, hdr: &Header<'_>, rec: &FlowRecord, out: &mut Vec<u8>| {
-            inner(kind, hdr, rec, out);
+            let start = inner(kind, hdr, rec, out);
             copy.lock().push(out.clone());
+            start
         },
     );
     (f, seen)
@@ -354,6 +355,7 @@ fn stop_with_a_stuck_tcp_receiver_is_bounded() {
     let big: FormatFn = Box::new(|_, _, rec: &FlowRecord, out: &mut Vec<u8>| {
         out.resize(256 * 1024, b'x');
         out.extend_from_slice(format!("id={}", rec.id.unwrap_or(0)).as_bytes());
+        0
     });
     let (w, _) = start(&cfg, big);
     submit_all(&w, 0..200);
@@ -507,9 +509,7 @@ fn real_format_over_unix_arrives_byte_for_byte() {
             format,
             ..test_config(Destination::Unix(rx.path.clone()))
         };
-        let (f, seen) = capturing(Box::new(|f, h, r, o| {
-            masqlog_core::format::write_syslog(f, h, r, o);
-        }));
+        let (f, seen) = capturing(Box::new(masqlog_core::format::write_syslog));
         let (w, _) = start(&cfg, f);
         submit_all(&w, 0..3);
         let got = rx.recv_n(3, LONG);
@@ -533,9 +533,7 @@ fn real_format_over_tcp_is_framed_and_carries_the_hostname() {
         format: Format::Rfc5424,
         ..test_config(Destination::Tcp(r.addr))
     };
-    let (f, seen) = capturing(Box::new(|f, h, r, o| {
-        masqlog_core::format::write_syslog(f, h, r, o);
-    }));
+    let (f, seen) = capturing(Box::new(masqlog_core::format::write_syslog));
     let (w, _) = start(&cfg, f);
     submit_all(&w, 0..5);
     let mut got = Vec::new();

@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use tempfile::TempDir;
 
 use super::{FormatFn, Waker};
-use masqlog_core::config::{Config, Destination};
+use masqlog_core::config::{Config, Destination, SealConfig, SealMode};
 use masqlog_core::format::Header;
 use masqlog_core::record::FlowRecord;
 
@@ -81,6 +81,7 @@ pub fn id_format() -> FormatFn {
             )
             .as_bytes(),
         );
+        0
     })
 }
 
@@ -100,6 +101,10 @@ pub fn test_config(destination: Destination) -> Config {
         retry_interval: Duration::from_millis(20),
         hostname: Some("gw1".into()),
         spool: None,
+        seal: SealConfig {
+            mode: SealMode::Off,
+            ..Config::default().seal
+        },
         ..Config::default()
     }
 }

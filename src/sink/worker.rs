@@ -14,12 +14,14 @@ use crossbeam_channel::{Receiver, at, never, select};
 use super::batch::{Batch, Formatter, Outage};
 use super::gaps::DropWatch;
 use super::notices::{Level, Outbox, panic_message};
+use super::sealer::Sealer;
 use super::spool::Spool;
 use super::spooling::Spooler;
 use super::stats::{Counts, StatsTimer};
 use super::transport::{self, Transport};
 use super::{Control, FormatFn, StopSignal};
 use masqlog_core::config::Config;
+use masqlog_core::format::chain::ChainRecord;
 use masqlog_core::record::FlowRecord;
 
 /// What woke the thread while it waited for a record.
@@ -56,8 +58,11 @@ pub(super) struct Worker {
     pub(super) outage: Option<Outage>,
     stats: StatsTimer,
     pub(super) drops: DropWatch,
-    /// Gap records waiting to go out ahead of the next records.
+    /// The writer's own records (gap and chain records) waiting to go out
+    /// ahead of the next records.
     pub(super) gaps: Vec<Vec<u8>>,
+    /// The chain-stop record was made (the queue is closed).
+    chain_stopped: bool,
 }
 
 impl Worker {
@@ -71,15 +76,24 @@ impl Worker {
         counts: Arc<Counts>,
         format: FormatFn,
         spool: Option<Spool>,
+        sealer: Option<(Sealer, ChainRecord)>,
     ) -> Self {
         let now = Instant::now();
+        let (sealer, start) = sealer.unzip();
+        let mut formatter = Formatter::new(&cfg, format, sealer);
+        // The run's chain-start record goes out before anything else.
+        let own = start
+            .and_then(|rec| formatter.chain(&rec))
+            .into_iter()
+            .collect();
         Worker {
             queue,
             queue_closed: false,
             stop,
             control,
             outbox,
-            formatter: Formatter::new(&cfg, format),
+            formatter,
+            chain_stopped: false,
             transport: transport::open(&cfg.destination),
             batch: Batch::default(),
             spooler: Spooler::new(spool, Arc::clone(&counts)),
@@ -88,7 +102,7 @@ impl Worker {
             outage: None,
             stats: StatsTimer::new(cfg.stats_interval, now),
             drops: DropWatch::new(now),
-            gaps: Vec::new(),
+            gaps: own,
             cfg,
         }
     }
@@ -149,6 +163,19 @@ impl Worker {
             match self.wait_for_record() {
                 Wake::Record(rec) => self.fill_live(rec),
                 Wake::Closed => {
+                    // Sealing: the run ends with its chain-stop record,
+                    // sent like any other; once it is out (the loop came
+                    // back here with nothing left), the mark says so.
+                    if !self.chain_stopped {
+                        self.chain_stopped = true;
+                        if let Some(msg) = self.formatter.chain(&ChainRecord::Stop) {
+                            self.gaps.push(msg);
+                            continue;
+                        }
+                    }
+                    if let Some(s) = &mut self.formatter.sealer {
+                        s.mark(true);
+                    }
                     self.spooler.sync(&mut self.outbox);
                     return;
                 }

@@ -9,4 +9,5 @@ pub mod checkconfig;
 pub mod json;
 pub mod lookup;
 pub mod portblock;
+pub mod verify;
 pub mod when;

@@ -50,6 +50,11 @@ enum Command {
     /// IDENT, the router's policy routing. Run it as root on the router
     /// before restarting ulogd.
     CheckConfig(cli::checkconfig::CheckConfigArgs),
+    /// Make the key that seals this router's records: the sealing state
+    /// for the plugin, and the verification key to keep elsewhere.
+    Keygen(cli::keygen::KeygenArgs),
+    /// Check sealed logs: every record there, unaltered, in order.
+    Verify(cli::verify::VerifyArgs),
     /// Write the generated man pages, shell completions and example config
     /// into a directory (for packaging).
     #[command(hide = true)]
@@ -69,6 +74,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Portblock(args) => Ok(cli::portblock::run(&args)?),
         Command::Lookup(args) => Ok(cli::lookup::run(&args)?),
         Command::CheckConfig(args) => cli::checkconfig::run(&args),
+        Command::Keygen(args) => {
+            cli::keygen::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(args) => cli::verify::run(&args),
         Command::GenDocs(args) => {
             cli::gendocs::run(&args, <Cli as clap::CommandFactory>::command())?;
             Ok(ExitCode::SUCCESS)

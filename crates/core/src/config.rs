@@ -169,6 +169,29 @@ pub struct Config {
     pub remote: RemoteMode,
     /// `None`: no spool (`spool_size_mb=0`).
     pub spool: Option<SpoolConfig>,
+    pub seal: SealConfig,
+}
+
+/// Sealing (config keys `seal`, `seal_state`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealConfig {
+    pub mode: SealMode,
+    /// The sealing state (`masqlog keygen`).
+    pub state: PathBuf,
+    /// The instance that seals (ulogd's id of its stack entry, `masq1`):
+    /// the plugin sets it, as it does the spool's subdirectory.
+    pub instance: String,
+}
+
+/// Whether records are sealed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SealMode {
+    /// When the sealing state exists.
+    #[default]
+    Auto,
+    /// Always: no start without the sealing state.
+    On,
+    Off,
 }
 
 /// The on-disk spool (config keys `spool_dir`, `spool_size_mb`,
@@ -399,6 +422,7 @@ impl Config {
         let ident = Self::ident(&r)?;
         let remote = Self::remote(&r)?;
         let spool = Self::spool(&r)?;
+        let seal = Self::seal(&r)?;
         Ok(Config {
             format,
             nat,
@@ -414,6 +438,35 @@ impl Config {
             ident,
             remote,
             spool,
+            seal,
+        })
+    }
+
+    fn seal(r: &Reader<'_>) -> Result<SealConfig, ConfigError> {
+        let mode = r.choice(
+            "seal",
+            &[
+                ("auto", SealMode::Auto),
+                ("on", SealMode::On),
+                ("off", SealMode::Off),
+            ],
+        )?;
+        let state = r.string("seal_state")?;
+        if !state.starts_with('/')
+            || state.len() > 200
+            || state.contains('\n')
+            || state.ends_with('/')
+        {
+            return Err(ConfigError {
+                key: "seal_state",
+                value: format!("{state:?}"),
+                allowed: "an absolute path of a file, at most 200 bytes".into(),
+            });
+        }
+        Ok(SealConfig {
+            mode,
+            state: PathBuf::from(state),
+            instance: "masqlog".into(),
         })
     }
 

@@ -112,6 +112,18 @@ pub const CONF_KEYS: &[ConfKey] = &[
         help: "milliseconds between fdatasync calls on the spool (0 .. 60000; 0 syncs after every write); spooled records survive a crash of ulogd at once, a power failure once synced",
     },
     ConfKey {
+        name: "seal",
+        kind: ConfKind::Str,
+        default: "auto",
+        help: "sealing of every record with a forward-secure MAC, a writer id and a sequence number (see `masqlog keygen` and `masqlog verify`): auto (seal when seal_state exists, else log a notice and write unsealed records), on (refuse to start without it) or off",
+    },
+    ConfKey {
+        name: "seal_state",
+        kind: ConfKind::Str,
+        default: "/var/lib/masqlog/seal.state",
+        help: "the router's sealing state, made by `masqlog keygen` and replaced by the plugin every epoch; each instance keeps its chain mark beside it (STATE.ID.chain); its directory must not be writable by others",
+    },
+    ConfKey {
         name: "remote",
         kind: ConfKind::Str,
         default: "log",

@@ -314,6 +314,15 @@ impl UlogdConf {
         self
     }
 
+    /// Points the `seal_state` of every MASQLOG instance to `path` (a lab's
+    /// or a test's own key).
+    pub fn set_seal_state(&mut self, path: &Path) -> &mut UlogdConf {
+        for id in self.masqlog_ids() {
+            self.set(&id, "seal_state", &path.to_string_lossy());
+        }
+        self
+    }
+
     /// Writes the config to `path`.
     pub fn write(&self, path: &Path) -> Result<(), UlogdConfError> {
         std::fs::write(path, &self.text).map_err(|source| UlogdConfError::Write {

@@ -213,6 +213,7 @@ pub fn run(args: &LabArgs) -> Result<(), LabError> {
             .collect();
         println!("  ident: {}", kv.join(" "));
     }
+    answer_a_report(&session, &results, &receiver)?;
     match ident {
         IdentMode::Off => {}
         IdentMode::Plain => println!(
@@ -250,6 +251,78 @@ pub fn run(args: &LabArgs) -> Result<(), LabError> {
     }
     drop(session);
     Ok(())
+}
+
+/// The `masqlog` command beside this program.
+fn masqlog_command() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.join("masqlog")).filter(|p| p.is_file())
+}
+
+/// Runs `masqlog ARGS`, printing the command and its output.
+fn show(masqlog: &std::path::Path, args: &[String]) -> Result<(), LabError> {
+    println!("\n$ masqlog {}", args.join(" "));
+    let out = std::process::Command::new(masqlog)
+        .args(args)
+        .output()
+        .map_err(|source| LabError::Spawn {
+            cmd: format!("masqlog {}", args.join(" ")),
+            source,
+        })?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    println!(
+        "(exit status {})",
+        out.status.code().map_or("none".into(), |c| c.to_string())
+    );
+    Ok(())
+}
+
+/// What the lab is for: an abuse report about one of its own flows,
+/// answered from its log by `masqlog lookup`, and the log's seals checked
+/// by `masqlog verify` with the lab's verification key.
+fn answer_a_report(
+    session: &Session,
+    results: &[FlowResult],
+    log: &std::path::Path,
+) -> Result<(), LabError> {
+    let Some(masqlog) = masqlog_command() else {
+        println!("\n(masqlog is not next to masqlog-lab: no lookup and verify shown)");
+        return Ok(());
+    };
+    let (_, key) = session.lab.seal_key()?;
+    if let Some(r) = results.iter().find(|r| r.spec.proto == FlowProto::Tcp) {
+        let public = crate::topology::masq_addr(r.spec.family);
+        let port = r.spec.client().port();
+        let public = match public {
+            std::net::IpAddr::V4(a) => format!("{a}:{port}"),
+            std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+        };
+        let at = masqlog_core::time::utc_string(r.began, true);
+        println!(
+            "\nAn abuse report: \"{public} connected to {} at {at}\". Who was it?",
+            r.spec.remote()
+        );
+        show(
+            &masqlog,
+            &[
+                "lookup".into(),
+                public,
+                "--at".into(),
+                at,
+                log.display().to_string(),
+            ],
+        )?;
+    }
+    show(
+        &masqlog,
+        &[
+            "verify".into(),
+            "--key".into(),
+            key.display().to_string(),
+            log.display().to_string(),
+        ],
+    )
 }
 
 fn print_flow(r: &FlowResult, received: &crate::Received, events: &[CtEvent]) {

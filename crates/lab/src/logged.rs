@@ -1,6 +1,7 @@
 //! masqlog's lines as they arrived at a lab receiver, read back with the
 //! crate's own parser and matched to the lab's flows.
 
+use masqlog_core::format::chain::parse_chain;
 use masqlog_core::format::{ParseError, ParsedLine, parse_line};
 use masqlog_core::record::Event;
 
@@ -21,6 +22,8 @@ pub struct Logged {
 pub struct Received {
     pub lines: Vec<Logged>,
     pub unreadable: Vec<(String, ParseError)>,
+    /// Chain-start and chain-stop records (sealing).
+    pub chain: Vec<String>,
 }
 
 /// Reads every line with [`parse_line`].
@@ -33,6 +36,8 @@ pub fn read(lines: &[String]) -> Received {
                 parsed,
             }),
             Err(ParseError::NotFound { .. }) => {}
+            // The chain records of a sealing writer are no flow lines.
+            Err(_) if parse_chain(l).is_some() => r.chain.push(l.clone()),
             Err(e) => r.unreadable.push((l.clone(), e)),
         }
     }

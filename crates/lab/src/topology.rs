@@ -15,6 +15,8 @@ use crate::rsyslog::{Rsyslog, RsyslogOptions};
 use crate::tempdir::TempDir;
 use crate::ulogd::Ulogd;
 use crate::{LabError, UlogdConf, preflight};
+use masqlog_core::record::Timestamp;
+use masqlog_core::seal;
 
 /// The client's addresses (inside the NAT).
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
@@ -295,6 +297,30 @@ impl Lab {
     /// A path inside the lab's temporary directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// The lab's sealing key, made at the first call: the sealing state
+    /// every ulogd of the lab uses (`seal.state`) and the verification key
+    /// (`verify.key`, returned), as `masqlog keygen` makes them, for the
+    /// router host `<prefix>-router`.
+    pub fn seal_key(&self) -> Result<(PathBuf, PathBuf), LabError> {
+        let state = self.path("seal.state");
+        let key = self.path("verify.key");
+        if !state.exists() {
+            let now = Timestamp::now().secs;
+            let len = i64::from(seal::DEFAULT_EPOCH_SECS);
+            let k = seal::VerifyKey::generate(
+                &self.ns(Role::Router),
+                now - now.rem_euclid(len),
+                seal::DEFAULT_EPOCH_SECS,
+            )
+            .map_err(|e| LabError::io("making the lab's key", std::io::Error::other(e)))?;
+            for (path, text) in [(&key, k.to_text()), (&state, k.initial_state().to_text())] {
+                std::fs::write(path, text)
+                    .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
+            }
+        }
+        Ok((state, key))
     }
 
     pub fn reaper(&self) -> &Arc<Reaper> {

@@ -90,6 +90,8 @@ impl Ulogd {
         let conf_path = lab.path(&format!("{name}.conf"));
         let mut conf = conf.clone();
         conf.set_spool_dir(&lab.path("spool"));
+        let (seal_state, _) = lab.seal_key()?;
+        conf.set_seal_state(&seal_state);
         conf.write(&conf_path)?;
         let logfile = conf
             .get("global", "logfile")

@@ -3,7 +3,9 @@
 pub mod checkconfig;
 pub mod gendocs;
 pub mod install;
+pub mod keygen;
 pub mod lab;
 pub mod lookup;
 pub mod man5;
 pub mod portblock;
+pub mod verify;

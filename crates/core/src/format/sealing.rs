@@ -12,7 +12,7 @@
 
 use super::{json, rfc5424, text, write_u64};
 use crate::config::Format;
-use crate::seal::{Chain, MAC_LEN, MacBytes, SealFields, hex_string, parse_hex_into};
+use crate::seal::{Chain, MAC_LEN, MacBytes, SealFields, WriterId, hex_string, parse_hex_into};
 
 pub(crate) const W: &str = "w";
 pub(crate) const RUN: &str = "run";
@@ -171,6 +171,80 @@ pub fn sealed_bytes(line: &[u8]) -> Option<SealedBytes<'_>> {
     None
 }
 
+impl SealedBytes<'_> {
+    /// The sealing fields, read from the end of the body where the writer
+    /// put them, in their fixed order (so that nothing in the record's own
+    /// fields, such as an identd's user name, can pass for them).
+    pub fn fields(&self) -> Option<SealFields> {
+        let body = std::str::from_utf8(self.body).ok()?;
+        let (w, run, seq, ep, prev) = match self.format {
+            Format::Text => {
+                let at = body.rfind(" w=")?;
+                let mut it = body[at + 1..].split(' ');
+                let mut next = |key: &str| it.next()?.strip_prefix(key)?.strip_prefix('=');
+                let v = (next(W)?, next(RUN)?, next(SEQ)?, next(EP)?, next(PREV)?);
+                if it.next().is_some() {
+                    return None;
+                }
+                v
+            }
+            Format::Json => {
+                let at = body.rfind(",\"w\":\"")?;
+                let rest = &body[at + 1..];
+                let mut it = rest.split(',');
+                let mut next = |key: &str| {
+                    let kv = it.next()?;
+                    let v = kv
+                        .strip_prefix('"')?
+                        .strip_prefix(key)?
+                        .strip_prefix("\":")?;
+                    Some(
+                        v.strip_prefix('"')
+                            .and_then(|v| v.strip_suffix('"'))
+                            .unwrap_or(v),
+                    )
+                };
+                let v = (next(W)?, next(RUN)?, next(SEQ)?, next(EP)?, next(PREV)?);
+                if it.next().is_some() {
+                    return None;
+                }
+                v
+            }
+            Format::Rfc5424 => {
+                let at = body.rfind(" w=\"")?;
+                let mut it = body[at + 1..].split(' ');
+                let mut next = |key: &str| {
+                    it.next()?
+                        .strip_prefix(key)?
+                        .strip_prefix("=\"")?
+                        .strip_suffix('"')
+                };
+                let v = (next(W)?, next(RUN)?, next(SEQ)?, next(EP)?, next(PREV)?);
+                if it.next().is_some() {
+                    return None;
+                }
+                v
+            }
+        };
+        let num = |s: &str| {
+            (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        let mut prev_mac = [0u8; MAC_LEN];
+        if !parse_hex_into(prev, &mut prev_mac) {
+            return None;
+        }
+        Some(SealFields {
+            writer: WriterId::parse(w)?,
+            run: num(run)?,
+            seq: num(seq)?,
+            epoch: num(ep)?,
+            prev: prev_mac,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +284,7 @@ mod tests {
             );
             assert_eq!(tag.fields.writer.to_string(), "gw1/masq1");
             assert_eq!(tag.mac, sb.mac);
+            assert_eq!(sb.fields().as_ref(), Some(&tag.fields), "{line}");
             // prev is the MAC of the record before.
             assert_eq!(tag.fields.prev, sealed_bytes(&first).unwrap().mac);
             assert!(p.extra.is_empty(), "{:?}", p.extra);
@@ -239,6 +314,26 @@ mod tests {
             t0: 0,
             epoch_secs: 60,
         };
+    }
+
+    #[test]
+    fn a_user_name_that_looks_like_sealing_fields_is_not_read_as_them() {
+        let mut rec = tcp_start();
+        rec.ident = Some(crate::record::IdentInfo {
+            status: crate::record::IdentStatus::User,
+            user: Some(b"x w=gw9/evil run=1 seq=1 ep=0 prev=00".to_vec()),
+            opsys: Some(b"UNIX".to_vec()),
+            detail: None,
+        });
+        for format in [Format::Text, Format::Json, Format::Rfc5424] {
+            let (_, mut c) = chain();
+            let mut out = Vec::new();
+            let start = write_syslog(format, &header(None), &rec, &mut out);
+            seal_message(format, start, &mut c, &mut out);
+            let f = sealed_bytes(&out).unwrap().fields().unwrap();
+            assert_eq!(f.writer.to_string(), "gw1/masq1");
+            assert_eq!(f.seq, 1);
+        }
     }
 
     #[test]

@@ -1,0 +1,629 @@
+//! `masqlog verify`: checks sealed logs against verification keys. For
+//! each writer (`HOST/INSTANCE`): which records verify, which lines are
+//! forged or altered, the sequence numbers missing inside each run, the
+//! links between records and between runs (a chain-start record names what
+//! the run before it wrote), lines out of order, duplicates, and where the
+//! log ends. Lines of other programs are passed over; masqlog records
+//! without a seal are counted.
+
+use std::collections::{BTreeMap, HashMap};
+
+use masqlog_core::format::chain::{ChainRecord, parse_chain};
+use masqlog_core::format::gap::parse_gap;
+use masqlog_core::format::parse_line;
+use masqlog_core::format::sealing::sealed_bytes;
+use masqlog_core::seal::{KeyRing, MacBytes, VerifyKey, WriterId, WriterKey};
+
+/// Where a line is: input name and line number (from 1).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Loc {
+    pub input: String,
+    pub line: u64,
+}
+
+impl std::fmt::Display for Loc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.input, self.line)
+    }
+}
+
+/// At most this many locations are kept of each kind of finding (all are
+/// counted).
+pub const MAX_LISTED: usize = 100;
+
+/// A verified record's place in its chain.
+#[derive(Clone, Debug)]
+struct Rec {
+    mac: MacBytes,
+    prev: MacBytes,
+    loc: Loc,
+    chain: Option<ChainRecord>,
+}
+
+/// What was seen of one run of one writer.
+#[derive(Debug, Default)]
+struct RunLog {
+    recs: BTreeMap<u64, Rec>,
+    /// The highest sequence number seen so far in input order.
+    high: u64,
+    reordered: u64,
+    first_reordered: Option<Loc>,
+    duplicates: u64,
+    /// Second records that verify for a place already taken.
+    conflicts: Vec<(u64, Loc)>,
+}
+
+/// A list of locations, counted in full and kept up to [`MAX_LISTED`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listed {
+    pub count: u64,
+    pub locs: Vec<(Loc, String)>,
+}
+
+impl Listed {
+    fn add(&mut self, loc: Loc, why: String) {
+        self.count += 1;
+        if self.locs.len() < MAX_LISTED {
+            self.locs.push((loc, why));
+        }
+    }
+}
+
+/// Reads lines and checks them against the keys.
+pub struct Verifier<'k> {
+    rings: HashMap<String, KeyRing<'k>>,
+    keys: HashMap<(String, String, u64), WriterKey>,
+    writers: BTreeMap<WriterId, BTreeMap<u64, RunLog>>,
+    pub lines: u64,
+    forged: Listed,
+    unsealed: Listed,
+    no_key: BTreeMap<String, u64>,
+}
+
+/// One finding about a writer's chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// Sequence numbers `from..=to` of run `run` are not in the logs,
+    /// between records that are.
+    Missing { run: u64, from: u64, to: u64 },
+    /// The record `seq` does not name the MAC of the record before it.
+    BrokenLink { run: u64, seq: u64, loc: Loc },
+    /// Two different records that both verify claim the same place (only
+    /// someone with the key can make that).
+    Conflict { run: u64, seq: u64, loc: Loc },
+    /// The next run's chain-start says this run wrote up to `expected`,
+    /// the logs end it at `last`: the tail is missing.
+    MissingTail { run: u64, last: u64, expected: u64 },
+    /// The next run's chain-start names a different last record.
+    WrongPredecessor { run: u64, seq: u64, loc: Loc },
+}
+
+/// A note that is no failure by itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// The logs begin in the middle of run `run`.
+    BeginsAt { run: u64, seq: u64, loc: Loc },
+    /// The logs end in run `run` without its chain-stop record: the writer
+    /// was still running, or was stopped uncleanly, or the tail was cut.
+    EndsAt { run: u64, seq: u64, loc: Loc },
+    /// Run `run` did not stop cleanly; the next run knew its checkpoint.
+    Unclean { run: u64, checkpoint: u64 },
+    /// Lines of run `run` appear after a later one.
+    Reordered { run: u64, count: u64, first: Loc },
+    /// The same record more than once (a resend, overlapping files).
+    Duplicates { run: u64, count: u64 },
+}
+
+/// The result for one writer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriterReport {
+    pub writer: WriterId,
+    /// `(run, first seq, last seq, records)` of each run seen.
+    pub runs: Vec<(u64, u64, u64, u64)>,
+    pub problems: Vec<Problem>,
+    pub notes: Vec<Note>,
+}
+
+/// Everything `verify` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub lines: u64,
+    pub writers: Vec<WriterReport>,
+    /// Sealed lines whose MAC does not verify (or whose seal is broken).
+    pub forged: Listed,
+    /// masqlog records without a seal.
+    pub unsealed: Listed,
+    /// Sealed records of hosts without a key, by host.
+    pub no_key: BTreeMap<String, u64>,
+}
+
+impl Report {
+    /// Whether every chain is intact: no forged or altered line, nothing
+    /// missing, and at least one verified record.
+    pub fn intact(&self) -> bool {
+        self.forged.count == 0
+            && self.writers.iter().all(|w| w.problems.is_empty())
+            && !self.writers.is_empty()
+    }
+}
+
+impl<'k> Verifier<'k> {
+    pub fn new(keys: &'k [VerifyKey]) -> Verifier<'k> {
+        Verifier {
+            rings: keys.iter().map(|k| (k.host.clone(), k.ring())).collect(),
+            keys: HashMap::new(),
+            writers: BTreeMap::new(),
+            lines: 0,
+            forged: Listed::default(),
+            unsealed: Listed::default(),
+            no_key: BTreeMap::new(),
+        }
+    }
+
+    /// Takes one line (without its newline).
+    pub fn line(&mut self, loc: Loc, line: &[u8]) {
+        self.lines += 1;
+        let Some(sb) = sealed_bytes(line) else {
+            if is_masqlog_record(line) {
+                self.unsealed
+                    .add(loc, "a masqlog record without a seal".into());
+            }
+            return;
+        };
+        let Some(fields) = sb.fields() else {
+            self.forged
+                .add(loc, "its sealing fields are damaged".into());
+            return;
+        };
+        let host = fields.writer.host.clone();
+        let Some(ring) = self.rings.get_mut(&host) else {
+            *self.no_key.entry(host).or_default() += 1;
+            return;
+        };
+        let cache_key = (host, fields.writer.instance.clone(), fields.epoch);
+        let key = match self.keys.get(&cache_key) {
+            Some(k) => k,
+            None => match ring.writer_key(&fields.writer.instance, fields.epoch) {
+                Ok(k) => {
+                    if self.keys.len() > 4096 {
+                        self.keys.clear();
+                    }
+                    self.keys.entry(cache_key).or_insert(k)
+                }
+                Err(e) => {
+                    self.forged.add(loc, format!("epoch {}: {e}", fields.epoch));
+                    return;
+                }
+            },
+        };
+        if !key.verify(sb.body, &sb.mac) {
+            self.forged.add(
+                loc,
+                format!(
+                    "{} run {} seq {}: the MAC does not verify (altered, or forged)",
+                    fields.writer, fields.run, fields.seq
+                ),
+            );
+            return;
+        }
+        let text = String::from_utf8_lossy(line);
+        let chain = parse_chain(&text);
+        let run = self
+            .writers
+            .entry(fields.writer)
+            .or_default()
+            .entry(fields.run)
+            .or_default();
+        match run.recs.get(&fields.seq) {
+            Some(r) if r.mac == sb.mac => run.duplicates += 1,
+            Some(_) => run.conflicts.push((fields.seq, loc)),
+            None => {
+                if fields.seq < run.high {
+                    run.reordered += 1;
+                    run.first_reordered.get_or_insert_with(|| loc.clone());
+                }
+                run.high = run.high.max(fields.seq);
+                run.recs.insert(
+                    fields.seq,
+                    Rec {
+                        mac: sb.mac,
+                        prev: fields.prev,
+                        loc,
+                        chain,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The findings.
+    pub fn finish(self) -> Report {
+        let mut writers = Vec::new();
+        for (writer, runs) in self.writers {
+            writers.push(judge(writer, runs));
+        }
+        Report {
+            lines: self.lines,
+            writers,
+            forged: self.forged,
+            unsealed: self.unsealed,
+            no_key: self.no_key,
+        }
+    }
+}
+
+fn judge(writer: WriterId, mut runs: BTreeMap<u64, RunLog>) -> WriterReport {
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    let mut summary = Vec::new();
+    // Each run's own records.
+    for (&run, log) in runs.iter_mut() {
+        for (seq, loc) in log.conflicts.drain(..) {
+            problems.push(Problem::Conflict { run, seq, loc });
+        }
+        let (Some((&first, first_rec)), Some((&last, _))) =
+            (log.recs.first_key_value(), log.recs.last_key_value())
+        else {
+            continue;
+        };
+        summary.push((run, first, last, log.recs.len() as u64));
+        if first > 1 {
+            notes.push(Note::BeginsAt {
+                run,
+                seq: first,
+                loc: first_rec.loc.clone(),
+            });
+        }
+        let mut expect = first;
+        let mut prev_mac: Option<MacBytes> = None;
+        for (&seq, rec) in &log.recs {
+            if seq > expect {
+                problems.push(Problem::Missing {
+                    run,
+                    from: expect,
+                    to: seq - 1,
+                });
+                prev_mac = None;
+            }
+            if let Some(m) = prev_mac
+                && rec.prev != m
+            {
+                problems.push(Problem::BrokenLink {
+                    run,
+                    seq,
+                    loc: rec.loc.clone(),
+                });
+            }
+            prev_mac = Some(rec.mac);
+            expect = seq + 1;
+        }
+        if log.reordered > 0 {
+            notes.push(Note::Reordered {
+                run,
+                count: log.reordered,
+                first: log.first_reordered.clone().expect("set with the count"),
+            });
+        }
+        if log.duplicates > 0 {
+            notes.push(Note::Duplicates {
+                run,
+                count: log.duplicates,
+            });
+        }
+    }
+    // Between runs: what each chain-start says of the run before.
+    let run_ids: Vec<u64> = runs.keys().copied().collect();
+    for &run in &run_ids {
+        let start = runs[&run].recs.get(&1).and_then(|r| r.chain.clone());
+        let Some(ChainRecord::Start {
+            previous: Some(prev),
+        }) = start
+        else {
+            continue;
+        };
+        if !prev.clean {
+            notes.push(Note::Unclean {
+                run: prev.run,
+                checkpoint: prev.seq,
+            });
+        }
+        let Some(before) = runs.get(&prev.run) else {
+            continue;
+        };
+        let last = before.recs.last_key_value().map_or(0, |(&k, _)| k);
+        if prev.clean && last < prev.seq {
+            problems.push(Problem::MissingTail {
+                run: prev.run,
+                last,
+                expected: prev.seq,
+            });
+        }
+        if let Some(r) = before.recs.get(&prev.seq)
+            && r.mac != prev.mac
+        {
+            problems.push(Problem::WrongPredecessor {
+                run: prev.run,
+                seq: prev.seq,
+                loc: r.loc.clone(),
+            });
+        }
+    }
+    // The end of the newest run.
+    if let Some((&run, log)) = runs.last_key_value()
+        && let Some((&seq, rec)) = log.recs.last_key_value()
+        && rec.chain != Some(ChainRecord::Stop)
+    {
+        notes.push(Note::EndsAt {
+            run,
+            seq,
+            loc: rec.loc.clone(),
+        });
+    }
+    WriterReport {
+        writer,
+        runs: summary,
+        problems,
+        notes,
+    }
+}
+
+/// Whether `line` is a masqlog record of any kind (flow, gap, chain).
+fn is_masqlog_record(line: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(line);
+    parse_line(&text).is_ok() || parse_gap(&text).is_some() || parse_chain(&text).is_some()
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Missing { run, from, to } if from == to => {
+                write!(f, "run {run}: seq {from} is missing")
+            }
+            Problem::Missing { run, from, to } => write!(
+                f,
+                "run {run}: seq {from}-{to} are missing ({} records)",
+                to - from + 1
+            ),
+            Problem::BrokenLink { run, seq, loc } => write!(
+                f,
+                "run {run}: seq {seq} ({loc}) does not follow the record before it (its prev is another MAC)"
+            ),
+            Problem::Conflict { run, seq, loc } => write!(
+                f,
+                "run {run}: seq {seq} twice with different contents, both sealed ({loc}): made with the key"
+            ),
+            Problem::MissingTail {
+                run,
+                last,
+                expected,
+            } => write!(
+                f,
+                "run {run}: the logs end it at seq {last}, but the next run says it wrote up to seq {expected}: seq {}-{expected} are missing",
+                last + 1
+            ),
+            Problem::WrongPredecessor { run, seq, loc } => write!(
+                f,
+                "run {run}: seq {seq} ({loc}) is not the record the next run names as the last of this run"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Note::BeginsAt { run, seq, loc } => write!(
+                f,
+                "run {run}: the logs begin at seq {seq} ({loc}); earlier records are not in them"
+            ),
+            Note::EndsAt { run, seq, loc } => write!(
+                f,
+                "run {run}: the logs end at seq {seq} ({loc}) without a chain-stop record: the writer was still running, stopped uncleanly, or the tail is cut"
+            ),
+            Note::Unclean { run, checkpoint } => write!(
+                f,
+                "run {run} did not stop cleanly (ulogd killed or crashed); it was known to have written up to seq {checkpoint}"
+            ),
+            Note::Reordered { run, count, first } => write!(
+                f,
+                "run {run}: {count} records appear after a later one (first at {first}); the sequence numbers give the order"
+            ),
+            Note::Duplicates { run, count } => write!(
+                f,
+                "run {run}: {count} records appear more than once (same bytes: a resend or overlapping files)"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use masqlog_core::config::Format;
+    use masqlog_core::format::sealing::seal_message;
+    use masqlog_core::format::testutil::{header, tcp_start};
+    use masqlog_core::format::write_syslog;
+    use masqlog_core::seal::Chain;
+
+    fn key() -> VerifyKey {
+        VerifyKey::generate("gw1", 1_764_000_000, 900).unwrap()
+    }
+
+    /// `n` sealed flow lines of run `run` in `format`, after a chain start.
+    fn lines(key: &VerifyKey, format: Format, run: u64, n: usize) -> Vec<Vec<u8>> {
+        let mut c = Chain::start(key.initial_state(), "masq1", run).unwrap();
+        let mut out = Vec::new();
+        let mut msg = Vec::new();
+        let start = masqlog_core::format::chain::write_syslog(
+            format,
+            &header(None),
+            &ChainRecord::Start { previous: None },
+            &mut msg,
+        );
+        seal_message(format, start, &mut c, &mut msg);
+        out.push(msg);
+        for _ in 0..n {
+            let mut msg = Vec::new();
+            let start = write_syslog(format, &header(None), &tcp_start(), &mut msg);
+            seal_message(format, start, &mut c, &mut msg);
+            out.push(msg);
+        }
+        out
+    }
+
+    fn verify(keys: &[VerifyKey], lines: &[Vec<u8>]) -> Report {
+        let mut v = Verifier::new(keys);
+        for (i, l) in lines.iter().enumerate() {
+            v.line(
+                Loc {
+                    input: "log".into(),
+                    line: i as u64 + 1,
+                },
+                l,
+            );
+        }
+        v.finish()
+    }
+
+    const FORMATS: [Format; 3] = [Format::Text, Format::Json, Format::Rfc5424];
+
+    #[test]
+    fn an_untouched_log_is_intact() {
+        for f in FORMATS {
+            let k = key();
+            let r = verify(std::slice::from_ref(&k), &lines(&k, f, 1, 5));
+            assert!(r.intact(), "{f:?}: {r:?}");
+            assert_eq!(r.writers[0].runs, vec![(1, 1, 6, 6)]);
+            assert!(matches!(
+                r.writers[0].notes[..],
+                [Note::EndsAt { seq: 6, .. }]
+            ));
+        }
+    }
+
+    #[test]
+    fn a_deleted_line_is_a_missing_sequence_number() {
+        for f in FORMATS {
+            let k = key();
+            let mut l = lines(&k, f, 1, 5);
+            l.remove(3);
+            let r = verify(std::slice::from_ref(&k), &l);
+            assert!(!r.intact());
+            assert_eq!(
+                r.writers[0].problems,
+                vec![Problem::Missing {
+                    run: 1,
+                    from: 4,
+                    to: 4
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn an_edited_or_inserted_line_is_forged() {
+        for f in FORMATS {
+            let k = key();
+            let mut l = lines(&k, f, 1, 5);
+            let edited = String::from_utf8(l[2].clone())
+                .unwrap()
+                .replace("10.99.0.2", "10.99.0.3");
+            assert_ne!(edited.as_bytes(), &l[2][..]);
+            l[2] = edited.into_bytes();
+            // An inserted copy of a line with a changed sequence number.
+            let inserted = String::from_utf8(l[4].clone())
+                .unwrap()
+                .replace("seq=5", "seq=9")
+                .replace("\"seq\":5", "\"seq\":9")
+                .replace("seq=\"5\"", "seq=\"9\"");
+            l.push(inserted.into_bytes());
+            let r = verify(std::slice::from_ref(&k), &l);
+            assert_eq!(r.forged.count, 2, "{f:?}: {r:?}");
+            assert_eq!(r.forged.locs[0].0.line, 3);
+            assert!(!r.intact());
+        }
+    }
+
+    #[test]
+    fn reordered_and_duplicated_lines_are_noted_not_failed() {
+        let k = key();
+        let mut l = lines(&k, Format::Text, 1, 5);
+        l.swap(2, 4);
+        l.push(l[1].clone());
+        let r = verify(std::slice::from_ref(&k), &l);
+        assert!(r.intact(), "{r:?}");
+        let notes = &r.writers[0].notes;
+        assert!(
+            notes
+                .iter()
+                .any(|n| matches!(n, Note::Reordered { count: 2, .. })),
+            "{notes:?}"
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| matches!(n, Note::Duplicates { count: 1, .. }))
+        );
+    }
+
+    #[test]
+    fn a_wrong_key_or_no_key_verifies_nothing() {
+        let k = key();
+        let other = key();
+        let l = lines(&k, Format::Json, 1, 3);
+        let r = verify(std::slice::from_ref(&other), &l);
+        assert_eq!(r.forged.count, 4);
+        assert!(!r.intact());
+        let r = verify(&[], &l);
+        assert_eq!(r.no_key.get("gw1"), Some(&4));
+        assert!(!r.intact());
+    }
+
+    #[test]
+    fn unsealed_records_are_counted_and_other_lines_passed_over() {
+        let k = key();
+        let mut plain = Vec::new();
+        write_syslog(Format::Text, &header(None), &tcp_start(), &mut plain);
+        let l = vec![plain, b"Nov 21 sshd[1]: Accepted password".to_vec()];
+        let r = verify(std::slice::from_ref(&k), &l);
+        assert_eq!(r.unsealed.count, 1);
+        assert_eq!(r.lines, 2);
+        assert!(!r.intact());
+    }
+
+    #[test]
+    fn a_cut_tail_shows_in_the_next_runs_chain_start() {
+        let k = key();
+        let mut c = Chain::start(k.initial_state(), "masq1", 1).unwrap();
+        let mut l = Vec::new();
+        for _ in 0..5 {
+            let mut msg = Vec::new();
+            let start = write_syslog(Format::Text, &header(None), &tcp_start(), &mut msg);
+            seal_message(Format::Text, start, &mut c, &mut msg);
+            l.push(msg);
+        }
+        let mark = masqlog_core::seal::ChainMark::of(&c, true);
+        let mut c2 = Chain::start(k.initial_state(), "masq1", 2).unwrap();
+        let mut msg = Vec::new();
+        let start = masqlog_core::format::chain::write_syslog(
+            Format::Text,
+            &header(None),
+            &ChainRecord::Start {
+                previous: Some((&mark).into()),
+            },
+            &mut msg,
+        );
+        seal_message(Format::Text, start, &mut c2, &mut msg);
+        l.truncate(3);
+        l.push(msg);
+        let r = verify(std::slice::from_ref(&k), &l);
+        assert_eq!(
+            r.writers[0].problems,
+            vec![Problem::MissingTail {
+                run: 1,
+                last: 3,
+                expected: 5
+            }]
+        );
+    }
+}
