@@ -36,7 +36,9 @@ fn flows_are_logged(test: &str, example: Example) {
     let to = Timestamp::now();
     let window = Window { from, to };
 
-    let received = env.received();
+    // The run is sealed: its chain-start and, after a clean stop, its
+    // chain-stop record are in the log with the flows' lines.
+    let received = ok(env.wait_chain(2, LINE_WAIT), "the chain records");
     assert!(
         received.unreadable.is_empty(),
         "lines the parser rejects: {:#?}",
@@ -79,9 +81,29 @@ fn flows_are_logged(test: &str, example: Example) {
     assert_eq!(stopped.dropped, 0, "{stopped:?}");
     assert_eq!(
         stopped.written as usize,
-        received.lines.len(),
+        received.lines.len() + received.chain.len(),
         "{stopped:?}"
     );
+    // `masqlog verify` with the lab's key: one intact run, from the
+    // chain-start to the chain-stop record, nothing forged or unsealed.
+    let (_, key) = ok(env.lab.seal_key(), "the lab's key");
+    let log = env.receiver_path();
+    let v = crate::cli::masqlog(&[
+        "verify",
+        "--key",
+        &key.to_string_lossy(),
+        &log.to_string_lossy(),
+    ]);
+    assert_eq!(v.code, Some(0), "{}", v.all());
+    let n = received.lines.len() + 2;
+    assert!(
+        v.out
+            .contains(&format!("intact: {n} records verify (run 1 seq 1-{n})")),
+        "{}",
+        v.all()
+    );
+    assert!(v.out.contains("every chain is intact"), "{}", v.all());
+    assert!(!v.out.contains("without a seal"), "{}", v.all());
     let ends = received
         .lines
         .iter()

@@ -219,6 +219,25 @@ impl Session {
         }
     }
 
+    /// The receiver's file that holds masqlog's lines.
+    pub fn receiver_path(&self) -> PathBuf {
+        if self.example.is_remote() {
+            self.rsyslog.raw_path()
+        } else {
+            self.rsyslog.messages_path()
+        }
+    }
+
+    /// Waits until the receiver holds `n` chain records (a sealing run
+    /// writes one when it starts and one when it stops cleanly).
+    pub fn wait_chain(&self, n: usize, timeout: Duration) -> Result<Received, LabError> {
+        let what = format!("{n} chain records in {}", self.receiver_path().display());
+        wait::poll(&what, timeout, || {
+            let r = self.received();
+            Ok((r.chain.len() >= n).then_some(r))
+        })
+    }
+
     /// What the receiver got so far, parsed.
     pub fn received(&self) -> Received {
         logged::read(&self.receiver_lines())

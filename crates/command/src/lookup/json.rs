@@ -4,8 +4,6 @@
 
 use masqlog_core::format::json_reader::{JsonValue, Reader};
 
-pub use crate::json::Json;
-
 /// A scalar of a flat JSON object: strings as their text, numbers and
 /// booleans as written, `null` as `None`.
 pub type Flat = Vec<(String, Option<String>)>;

@@ -3,7 +3,8 @@
 //! log lines: which inside client (and, with IDENT, which user) had that
 //! public address and port at that time, with the lines that show it.
 //!
-//! Rooms: [`when`] (report times and zones), [`query`] (the question),
+//! Rooms: [`query`] (the question; report times and zones are
+//! [`crate::when`]'s, shared with portblock),
 //! [`prefix`] (syslog prefix times), [`source`] (inputs, rotated sets,
 //! compression), [`scan`] (the fast reader and the bisection), [`flows`]
 //! (joining lines into flows, matching, ranking), [`portblock`] (the rule
@@ -65,7 +66,6 @@ pub mod query;
 pub mod render;
 pub mod scan;
 pub mod source;
-pub use crate::when;
 
 #[cfg(test)]
 mod tests;
@@ -74,11 +74,11 @@ mod testutil;
 
 use std::io::Read;
 
+pub use crate::when::{ReportTime, TimeError, Zone};
 pub use flows::{Fit, Flow, FlowEnd, Match, Verdict};
 pub use query::{AbuseReport, DEFAULT_MAX_AGE_SECS, DEFAULT_SLACK_SECS, RemoteFilter};
 pub use scan::{Candidate, NAV_MARGIN_SECS, ScanStats};
 pub use source::{Input, Spec};
-pub use when::{ReportTime, TimeError, Zone};
 
 use crate::portblock::PortblockError;
 

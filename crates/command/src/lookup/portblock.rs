@@ -36,9 +36,6 @@ pub struct BlockMatch {
     pub note: Option<String>,
 }
 
-/// The former name of [`BlockMatch`].
-pub type Finding = BlockMatch;
-
 /// Whether the rule files and the flow log name the same client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Agreement {

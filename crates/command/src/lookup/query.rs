@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::LookupError;
-use super::when::ReportTime;
+use crate::when::ReportTime;
 use masqlog_core::record::Proto;
 
 /// How far the report's clock may be off (2 minutes): a flow matches when

@@ -6,11 +6,11 @@
 use std::fmt::Write as _;
 
 use super::flows::{Fit, Flow, FlowEnd, Match, Verdict};
-use super::json::Json;
-use super::portblock::{Agreement, Finding};
+use super::portblock::{Agreement, BlockMatch};
 use super::query::{AbuseReport, endpoint_string, proto_string};
-use super::when::human_duration;
 use super::{EvidenceLine, Scan};
+use crate::json::Json;
+use crate::when::human_duration;
 use masqlog_core::record::{Counters, Endpoint, IdentInfo, IdentStatus, Remote, Timestamp};
 use masqlog_core::time::utc_string;
 
@@ -18,7 +18,7 @@ use masqlog_core::time::utc_string;
 pub struct Answer<'a> {
     pub query: &'a AbuseReport,
     pub verdict: &'a Verdict,
-    pub portblock: Option<&'a Finding>,
+    pub portblock: Option<&'a BlockMatch>,
 }
 
 impl Answer<'_> {
@@ -262,7 +262,7 @@ fn flow_block(out: &mut String, scan: &Scan, q: &AbuseReport, m: &Match) {
     evidence_text(out, &scan.evidence(f));
 }
 
-fn portblock_text(out: &mut String, q: &AbuseReport, v: &Verdict, p: &Finding) {
+fn portblock_text(out: &mut String, q: &AbuseReport, v: &Verdict, p: &BlockMatch) {
     for r in &p.rules {
         let when = if r.at_report_time {
             "in force at the report time"
@@ -686,7 +686,7 @@ pub fn inputs_json(scan: &Scan) -> Json {
     ])
 }
 
-fn portblock_json(v: &Verdict, p: &Finding) -> Json {
+fn portblock_json(v: &Verdict, p: &BlockMatch) -> Json {
     Json::obj([
         (
             "rules",

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::testutil::{Rng, Style, line, noise, rec, rfc3339_local, t, temp_dir};
 use super::*;
+use crate::when;
 use masqlog_core::config::Format;
 use masqlog_core::record::{Event, IdentInfo, IdentStatus, Timestamp};
 
@@ -847,7 +848,7 @@ fn bisection_gives_the_same_answers_as_a_linear_scan() {
         (3, true, Style::Rfc3339 { offset: -18000 }),
     ] {
         let d = temp_dir("bisect");
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let (lines, reports) = big_log(&mut rng, 100_000, disorder, style);
         let p = write(&d, "syslog", &lines);
         assert!(reports.len() > 20, "{}", reports.len());
@@ -899,7 +900,7 @@ fn bisection_gives_the_same_answers_as_a_linear_scan() {
 #[test]
 fn an_unsorted_file_is_read_whole() {
     let d = temp_dir("unsorted");
-    let mut rng = Rng(9);
+    let mut rng = Rng::new(9);
     let (mut lines, reports) = big_log(&mut rng, 5000, false, TRAD);
     // Put the second half first: a log concatenated out of order.
     let half = lines.len() / 2;

@@ -19,22 +19,7 @@ pub fn temp_dir(tag: &str) -> tempfile::TempDir {
         .expect("create temp dir")
 }
 
-/// SplitMix64.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+pub use masqlog_core::format::testutil::Rng;
 
 pub fn t(s: &str) -> Timestamp {
     parse_rfc3339(s).unwrap_or_else(|| panic!("bad time {s}"))
@@ -139,7 +124,7 @@ pub fn rfc3339_local(t: Timestamp, offset: i32) -> String {
     format!(
         "{}{}",
         s.trim_end_matches('Z'),
-        super::when::offset_string(offset)
+        crate::when::offset_string(offset)
     )
 }
 

@@ -639,20 +639,6 @@ mod tests {
         assert!(m.len() < 150, "{m}");
     }
 
-    /// xorshift64*: a tiny deterministic generator, enough to throw bytes.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.0 = x;
-            x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-    }
-
     /// Random lines, half of them built from the grammar's own pieces so that
     /// the deep branches are reached, must never panic, and what is accepted
     /// must hold the parser's promises.
@@ -678,18 +664,18 @@ mod tests {
             b"65536",
             b"bob",
         ];
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut rng = crate::format::testutil::Rng::new(0x9e37_79b9_7f4a_7c15);
         for round in 0..200_000u32 {
-            let len = (rng.next() % 80) as usize;
+            let len = (rng.below(80)) as usize;
             let mut line = Vec::with_capacity(len);
             if round % 2 == 0 {
                 for _ in 0..len {
-                    line.push(rng.next() as u8);
+                    line.push(rng.byte());
                 }
             } else {
                 line.extend_from_slice(b"6193,23:");
                 for _ in 0..len / 4 {
-                    let piece = PIECES[(rng.next() % PIECES.len() as u64) as usize];
+                    let piece = PIECES[rng.below(PIECES.len() as u64) as usize];
                     line.extend_from_slice(piece);
                 }
             }
