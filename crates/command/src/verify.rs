@@ -449,25 +449,28 @@ mod tests {
         VerifyKey::generate("gw1", 1_764_000_000, 900).unwrap()
     }
 
+    /// A chain record, sealed by `c`.
+    fn chain_line(c: &mut Chain, format: Format, rec: &ChainRecord) -> Vec<u8> {
+        let mut msg = Vec::new();
+        let start = masqlog_core::format::chain::write_syslog(format, &header(None), rec, &mut msg);
+        seal_message(format, start, c, &mut msg);
+        msg
+    }
+
+    /// A flow line, sealed by `c`.
+    fn flow_line(c: &mut Chain, format: Format) -> Vec<u8> {
+        let mut msg = Vec::new();
+        let start = write_syslog(format, &header(None), &tcp_start(), &mut msg);
+        seal_message(format, start, c, &mut msg);
+        msg
+    }
+
     /// `n` sealed flow lines of run `run` in `format`, after a chain start.
     fn lines(key: &VerifyKey, format: Format, run: u64, n: usize) -> Vec<Vec<u8>> {
         let mut c = Chain::start(key.initial_state(), "masq1", run).unwrap();
-        let mut out = Vec::new();
-        let mut msg = Vec::new();
-        let start = masqlog_core::format::chain::write_syslog(
-            format,
-            &header(None),
-            &ChainRecord::Start { previous: None },
-            &mut msg,
-        );
-        seal_message(format, start, &mut c, &mut msg);
-        out.push(msg);
-        for _ in 0..n {
-            let mut msg = Vec::new();
-            let start = write_syslog(format, &header(None), &tcp_start(), &mut msg);
-            seal_message(format, start, &mut c, &mut msg);
-            out.push(msg);
-        }
+        let start = ChainRecord::Start { previous: None };
+        let mut out = vec![chain_line(&mut c, format, &start)];
+        out.extend((0..n).map(|_| flow_line(&mut c, format)));
         out
     }
 
@@ -595,27 +598,14 @@ mod tests {
     fn a_cut_tail_shows_in_the_next_runs_chain_start() {
         let k = key();
         let mut c = Chain::start(k.initial_state(), "masq1", 1).unwrap();
-        let mut l = Vec::new();
-        for _ in 0..5 {
-            let mut msg = Vec::new();
-            let start = write_syslog(Format::Text, &header(None), &tcp_start(), &mut msg);
-            seal_message(Format::Text, start, &mut c, &mut msg);
-            l.push(msg);
-        }
+        let mut l: Vec<Vec<u8>> = (0..5).map(|_| flow_line(&mut c, Format::Text)).collect();
         let mark = masqlog_core::seal::ChainMark::of(&c, true);
         let mut c2 = Chain::start(k.initial_state(), "masq1", 2).unwrap();
-        let mut msg = Vec::new();
-        let start = masqlog_core::format::chain::write_syslog(
-            Format::Text,
-            &header(None),
-            &ChainRecord::Start {
-                previous: Some((&mark).into()),
-            },
-            &mut msg,
-        );
-        seal_message(Format::Text, start, &mut c2, &mut msg);
+        let start = ChainRecord::Start {
+            previous: Some((&mark).into()),
+        };
         l.truncate(3);
-        l.push(msg);
+        l.push(chain_line(&mut c2, Format::Text, &start));
         let r = verify(std::slice::from_ref(&k), &l);
         assert_eq!(
             r.writers[0].problems,

@@ -297,16 +297,7 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
     if !single && let Some(p) = &args.public {
         logs.insert(0, PathBuf::from(p));
     }
-    let mut inputs: Vec<Input> = logs
-        .iter()
-        .map(|p| {
-            if p.as_os_str() == "-" {
-                Input::Stdin
-            } else {
-                Input::Path(p.clone())
-            }
-        })
-        .collect();
+    let mut inputs: Vec<Input> = logs.iter().map(|p| Input::from_arg(p)).collect();
     if inputs.is_empty() {
         if io.stdin_is_tty && history.is_some() && single {
             // Port-block rules only.

@@ -83,16 +83,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let inputs: Vec<Input> = if args.logs.is_empty() {
         vec![Input::Stdin]
     } else {
-        args.logs
-            .iter()
-            .map(|p| {
-                if p.as_os_str() == "-" {
-                    Input::Stdin
-                } else {
-                    Input::Path(p.clone())
-                }
-            })
-            .collect()
+        args.logs.iter().map(|p| Input::from_arg(p)).collect()
     };
     let (specs, notes, problems) = source::expand(&inputs);
     if let Some((path, why)) = problems.first() {

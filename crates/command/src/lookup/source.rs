@@ -33,6 +33,17 @@ pub enum Input {
     Stdin,
 }
 
+impl Input {
+    /// A LOG argument: `-` is stdin, anything else a path.
+    pub fn from_arg(p: &Path) -> Input {
+        if p.as_os_str() == "-" {
+            Input::Stdin
+        } else {
+            Input::Path(p.to_path_buf())
+        }
+    }
+}
+
 /// One input to read, after directories are expanded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Spec {

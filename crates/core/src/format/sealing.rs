@@ -10,7 +10,7 @@
 //!
 //! The syslog header before the marker is not sealed: relays rewrite it.
 
-use super::{json, rfc5424, text, write_u64};
+use super::{json, rfc5424, text};
 use crate::config::Format;
 use crate::seal::{Chain, MAC_LEN, MacBytes, SealFields, WriterId, hex_string, parse_hex_into};
 
@@ -34,17 +34,18 @@ pub struct SealTag {
 /// needs. The message must be a complete, unsealed one of `format`.
 pub fn seal_message(format: Format, body_start: usize, chain: &mut Chain, out: &mut Vec<u8>) {
     let f = chain.next_fields();
-    let writer = f.writer.to_string();
-    let prev = hex_string(&f.prev);
+    let (writer, prev) = (f.writer.to_string(), hex_string(&f.prev));
+    let (run, seq, ep) = (num(f.run), num(f.seq), num(f.epoch));
+    let fields = [
+        (W, writer.as_str()),
+        (RUN, run.as_str()),
+        (SEQ, seq.as_str()),
+        (EP, ep.as_str()),
+        (PREV, prev.as_str()),
+    ];
     match format {
         Format::Text => {
-            for (key, v) in [
-                (W, writer.as_str()),
-                (RUN, num(f.run).as_str()),
-                (SEQ, num(f.seq).as_str()),
-                (EP, num(f.epoch).as_str()),
-                (PREV, prev.as_str()),
-            ] {
+            for (key, v) in fields {
                 out.push(b' ');
                 out.extend_from_slice(key.as_bytes());
                 out.push(b'=');
@@ -57,14 +58,17 @@ pub fn seal_message(format: Format, body_start: usize, chain: &mut Chain, out: &
         Format::Json => {
             debug_assert_eq!(out.last(), Some(&b'}'));
             out.pop();
-            push_json_str(out, W, &writer);
-            for (key, n) in [(RUN, f.run), (SEQ, f.seq), (EP, f.epoch)] {
-                out.extend_from_slice(b",\"");
-                out.extend_from_slice(key.as_bytes());
-                out.extend_from_slice(b"\":");
-                write_u64(out, n);
+            for (key, v) in fields {
+                // The numbers bare, the writer and the MAC as strings.
+                if key == W || key == PREV {
+                    push_json_str(out, key, v);
+                } else {
+                    out.extend_from_slice(b",\"");
+                    out.extend_from_slice(key.as_bytes());
+                    out.extend_from_slice(b"\":");
+                    out.extend_from_slice(v.as_bytes());
+                }
             }
-            push_json_str(out, PREV, &prev);
             let mac = chain.sign(&out[body_start..]);
             push_json_str(out, MAC, &hex_string(&mac));
             out.push(b'}');
@@ -72,13 +76,7 @@ pub fn seal_message(format: Format, body_start: usize, chain: &mut Chain, out: &
         Format::Rfc5424 => {
             debug_assert_eq!(out.last(), Some(&b']'));
             out.pop();
-            for (key, v) in [
-                (W, writer.as_str()),
-                (RUN, num(f.run).as_str()),
-                (SEQ, num(f.seq).as_str()),
-                (EP, num(f.epoch).as_str()),
-                (PREV, prev.as_str()),
-            ] {
+            for (key, v) in fields {
                 push_sd_param(out, key, v);
             }
             let mac = chain.sign(&out[body_start..]);
