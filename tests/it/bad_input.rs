@@ -641,6 +641,63 @@ fn lookup_a_truncated_gzip_file_is_named_and_the_lines_before_count() {
 }
 
 #[test]
+fn lookup_reads_compressed_stdin_fifos_and_process_substitution() {
+    let d = Dir::new("streams");
+    let log = long_log(&good_log());
+    // gzip and zstd on stdin: recognised by their magic, not read as text.
+    for (what, bytes) in [
+        ("gzip", gzip(&log)),
+        ("zstd", zstd::encode_all(&log[..], 3).unwrap()),
+    ] {
+        let r = crate::cli::run(&["lookup", PUBLIC, "--at", AT, "-"], Some(&bytes));
+        assert_eq!(r.code, Some(0), "{what} on stdin: {}", r.all());
+        assert!(
+            r.first_line().contains("was 10.99.0.2:40000"),
+            "{}",
+            r.all()
+        );
+    }
+    // A FIFO given as LOG: read as a stream, no seek.
+    let fifo = d.0.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let writer = {
+        let (fifo, log) = (fifo.clone(), log.clone());
+        std::thread::spawn(move || std::fs::write(fifo, log))
+    };
+    let r = lookup(&[], &[&path_str(&fifo)]);
+    writer.join().unwrap().expect("writing the FIFO");
+    assert_eq!(r.code, Some(0), "{}", r.all());
+    assert!(
+        r.first_line().contains("was 10.99.0.2:40000"),
+        "{}",
+        r.all()
+    );
+    // `<(zcat FILE)`, as bash passes it (/dev/fd/N, a pipe).
+    let gz = d.file("syslog.1.gz", &gzip(&log));
+    let script = format!("exec \"$0\" lookup {PUBLIC} --at {AT} <(zcat {gz})",);
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script, &*crate::cli::BIN])
+        .output()
+        .expect("bash");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with(&format!("{PUBLIC} at ")), "{text}");
+    assert!(
+        text.lines()
+            .next()
+            .unwrap_or("")
+            .contains("was 10.99.0.2:40000"),
+        "{text}"
+    );
+}
+
+#[test]
 fn lookup_corrupt_or_unsupported_compressed_files_are_named() {
     let d = Dir::new("corrupt");
     // gzip's magic, then garbage.

@@ -101,10 +101,9 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         let opened = match spec {
             Spec::Stdin => source::stdin_stream(Box::new(io::stdin().lock())),
-            Spec::File(p) => {
-                source::open_file(p).map_err(|e| anyhow::anyhow!("cannot read {name}: {e}"))?
-            }
-        };
+            Spec::File(p) => source::open_file(p),
+        }
+        .map_err(|e| anyhow::anyhow!("cannot read {name}: {e}"))?;
         let reader: Box<dyn Read> = match opened {
             Opened::Plain { file, .. } => Box::new(file),
             Opened::Stream { reader, .. } => reader,

@@ -421,8 +421,12 @@ impl<'p> Scanner<'p> {
             self.stats.inputs += 1;
             let name = spec.name();
             let opened = match spec {
-                Spec::Stdin => match stdin.take() {
-                    Some(r) => source::stdin_stream(r),
+                Spec::Stdin => match stdin.take().map(source::stdin_stream) {
+                    Some(Ok(o)) => o,
+                    Some(Err(why)) => {
+                        self.unreadable.push((name, why));
+                        continue;
+                    }
                     None => continue,
                 },
                 Spec::File(p) => {

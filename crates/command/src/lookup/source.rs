@@ -244,42 +244,62 @@ pub fn mtime(path: &Path) -> Option<SystemTime> {
     fs::metadata(path).ok()?.modified().ok()
 }
 
-/// Opens a file, detecting compression by its first bytes.
+/// Reads up to `n` first bytes (fewer only at the end of the input).
+fn read_magic(r: &mut impl Read, n: usize) -> io::Result<Vec<u8>> {
+    let mut magic = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match r.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    magic.truncate(got);
+    Ok(magic)
+}
+
+/// The bytes of a stream whose first bytes `magic` were already read,
+/// decompressed as they say.
+fn decoded(
+    magic: Vec<u8>,
+    rest: impl Read + 'static,
+) -> Result<(Box<dyn Read>, Compression), String> {
+    let compression = sniff(&magic)?;
+    let whole = io::Cursor::new(magic).chain(rest);
+    let reader: Box<dyn Read> = match compression {
+        Compression::None => Box::new(whole),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(1 << 16, whole),
+        )),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(whole).map_err(|e| format!("zstd: {e}"))?)
+        }
+    };
+    Ok((reader, compression))
+}
+
+/// Opens a file, detecting compression by its first bytes. A FIFO or a
+/// process substitution (`<(zcat FILE)`) is read as a stream, without
+/// seeking.
 pub fn open_file(path: &Path) -> Result<Opened, String> {
     let mut file = File::open(path).map_err(|e| e.to_string())?;
     let meta = file.metadata().map_err(|e| e.to_string())?;
-    let mut magic = [0u8; 6];
-    let mut n = 0;
-    while n < magic.len() {
-        match file.read(&mut magic[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.to_string()),
-        }
+    let magic = read_magic(&mut file, 6).map_err(|e| e.to_string())?;
+    if meta.is_file() && sniff(&magic)? == Compression::None {
+        file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        return Ok(Opened::Plain {
+            file,
+            size: meta.len(),
+        });
     }
-    let compression = sniff(&magic[..n])?;
-    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-    let consumed = std::rc::Rc::new(std::cell::Cell::new(0));
+    let consumed = std::rc::Rc::new(std::cell::Cell::new(magic.len() as u64));
     let counting = Counting {
         inner: file,
         count: consumed.clone(),
     };
-    let reader: Box<dyn Read> = match compression {
-        Compression::None if meta.is_file() => {
-            return Ok(Opened::Plain {
-                file: counting.inner,
-                size: meta.len(),
-            });
-        }
-        Compression::None => Box::new(counting),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-            io::BufReader::with_capacity(1 << 16, counting),
-        )),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::new(counting).map_err(|e| format!("zstd: {e}"))?)
-        }
-    };
+    let (reader, compression) = decoded(magic, counting)?;
     Ok(Opened::Stream {
         reader,
         consumed,
@@ -288,18 +308,22 @@ pub fn open_file(path: &Path) -> Result<Opened, String> {
     })
 }
 
-/// Stdin as a stream input.
-pub fn stdin_stream(reader: Box<dyn Read>) -> Opened {
-    let consumed = std::rc::Rc::new(std::cell::Cell::new(0));
-    Opened::Stream {
-        reader: Box::new(Counting {
-            inner: reader,
-            count: consumed.clone(),
-        }),
+/// Stdin as a stream input, decompressed when its first bytes say gzip or
+/// zstd (`zcat` is not needed, and compressed data is never read as text).
+pub fn stdin_stream(mut reader: Box<dyn Read>) -> Result<Opened, String> {
+    let magic = read_magic(&mut reader, 6).map_err(|e| e.to_string())?;
+    let consumed = std::rc::Rc::new(std::cell::Cell::new(magic.len() as u64));
+    let counting = Counting {
+        inner: reader,
+        count: consumed.clone(),
+    };
+    let (reader, compression) = decoded(magic, counting)?;
+    Ok(Opened::Stream {
+        reader,
         consumed,
         size: None,
-        compression: Compression::None,
-    }
+        compression,
+    })
 }
 
 #[cfg(test)]
