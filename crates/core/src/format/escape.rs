@@ -5,8 +5,8 @@
 //! | format  | written                                   | escapes                                |
 //! |---------|-------------------------------------------|----------------------------------------|
 //! | text    | bare if only `[A-Za-z0-9._:/@+-[]]`, else `"..."` | `\"` `\\`, `\xHH` for bytes < 0x20, 0x7f, >= 0x80 |
-//! | RFC 5424| `"..."` (PARAM-VALUE)                     | `\"` `\\` `\]` (RFC 5424 6.3.3), `\xHH` for bytes < 0x20, 0x7f and bytes that are not UTF-8 |
-//! | JSON    | a JSON string                             | `\"` `\\`, `\u00XX` for controls; see [`write_json_bytes`] for byte strings |
+//! | RFC 5424| `"..."` (PARAM-VALUE)                     | `\"` `\\` `\]` (RFC 5424 6.3.3), `\xHH` for bytes < 0x20, 0x7f, bytes that are not UTF-8 and the bytes of [`is_deceptive`] characters |
+//! | JSON    | a JSON string                             | `\"` `\\`, `\u00XX` for controls, `\uXXXX` for [`is_deceptive`] characters; see [`write_json_bytes`] for byte strings |
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -130,6 +130,18 @@ pub fn write_sd_value(out: &mut Vec<u8>, value: &[u8]) {
         let valid = chunk.valid().as_bytes();
         let mut run = 0;
         for (i, &b) in valid.iter().enumerate() {
+            // Continuation bytes never start a character: only lead bytes
+            // are looked at.
+            if b >= 0x80 {
+                if let Some(len) = deceptive_at(valid, i) {
+                    out.extend_from_slice(&valid[run..i]);
+                    for &byte in &valid[i..i + len] {
+                        push_hex_escape(out, byte);
+                    }
+                    run = i + len;
+                }
+                continue;
+            }
             let backslashed = matches!(b, b'"' | b'\\' | b']');
             if !backslashed && b >= 0x20 && b != 0x7f {
                 continue;
@@ -175,11 +187,55 @@ pub fn unescape_sd_value(inner: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether `c` can make a line read differently from what it holds: the
+/// Unicode line and paragraph separators and NEL (a viewer may break the
+/// line there), and the bidirectional controls (they reorder what follows
+/// on screen, so a forged-looking field could appear). Every format
+/// escapes them; the readers give them back.
+pub fn is_deceptive(c: char) -> bool {
+    matches!(
+        c,
+        '\u{85}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{61c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// The length in bytes of the deceptive character (see [`is_deceptive`])
+/// that starts at `s[i]`, if one does; `s` is valid UTF-8.
+fn deceptive_at(s: &[u8], i: usize) -> Option<usize> {
+    let len = match s[i] {
+        0xc2 | 0xd8 => 2,
+        0xe2 => 3,
+        _ => return None,
+    };
+    let c = std::str::from_utf8(s.get(i..i + len)?)
+        .ok()?
+        .chars()
+        .next()?;
+    is_deceptive(c).then_some(len)
+}
+
 /// Appends the JSON escaping of valid UTF-8 `s`; with `double_backslash`,
 /// a backslash stands for two (see [`write_json_bytes`]).
 fn json_escape_valid(out: &mut Vec<u8>, s: &[u8], double_backslash: bool) {
     let mut run = 0;
     for (i, &b) in s.iter().enumerate() {
+        if b >= 0x80 {
+            if let Some(len) = deceptive_at(s, i) {
+                out.extend_from_slice(&s[run..i]);
+                let c = std::str::from_utf8(&s[i..i + len])
+                    .map_or(0, |t| t.chars().next().map_or(0, u32::from));
+                out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
+                run = i + len;
+            }
+            continue;
+        }
         if b >= 0x20 && b != 0x7f && b != b'"' && b != b'\\' {
             continue;
         }
@@ -255,6 +311,43 @@ pub fn unescape_json_bytes(decoded: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod deceptive_tests {
+    use crate::config::Format;
+    use crate::format::testutil::{header, tcp_start};
+    use crate::format::{parse_line, write_syslog};
+    use crate::record::{IdentInfo, IdentStatus};
+
+    #[test]
+    fn separators_and_bidi_controls_in_a_user_name_are_escaped_and_read_back() {
+        let user = "eve\u{2028}ev=end\u{202e}nimda\u{2066}\u{85}x\u{61c}"
+            .as_bytes()
+            .to_vec();
+        let mut rec = tcp_start();
+        rec.ident = Some(IdentInfo {
+            status: IdentStatus::User,
+            user: Some(user.clone()),
+            opsys: Some(b"UNIX".to_vec()),
+            detail: None,
+        });
+        for format in [Format::Text, Format::Json, Format::Rfc5424] {
+            let mut out = Vec::new();
+            write_syslog(format, &header(None), &rec, &mut out);
+            let line = String::from_utf8(out).unwrap();
+            assert!(
+                !line.chars().any(super::is_deceptive),
+                "{format:?}: {line:?}"
+            );
+            let parsed = parse_line(&line).unwrap();
+            assert_eq!(
+                parsed.record.ident.unwrap().user.unwrap(),
+                user,
+                "{format:?}: {line}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
