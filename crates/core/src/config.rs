@@ -363,8 +363,15 @@ fn valid_tag(s: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b':' && b != b'[' && b != b']')
 }
 
+/// A HOSTNAME for the syslog header: printable ASCII without spaces, and
+/// nothing a reader could take for the start of a masqlog body or the end
+/// of the header (`masqlog`, quotes, brackets, braces, `=`), so that
+/// `lookup` reads the plugin's own lines as the plugin wrote them.
 fn valid_hostname(s: &str) -> bool {
-    (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
+    (1..=255).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"\"[]{}=".contains(&b))
+        && !s.to_ascii_lowercase().contains("masqlog")
 }
 
 impl Config {
@@ -412,7 +419,7 @@ impl Config {
             return Err(ConfigError {
                 key: "hostname",
                 value: format!("{hostname:?}"),
-                allowed: "empty (the system's host name) or printable ASCII without spaces".into(),
+                allowed: "empty (the system's host name) or printable ASCII without spaces, quotes, brackets, braces, '=' or the word masqlog".into(),
             });
         }
         let queue_size = r.int("queue_size", 64, 4_194_304)? as usize;
@@ -676,6 +683,18 @@ mod tests {
         assert!(with("tag", RawValue::Str(String::new())).is_err());
         assert!(with("tag", RawValue::Str("nat-log".into())).is_ok());
         assert!(with("hostname", RawValue::Str("bad host".into())).is_err());
+        for forged in ["masqlog/1", "gw[1]", "x{\"masqlog\":1", "a=b", "MASQLOG"] {
+            assert!(
+                with("hostname", RawValue::Str(forged.into())).is_err(),
+                "{forged}"
+            );
+        }
+        for fine in ["gw1", "gw1.example.net", "2001:db8::1", "192.0.2.1"] {
+            assert!(
+                with("hostname", RawValue::Str(fine.into())).is_ok(),
+                "{fine}"
+            );
+        }
         let c = with("hostname", RawValue::Str("gw1".into())).unwrap();
         assert_eq!(c.hostname.as_deref(), Some("gw1"));
     }
