@@ -73,10 +73,11 @@ pub enum PortblockCommand {
     /// Under an exclusive lock on DIR/.lock (a second run fails at once):
     /// renders the rules; when they differ from the ones DIR/current points
     /// to (the generated-at line aside), writes DIR/rules.<UNIX time>.<nft|iptables>,
-    /// never overwriting or deleting a file; points DIR/current at it
-    /// (atomically); runs the reload command; and sends one configuration
-    /// record to syslog, as RFC 7422 asks of a deterministic NAT. When the
-    /// reload fails, DIR/current goes back to the previous file (the old
+    /// never overwriting or deleting a file; runs the reload command on it;
+    /// once that worked, points DIR/current at it (atomically), so the
+    /// history never names rules that were not loaded; and sends one
+    /// configuration record to syslog, as RFC 7422 asks of a deterministic
+    /// NAT. When the reload fails, DIR/current stays where it was (the old
     /// rules stay in force), the new file is renamed *.failed, and the exit
     /// status is 2. Unchanged rules: nothing is written or reloaded (unless
     /// --reload-always), exit 0.
@@ -176,7 +177,8 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Command that loads the rules, run with `sh -c`; `{}` is replaced by
-    /// the path of DIR/current, or the path is appended. Default:
+    /// the path of the new rule file (DIR/current with --reload-always and
+    /// unchanged rules), or the path is appended. Default:
     /// `nft -f {}` (nft), `iptables-restore {}` (iptables).
     #[arg(long, value_name = "CMD")]
     pub reload_cmd: Option<String>,

@@ -3,10 +3,10 @@
 //!
 //! Under an exclusive lock on `DIR/.lock`: render; compare with the rules in
 //! force (ignoring the generated-at line); when they differ, write
-//! `DIR/rules.<now>.<method>` (never overwriting), point `DIR/current` at it
-//! atomically (symlink to a temporary name, then rename), run the reload
-//! command, and send the configuration record to syslog. When the reload
-//! fails, `current` goes back to the previous file and the new file is
+//! `DIR/rules.<now>.<method>` (never overwriting), run the reload command on
+//! it, then point `DIR/current` at it atomically (symlink to a temporary
+//! name, then rename), and send the configuration record to syslog. When
+//! the reload fails, `current` stays where it was and the new file is
 //! renamed `*.failed` (kept, but out of the history: it was never in force).
 //! Every step is reported, one line each, to the caller's log.
 
@@ -42,7 +42,8 @@ pub struct ApplyOptions {
     /// Report what would be done; change nothing.
     pub dry_run: bool,
     /// The command that loads the rules, run by `sh -c`; `{}` stands for the
-    /// path of `DIR/current` (appended when there is no `{}`). `None`: the
+    /// path of the new rule file, or of `DIR/current` for `reload_always`
+    /// with unchanged rules (appended when there is no `{}`). `None`: the
     /// method's default (`nft -f {}`, `iptables-restore {}`).
     pub reload_cmd: Option<String>,
     /// Also run the reload command when the rules are unchanged (at boot).
@@ -433,8 +434,9 @@ pub fn apply(
         say(
             log,
             format!(
-                "would write {}, point {CURRENT} at it and run: {reload_line}",
-                file.display()
+                "would write {}, run: {}, then point {CURRENT} at it",
+                file.display(),
+                reload_command_line(&reload_cmd, &file)
             ),
         );
         return Ok(ApplyOutcome::WouldWrite { file, text });
@@ -489,18 +491,12 @@ pub fn apply(
         ),
     );
 
-    point_current(&dir, &name)?;
-    match &previous {
-        Some(p) => say(
-            log,
-            format!("switched {} -> {name} (was {p})", link.display()),
-        ),
-        None => say(log, format!("created {} -> {name}", link.display())),
-    }
-
-    say(log, format!("reloading: {reload_line}"));
-    if let Err(err) = run_reload(&reload_line, opts.reload_timeout, log) {
-        let rollback = roll_back(&dir, &name, previous.as_deref(), log);
+    // The new file is loaded by its own name; `current` (the history's
+    // word for what is in force) moves to it only once the reload worked.
+    let new_reload_line = reload_command_line(&reload_cmd, &file);
+    say(log, format!("reloading: {new_reload_line}"));
+    if let Err(err) = run_reload(&new_reload_line, opts.reload_timeout, log) {
+        let rollback = roll_back(&dir, &name, log);
         return Err(match err {
             PortblockError::ReloadFailed { cmd, status, .. } => PortblockError::ReloadFailed {
                 cmd,
@@ -512,6 +508,14 @@ pub fn apply(
                 other
             }
         });
+    }
+    point_current(&dir, &name)?;
+    match &previous {
+        Some(p) => say(
+            log,
+            format!("switched {} -> {name} (was {p})", link.display()),
+        ),
+        None => say(log, format!("created {} -> {name}", link.display())),
     }
     say(log, format!("reloaded: {name} is in force"));
 
@@ -534,40 +538,22 @@ pub fn apply(
     })
 }
 
-/// After a failed reload: `current` back to `previous` (or removed when
-/// there was none) and the new file renamed `*.failed`. Returns one sentence
+/// After a failed reload: the new file renamed `*.failed`; `current` was
+/// never moved, so the rules it names stay in force. Returns one sentence
 /// saying what was done.
-fn roll_back(dir: &Path, name: &str, previous: Option<&str>, log: &mut dyn Write) -> String {
+fn roll_back(dir: &Path, name: &str, log: &mut dyn Write) -> String {
     let link = dir.join(CURRENT);
-    let mut done = Vec::new();
-    match previous {
-        Some(p) => match point_current(dir, p) {
-            Ok(()) => {
-                say(log, format!("switched {} back -> {p}", link.display()));
-                done.push(format!(
-                    "{} points to {p} again and the old rules stay in force",
-                    link.display()
-                ));
-            }
-            Err(e) => done.push(format!(
-                "could not switch {} back to {p}: {e}",
-                link.display()
-            )),
-        },
-        None => match fs::remove_file(&link).and_then(|()| File::open(dir)?.sync_all()) {
-            Ok(()) => {
-                say(
-                    log,
-                    format!("removed {} (there were no rules before)", link.display()),
-                );
-                done.push(format!(
-                    "{} was removed (there were no rules before)",
-                    link.display()
-                ));
-            }
-            Err(e) => done.push(format!("could not remove {}: {e}", link.display())),
-        },
-    }
+    let mut done = vec![match fs::read_link(&link) {
+        Ok(p) => format!(
+            "{} still points to {} and the old rules stay in force",
+            link.display(),
+            p.display()
+        ),
+        Err(_) => format!(
+            "{} was not made (there were no rules before)",
+            link.display()
+        ),
+    }];
     let failed = dir.join(format!("{name}{FAILED_SUFFIX}"));
     match fs::rename(dir.join(name), &failed) {
         Ok(()) => {
@@ -742,11 +728,12 @@ mod tests {
         assert!(h[0].timestamp < h[1].timestamp);
         assert_eq!(h[1].params.per_client, 512);
 
-        // A failing reload: current goes back, the new file is set aside.
+        // A failing reload: current never moves, the new file is set aside.
         let bad = opts(t.path(), "echo 'nft: syntax error' >&2; exit 3; :");
+        let before = log.len();
         let e = apply(&plan(1024), &bad, &mut log).unwrap_err().to_string();
         assert!(e.contains("exit status: 3"), "{e}");
-        assert!(e.contains(&format!("points to {second} again")), "{e}");
+        assert!(e.contains(&format!("still points to {second}")), "{e}");
         assert_eq!(
             fs::read_link(state.join(CURRENT)).unwrap(),
             Path::new(&second)
@@ -758,9 +745,9 @@ mod tests {
             "{after:?}"
         );
         assert_eq!(history::history(&state).unwrap().len(), 2);
-        let log = String::from_utf8(log).unwrap();
-        assert!(log.contains("  | nft: syntax error"), "{log}");
-        assert!(log.contains("switched") && log.contains("back"), "{log}");
+        let failed_run = String::from_utf8(log[before..].to_vec()).unwrap();
+        assert!(failed_run.contains("  | nft: syntax error"), "{failed_run}");
+        assert!(!failed_run.contains("switched"), "{failed_run}");
 
         // The failed plan applied again with a good reload works.
         let out = apply(&plan(1024), &o, &mut Vec::new()).unwrap();
@@ -773,9 +760,31 @@ mod tests {
         let t = temp_dir("apply-first-fail");
         let state = t.path().join("state");
         let e = apply(&plan(256), &opts(t.path(), "false"), &mut Vec::new()).unwrap_err();
-        assert!(e.to_string().contains("was removed"), "{e}");
+        assert!(e.to_string().contains("was not made"), "{e}");
         assert!(fs::symlink_metadata(state.join(CURRENT)).is_err());
         assert!(history::history(&state).unwrap().is_empty());
+    }
+
+    #[test]
+    fn current_moves_only_after_the_reload_worked() {
+        let t = temp_dir("apply-order");
+        let state = t.path().join("state");
+        apply(&plan(256), &opts(t.path(), "true"), &mut Vec::new()).unwrap();
+        let first = files(&state)[0].clone();
+        // The reload sees `current` still naming the rules in force.
+        let seen = t.path().join("seen");
+        let cmd = format!(
+            "readlink {}/current > {}; :",
+            state.display(),
+            seen.display()
+        );
+        apply(&plan(512), &opts(t.path(), &cmd), &mut Vec::new()).unwrap();
+        assert_eq!(fs::read_to_string(&seen).unwrap().trim(), first);
+        let second = files(&state).into_iter().find(|n| *n != first).unwrap();
+        assert_eq!(
+            fs::read_link(state.join(CURRENT)).unwrap(),
+            Path::new(&second)
+        );
     }
 
     #[test]
