@@ -92,6 +92,14 @@ pub struct LookupArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// The router's verification key (from `masqlog keygen`), once per
+    /// router. With a key only sealed lines whose MAC verifies can be the
+    /// answer; other masqlog-looking lines about the address are named in
+    /// a note and never used, and a record seen twice counts once. Without
+    /// one, the answer says that nothing was authenticated.
+    #[arg(long = "key", value_name = "FILE")]
+    pub keys: Vec<PathBuf>,
+
     /// Answer many reports in one pass: a CSV (header public,time[,remote][,proto])
     /// or JSON-lines file.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["at", "remote", "proto"])]
@@ -275,6 +283,19 @@ fn report_problems(err: &mut dyn Write, scan: &Scan) -> io::Result<()> {
 }
 
 /// Runs `masqlog lookup` with the given streams.
+/// Reads a verification key file.
+fn read_key(path: &std::path::Path) -> Result<masqlog_core::seal::VerifyKey, LookupError> {
+    let why = |e: String| LookupError::Key {
+        path: path.display().to_string(),
+        why: e,
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| std::io::Read::take(f, 4096).read_to_string(&mut text))
+        .map_err(|e| why(e.to_string()))?;
+    masqlog_core::seal::VerifyKey::parse(&text).map_err(|e| why(e.to_string()))
+}
+
 pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> {
     // Flags first: a typo in them is bad input before any reading.
     let zone = match &args.tz {
@@ -286,6 +307,11 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
         slack: when::parse_duration(&args.slack)?,
         max_age: max_age(&args.max_age)?,
     };
+    let keys = args
+        .keys
+        .iter()
+        .map(|p| read_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let history: Option<Vec<RuleFile>> = args
         .portblock_state
         .as_deref()
@@ -345,6 +371,7 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
                 stdin: io.stdin.take(),
                 progress,
                 scan_all: args.scan_all,
+                keys: &keys,
             },
         );
         report_problems(io.err, &scan)?;
@@ -419,6 +446,7 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
             stdin: io.stdin.take(),
             progress,
             scan_all: true,
+            keys: &keys,
         },
     );
     report_problems(io.err, &scan)?;

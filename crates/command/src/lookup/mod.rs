@@ -57,6 +57,7 @@
 //! be incomplete. Batch: 0 when every report was answered, 1 when some were
 //! not found, 2 when a report line was bad.
 
+pub mod auth;
 pub mod batch;
 pub mod flows;
 pub mod json;
@@ -101,6 +102,8 @@ pub enum LookupError {
     NoQuery,
     #[error("cannot read the reports {path}: {why}")]
     Reports { path: String, why: String },
+    #[error("verification key {path}: {why}")]
+    Key { path: String, why: String },
     // Neither carries its cause as a `source()`: the cause is in the
     // message, and `{:#}` in main would print it twice.
     #[error("port-block history: {0}")]
@@ -144,6 +147,9 @@ pub struct ScanOptions<'a> {
     pub progress: &'a mut dyn Progress,
     /// Read every line of every input (no bisection, no skipping).
     pub scan_all: bool,
+    /// Verification keys: with any, only lines whose seal verifies can be
+    /// evidence (see [`auth`]).
+    pub keys: &'a [masqlog_core::seal::VerifyKey],
 }
 
 /// One line of evidence.
@@ -185,6 +191,8 @@ pub struct Scan {
     pub stats: ScanStats,
     /// The windowed search, when one was used.
     pub window: Option<scan::Window>,
+    /// What authentication set aside.
+    pub auth: auth::AuthOutcome,
 }
 
 impl Scan {
@@ -285,14 +293,58 @@ pub fn scan(queries: &[&AbuseReport], inputs: &[Input], opts: ScanOptions<'_>) -
             }
         })
         .collect();
+    let (candidates, auth) = auth::authenticate(std::mem::take(&mut s.candidates), opts.keys);
+    if auth.keyed {
+        let mut said = format!(
+            "authenticated: {} line{} verified with the given key{}",
+            auth.verified,
+            if auth.verified == 1 { "" } else { "s" },
+            if opts.keys.len() == 1 { "" } else { "s" }
+        );
+        if auth.duplicates > 0 {
+            said.push_str(&format!(
+                "; {} repeated record{} counted once",
+                auth.duplicates,
+                if auth.duplicates == 1 { "" } else { "s" }
+            ));
+        }
+        notes.push(said);
+        if !auth.rejected.is_empty() {
+            let shown: Vec<String> = auth
+                .rejected
+                .iter()
+                .take(5)
+                .map(|(c, why)| {
+                    let src = &s.sources[c.source];
+                    let at = src
+                        .line(c.rel_line)
+                        .map_or(format!("byte {}", c.offset), |l| format!("line {l}"));
+                    format!("{} {at}: {why}", src.spec.name())
+                })
+                .collect();
+            notes.push(format!(
+                "not used as evidence: {} masqlog-looking line{} about this address that did not verify ({}{})",
+                auth.rejected.len(),
+                if auth.rejected.len() == 1 { "" } else { "s" },
+                shown.join("; "),
+                if auth.rejected.len() > shown.len() { "; ..." } else { "" }
+            ));
+        }
+    } else if !candidates.is_empty() {
+        notes.push(
+            "nothing was authenticated (no --key): these lines could have been written by anyone able to write to this log; give the router's verification key to answer from sealed lines only"
+                .into(),
+        );
+    }
     Scan {
-        candidates: std::mem::take(&mut s.candidates),
+        candidates,
         sources: std::mem::take(&mut s.sources),
         bad_lines,
         unreadable,
         notes,
         stats: s.stats.clone(),
         window,
+        auth,
     }
 }
 

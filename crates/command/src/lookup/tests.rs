@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use super::testutil::{Rng, Style, line, noise, rec, rfc3339_local, t, temp_dir};
+use super::testutil::{Rng, Style, line, noise, rec, rfc3339_local, sealed_line, t, temp_dir};
 use super::*;
 use crate::when;
 use masqlog_core::config::Format;
@@ -50,6 +50,7 @@ fn run(q: &AbuseReport, inputs: &[Input], scan_all: bool) -> (Scan, Verdict) {
             stdin: None,
             progress: &mut NoProgress,
             scan_all,
+            keys: &[],
         },
     );
     let v = decide(&scan, q);
@@ -869,6 +870,7 @@ fn bisection_gives_the_same_answers_as_a_linear_scan() {
                 stdin: None,
                 progress: &mut NoProgress,
                 scan_all: true,
+                keys: &[],
             },
         );
         let size = std::fs::metadata(&p).unwrap().len();
@@ -1182,4 +1184,116 @@ fn only_damaged_lines_about_the_queried_endpoint_are_reported() {
             "scan_all={scan_all}"
         );
     }
+}
+
+/// With the router's key, only sealed lines that verify are evidence: an
+/// unsealed forged line and an altered copy of a real one are set aside and
+/// named, a resent record counts once; without the key the answer says that
+/// nothing was authenticated.
+#[test]
+fn with_a_key_only_verified_lines_answer() {
+    let key = masqlog_core::seal::VerifyKey::generate("gw1", 1_700_000_000, 900).unwrap();
+    let mut chain = masqlog_core::seal::Chain::start(key.initial_state(), "masq1", 1).unwrap();
+    let style = Style::Traditional { offset: 0 };
+    let start_t = t("2026-11-21T12:37:40Z");
+    let end_t = t("2026-11-21T12:38:12Z");
+    let real = [
+        rec(
+            Event::Start,
+            3954,
+            "10.99.0.2:40000",
+            "192.0.2.1:53500",
+            "203.0.113.7:443",
+            Some(start_t),
+            None,
+        ),
+        rec(
+            Event::End,
+            3954,
+            "10.99.0.2:40000",
+            "192.0.2.1:53500",
+            "203.0.113.7:443",
+            Some(start_t),
+            Some(end_t),
+        ),
+    ];
+    let mut lines: Vec<String> = real
+        .iter()
+        .map(|r| {
+            sealed_line(
+                Format::Text,
+                style,
+                r.end.unwrap_or(start_t),
+                r,
+                Some(&mut chain),
+            )
+        })
+        .collect();
+    // The end line again (a resend), and two forgeries: mallory's start
+    // line, unsealed, closer to the report time than the real flow; and the
+    // real start line with the client changed.
+    lines.push(lines[1].clone());
+    let forged_t = t("2026-11-21T12:37:41Z");
+    let forged = rec(
+        Event::Start,
+        777,
+        "10.66.6.6:40000",
+        "192.0.2.1:53500",
+        "203.0.113.7:443",
+        Some(forged_t),
+        None,
+    );
+    lines.push(line(Format::Text, style, forged_t, &forged));
+    lines.push(lines[0].replace("client=10.99.0.2:40000", "client=10.66.6.7:40000"));
+    let dir = temp_dir("auth");
+    let p = write(&dir, "syslog", &lines);
+    let report = q("192.0.2.1:53500", "2026-11-21T12:37:42Z");
+    let run_with = |keys: &[masqlog_core::seal::VerifyKey]| {
+        let s = scan(
+            &[&report],
+            &[Input::Path(p.clone())],
+            ScanOptions {
+                stdin: None,
+                progress: &mut NoProgress,
+                scan_all: true,
+                keys,
+            },
+        );
+        let v = decide(&s, &report);
+        (s, v)
+    };
+    let (s, v) = run_with(std::slice::from_ref(&key));
+    assert_eq!(v.matches.len(), 1, "{v:?}");
+    assert_eq!(
+        v.matches[0].flow.record.client,
+        super::testutil::ep("10.99.0.2:40000")
+    );
+    assert_eq!(s.evidence(&v.matches[0].flow).len(), 2);
+    assert_eq!(
+        (s.auth.verified, s.auth.duplicates, s.auth.rejected.len()),
+        (3, 1, 2)
+    );
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.starts_with("not used as evidence: 2 masqlog-looking lines")),
+        "{:?}",
+        s.notes
+    );
+    // Without the key, the forged lines take part, and the answer says
+    // that nothing was authenticated.
+    let (s, v) = run_with(&[]);
+    assert!(v.matches.len() > 1, "{v:?}");
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.starts_with("nothing was authenticated")),
+        "{:?}",
+        s.notes
+    );
+    // The key of another router verifies nothing.
+    let other = masqlog_core::seal::VerifyKey::generate("gw1", 1_700_000_000, 900).unwrap();
+    let (s, v) = run_with(std::slice::from_ref(&other));
+    assert!(v.matches.is_empty(), "{v:?}");
+    assert_eq!(s.auth.verified, 0);
 }

@@ -89,6 +89,17 @@ pub enum Style {
 
 /// One stored line (no newline) for `rec`, logged at `logged`.
 pub fn line(format: Format, style: Style, logged: Timestamp, rec: &FlowRecord) -> String {
+    sealed_line(format, style, logged, rec, None)
+}
+
+/// [`line`], sealed by `chain` when one is given.
+pub fn sealed_line(
+    format: Format,
+    style: Style,
+    logged: Timestamp,
+    rec: &FlowRecord,
+    chain: Option<&mut masqlog_core::seal::Chain>,
+) -> String {
     let shift = match style {
         Style::Traditional { offset } => i64::from(offset),
         _ => 0,
@@ -101,7 +112,10 @@ pub fn line(format: Format, style: Style, logged: Timestamp, rec: &FlowRecord) -
         pid: 4242,
     };
     let mut out = Vec::new();
-    write_syslog(format, &hdr, rec, &mut out);
+    let start = write_syslog(format, &hdr, rec, &mut out);
+    if let Some(c) = chain {
+        masqlog_core::format::sealing::seal_message(format, start, c, &mut out);
+    }
     let s = String::from_utf8(out).unwrap();
     match (style, format) {
         (Style::Raw, _) | (_, Format::Rfc5424) => s,
