@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use masqlog_core::format::sealing::sealed_bytes;
-use masqlog_core::seal::{KeyRing, VerifyKey, WriterKey};
+use masqlog_core::seal::{KeyRing, VerifyKey, WriterId, WriterKey};
 
 use super::scan::Candidate;
 
@@ -47,15 +47,55 @@ pub struct AuthOutcome {
     pub duplicates: usize,
 }
 
+/// Checks single lines against the keys, caching epoch keys.
+pub struct Checker<'k> {
+    rings: HashMap<&'k str, KeyRing<'k>>,
+    cache: HashMap<(String, String, u64), WriterKey>,
+}
+
+impl<'k> Checker<'k> {
+    pub fn new(keys: &'k [VerifyKey]) -> Checker<'k> {
+        Checker {
+            rings: keys.iter().map(|k| (k.host.as_str(), k.ring())).collect(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// The seal of `line` if it verifies: `(writer, run, seq)`.
+    pub fn check(&mut self, line: &str) -> Result<(WriterId, u64, u64), Rejected> {
+        let sb = sealed_bytes(line.as_bytes()).ok_or(Rejected::Unsealed)?;
+        let fields = sb.fields().ok_or(Rejected::BadMac)?;
+        let w = &fields.writer;
+        let ring = self
+            .rings
+            .get_mut(w.host.as_str())
+            .ok_or_else(|| Rejected::NoKey(w.host.clone()))?;
+        let id = (w.host.clone(), w.instance.clone(), fields.epoch);
+        let key = match self.cache.get(&id) {
+            Some(k) => k,
+            None => {
+                let k = ring
+                    .writer_key(&w.instance, fields.epoch)
+                    .map_err(|_| Rejected::BadMac)?;
+                self.cache.entry(id).or_insert(k)
+            }
+        };
+        if !key.verify(sb.body, &sb.mac) {
+            return Err(Rejected::BadMac);
+        }
+        Ok((fields.writer, fields.run, fields.seq))
+    }
+}
+
 /// Checks `lines` against `keys`; returns the lines that may be evidence
-/// (all of them when no key is given) and what was set aside.
+/// (all of them when no key is given) and what was set aside. A line is
+/// evidence only if its seal verifies and the fields the parser read are
+/// the ones under the seal.
 pub fn authenticate(lines: Vec<Candidate>, keys: &[VerifyKey]) -> (Vec<Candidate>, AuthOutcome) {
     if keys.is_empty() {
         return (lines, AuthOutcome::default());
     }
-    let mut rings: HashMap<&str, KeyRing<'_>> =
-        keys.iter().map(|k| (k.host.as_str(), k.ring())).collect();
-    let mut cache: HashMap<(String, String, u64), WriterKey> = HashMap::new();
+    let mut checker = Checker::new(keys);
     let mut seen = HashSet::new();
     let mut out = AuthOutcome {
         keyed: true,
@@ -63,43 +103,30 @@ pub fn authenticate(lines: Vec<Candidate>, keys: &[VerifyKey]) -> (Vec<Candidate
     };
     let mut kept = Vec::with_capacity(lines.len());
     for c in lines {
-        let sealed = sealed_bytes(c.text.as_bytes());
-        let (Some(sb), Some(tag)) = (sealed, c.parsed.seal.clone()) else {
-            out.rejected.push((c, Rejected::Unsealed));
-            continue;
-        };
-        // The fields the parser read must be the ones at the seal's end.
-        if sb.fields().as_ref() != Some(&tag.fields) || sb.mac != tag.mac {
-            out.rejected.push((c, Rejected::BadMac));
-            continue;
-        }
-        let w = &tag.fields.writer;
-        let Some(ring) = rings.get_mut(w.host.as_str()) else {
-            let host = w.host.clone();
-            out.rejected.push((c, Rejected::NoKey(host)));
-            continue;
-        };
-        let id = (w.host.clone(), w.instance.clone(), tag.fields.epoch);
-        let key = match cache.get(&id) {
-            Some(k) => k,
-            None => match ring.writer_key(&w.instance, tag.fields.epoch) {
-                Ok(k) => cache.entry(id).or_insert(k),
-                Err(_) => {
-                    out.rejected.push((c, Rejected::BadMac));
-                    continue;
+        let checked = checker.check(&c.text).and_then(|id| {
+            // The parser's reading of the seal must be the verified one.
+            match &c.parsed.seal {
+                Some(tag)
+                    if (&tag.fields.writer, tag.fields.run, tag.fields.seq)
+                        == (&id.0, id.1, id.2) =>
+                {
+                    Ok(id)
                 }
-            },
-        };
-        if !key.verify(sb.body, &sb.mac) {
-            out.rejected.push((c, Rejected::BadMac));
-            continue;
+                Some(_) => Err(Rejected::BadMac),
+                None => Err(Rejected::Unsealed),
+            }
+        });
+        match checked {
+            Err(why) => out.rejected.push((c, why)),
+            Ok(id) => {
+                out.verified += 1;
+                if seen.insert(id) {
+                    kept.push(c);
+                } else {
+                    out.duplicates += 1;
+                }
+            }
         }
-        out.verified += 1;
-        if !seen.insert((w.clone(), tag.fields.run, tag.fields.seq)) {
-            out.duplicates += 1;
-            continue;
-        }
-        kept.push(c);
     }
     (kept, out)
 }

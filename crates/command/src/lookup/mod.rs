@@ -294,6 +294,27 @@ pub fn scan(queries: &[&AbuseReport], inputs: &[Input], opts: ScanOptions<'_>) -
         })
         .collect();
     let (candidates, auth) = auth::authenticate(std::mem::take(&mut s.candidates), opts.keys);
+    // Gap records: believed only when they verify (with keys).
+    let mut checker = auth::Checker::new(opts.keys);
+    let mut unverified_gaps = 0;
+    for (gap, text) in std::mem::take(&mut s.gaps) {
+        if !opts.keys.is_empty() && checker.check(&text).is_err() {
+            unverified_gaps += 1;
+            continue;
+        }
+        notes.push(format!(
+            "the log is incomplete: {} conntrack events were lost between {} and {} (ulogd's netlink socket overflowed; the plugin wrote a gap record); a flow of that period may have no line",
+            gap.lost,
+            masqlog_core::time::utc_string(gap.from, true),
+            masqlog_core::time::utc_string(gap.to, true)
+        ));
+    }
+    if unverified_gaps > 0 {
+        notes.push(format!(
+            "not used: {unverified_gaps} gap record{} of the searched period that did not verify",
+            if unverified_gaps == 1 { "" } else { "s" }
+        ));
+    }
     if auth.keyed {
         let mut said = format!(
             "authenticated: {} line{} verified with the given key{}",

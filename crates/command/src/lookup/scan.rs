@@ -359,6 +359,8 @@ pub struct Scanner<'p> {
     pub malformed: Vec<Malformed>,
     pub unreadable: Vec<(String, String)>,
     pub notes: Vec<String>,
+    /// Gap records of the searched period, with their lines.
+    pub gaps: Vec<(Gap, String)>,
     pub sources: Vec<SourceInfo>,
     pub stats: ScanStats,
     /// Flows that may match and have no end line yet: key -> follow until.
@@ -385,6 +387,7 @@ impl<'p> Scanner<'p> {
             malformed: Vec::new(),
             unreadable: Vec::new(),
             notes: Vec::new(),
+            gaps: Vec::new(),
             sources: Vec::new(),
             stats: ScanStats::default(),
             pending: HashMap::new(),
@@ -794,12 +797,13 @@ impl<'p> Scanner<'p> {
             let ls = memrchr(b'\n', &data[..m]).map_or(0, |k| k + 1);
             let le = memchr(b'\n', &data[m..]).map_or(data.len(), |k| m + k);
             after = le;
-            if let Some(g) = parse_gap(&String::from_utf8_lossy(&data[ls..le])) {
-                gaps.push(g);
+            let text = String::from_utf8_lossy(&data[ls..le]);
+            if let Some(g) = parse_gap(&text) {
+                gaps.push((g, text.into_owned()));
             }
         }
-        for g in gaps {
-            self.gap(g);
+        for (g, text) in gaps {
+            self.gap(g, text);
         }
         let mut hits = std::mem::take(&mut self.hits);
         hits.clear();
@@ -912,20 +916,16 @@ impl<'p> Scanner<'p> {
 
     /// A gap record: a note when it falls into the searched period (any
     /// gap when the search has no period).
-    fn gap(&mut self, gap: Gap) {
+    /// Keeps a gap record of the searched period (its note is written once
+    /// authentication has said whether it may be believed).
+    fn gap(&mut self, gap: Gap, text: String) {
         if let Some(w) = &self.window
             && (gap.to.secs < w.from || gap.from.secs > w.until)
         {
             return;
         }
-        let note = format!(
-            "the log is incomplete: {} conntrack events were lost between {} and {} (ulogd's netlink socket overflowed; the plugin wrote a gap record); a flow of that period may have no line",
-            gap.lost,
-            masqlog_core::time::utc_string(gap.from, true),
-            masqlog_core::time::utc_string(gap.to, true)
-        );
-        if !self.notes.contains(&note) {
-            self.notes.push(note);
+        if !self.gaps.iter().any(|(g, _)| *g == gap) {
+            self.gaps.push((gap, text));
         }
     }
 

@@ -1245,6 +1245,25 @@ fn with_a_key_only_verified_lines_answer() {
     );
     lines.push(line(Format::Text, style, forged_t, &forged));
     lines.push(lines[0].replace("client=10.99.0.2:40000", "client=10.66.6.7:40000"));
+    // A forged gap record claiming lost events in the searched period.
+    let mut gap = Vec::new();
+    masqlog_core::format::gap::write_syslog(
+        Format::Text,
+        &masqlog_core::format::Header {
+            pri: 30,
+            timestamp: end_t,
+            hostname: Some("gw1"),
+            app: "masqlog",
+            pid: 4242,
+        },
+        &masqlog_core::format::gap::Gap {
+            from: start_t,
+            to: end_t,
+            lost: 5000,
+        },
+        &mut gap,
+    );
+    lines.push(String::from_utf8(gap).unwrap()["<30>".len()..].to_string());
     let dir = temp_dir("auth");
     let p = write(&dir, "syslog", &lines);
     let report = q("192.0.2.1:53500", "2026-11-21T12:37:42Z");
@@ -1280,6 +1299,15 @@ fn with_a_key_only_verified_lines_answer() {
         "{:?}",
         s.notes
     );
+    let lost = |s: &Scan| s.notes.iter().any(|n| n.contains("5000 conntrack events"));
+    assert!(!lost(&s), "{:?}", s.notes);
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.starts_with("not used: 1 gap record")),
+        "{:?}",
+        s.notes
+    );
     // Without the key, the forged lines take part, and the answer says
     // that nothing was authenticated.
     let (s, v) = run_with(&[]);
@@ -1291,6 +1319,7 @@ fn with_a_key_only_verified_lines_answer() {
         "{:?}",
         s.notes
     );
+    assert!(lost(&s), "{:?}", s.notes);
     // The key of another router verifies nothing.
     let other = masqlog_core::seal::VerifyKey::generate("gw1", 1_700_000_000, 900).unwrap();
     let (s, v) = run_with(std::slice::from_ref(&other));
