@@ -19,4 +19,5 @@ mod outage;
 mod package;
 mod privacy;
 mod reliability;
+mod trust;
 mod version;
