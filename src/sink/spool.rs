@@ -45,6 +45,8 @@ pub enum SpoolError {
     },
     #[error("spool directory {0} is in use by another process (its lock file is held)")]
     Locked(PathBuf),
+    #[error("spool directory {dir} is refused: {why}")]
+    Unsafe { dir: PathBuf, why: String },
     #[error("the spool is full ({0} bytes)")]
     Full(u64),
     #[error("a {0}-byte message is too large for the spool (at most {MAX_RECORD})")]
@@ -117,12 +119,47 @@ fn io_err(dir: &Path, what: impl Into<String>) -> impl FnOnce(io::Error) -> Spoo
 /// spool directory made for that user keeps working after the switch.
 type Owner = Option<(u32, u32)>;
 
-/// Gives `path` to `owner`. Errors are ignored: without root this can only
-/// succeed for the user's own files, which are right already.
+/// Gives `path` (never what a symlink there points to) to `owner`. Errors
+/// are ignored: without root this can only succeed for the user's own
+/// files, which are right already.
 fn adopt(path: &Path, owner: Owner) {
     if let Some((uid, gid)) = owner {
-        let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
+        let _ = std::os::unix::fs::lchown(path, Some(uid), Some(gid));
     }
+}
+
+/// Open options that never follow a symlink at the last component: the
+/// spool's directory belongs to ulogd's user, who must not be able to make
+/// ulogd (root at start) open, truncate or hand over another file.
+fn no_follow() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    o
+}
+
+/// Refuses a spool directory that is a symlink (or not a directory), or
+/// that others than its owner may write to.
+fn check_dir(dir: &Path) -> Result<(), SpoolError> {
+    let m = fs::symlink_metadata(dir).map_err(io_err(dir, "looking at it"))?;
+    let refuse = |why: String| {
+        Err(SpoolError::Unsafe {
+            dir: dir.to_path_buf(),
+            why,
+        })
+    };
+    if m.file_type().is_symlink() {
+        return refuse("it is a symlink (a spool directory is never followed)".into());
+    }
+    if !m.is_dir() {
+        return refuse("it is not a directory".into());
+    }
+    if m.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "others than its owner may write to it (mode {:o}); chmod go-w it",
+            m.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 fn seg_name(no: u64) -> String {
@@ -145,7 +182,8 @@ fn read_record(r: &mut impl Read, out: &mut Vec<u8>) -> Result<Option<()>, ()> {
     }
     let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
     let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
-    if len > MAX_RECORD {
+    // An empty frame (zeros left by a crash, or planted) is never a record.
+    if len == 0 || len > MAX_RECORD {
         return Err(());
     }
     out.clear();
@@ -176,13 +214,14 @@ impl Spool {
             .mode(0o700)
             .create(dir)
             .map_err(io_err(dir, "creating it"))?;
+        check_dir(dir)?;
         let owner = dir
             .parent()
             .and_then(|p| fs::metadata(p).ok())
             .map(|m| (m.uid(), m.gid()));
         adopt(dir, owner);
         adopt(&dir.join("lock"), owner);
-        let lock = OpenOptions::new()
+        let lock = no_follow()
             .create(true)
             .truncate(false)
             .write(true)
@@ -235,7 +274,7 @@ impl Spool {
         }
         let next_no = segments.back().map_or(head_no.max(1), |s| s.no);
         let tail = if let Some(s) = segments.back().filter(|s| s.len < SEGMENT_BYTES) {
-            OpenOptions::new()
+            no_follow()
                 .append(true)
                 .open(dir.join(seg_name(s.no)))
                 .map_err(io_err(dir, "opening the last segment"))?
@@ -287,7 +326,10 @@ impl Spool {
     /// `head` says where delivery stopped; missing or unreadable: at the
     /// start of the first segment.
     fn read_head(dir: &Path) -> (u64, u64) {
-        let text = fs::read_to_string(dir.join("head")).unwrap_or_default();
+        let mut text = String::new();
+        if let Ok(f) = no_follow().read(true).open(dir.join("head")) {
+            let _ = f.take(256).read_to_string(&mut text);
+        }
         let mut it = text.split_whitespace().map(str::parse::<u64>);
         match (it.next(), it.next()) {
             (Some(Ok(no)), Some(Ok(off))) => (no, off),
@@ -304,7 +346,7 @@ impl Spool {
         scratch: &mut Vec<u8>,
     ) -> Result<(u64, u64, u64), SpoolError> {
         let what = || format!("reading {}", path.display());
-        let file = OpenOptions::new()
+        let file = no_follow()
             .read(true)
             .write(true)
             .open(path)
@@ -346,7 +388,7 @@ impl Spool {
     fn create_segment(dir: &Path, no: u64, owner: Owner) -> Result<File, SpoolError> {
         let path = dir.join(seg_name(no));
         // Written sequentially from here on: the cursor stays at the end.
-        let mut f = OpenOptions::new()
+        let mut f = no_follow()
             .create(true)
             .truncate(true)
             .write(true)
@@ -361,8 +403,10 @@ impl Spool {
 
     fn open_read(&mut self, no: u64, offset: u64) -> Result<(), SpoolError> {
         let path = self.dir.join(seg_name(no));
-        let mut f =
-            File::open(&path).map_err(io_err(&self.dir, format!("opening {}", path.display())))?;
+        let mut f = no_follow()
+            .read(true)
+            .open(&path)
+            .map_err(io_err(&self.dir, format!("opening {}", path.display())))?;
         f.seek(SeekFrom::Start(offset))
             .map_err(io_err(&self.dir, format!("reading {}", path.display())))?;
         self.read = Some(ReadPos {
@@ -402,6 +446,10 @@ impl Spool {
     pub fn append(&mut self, msg: &[u8]) -> Result<(), SpoolError> {
         if msg.len() > MAX_RECORD {
             return Err(SpoolError::TooLarge(msg.len()));
+        }
+        if msg.is_empty() {
+            // Nothing to keep, and an empty frame would read back as damage.
+            return Ok(());
         }
         if !self.has_room(msg.len()) {
             return Err(SpoolError::Full(self.max_bytes));
@@ -566,7 +614,15 @@ impl Spool {
 
     fn write_head(&self, no: u64, offset: u64) -> Result<(), SpoolError> {
         let tmp = self.dir.join("head.tmp");
-        fs::write(&tmp, format!("{no} {offset}\n"))
+        // A head.tmp left by a crash (or planted) goes first: the new one
+        // is created, never opened through what is there.
+        let _ = fs::remove_file(&tmp);
+        no_follow()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(format!("{no} {offset}\n").as_bytes()))
             .map_err(io_err(&self.dir, "writing head.tmp"))?;
         adopt(&tmp, self.owner);
         fs::rename(&tmp, self.dir.join("head")).map_err(io_err(&self.dir, "replacing head"))
@@ -721,6 +777,112 @@ mod tests {
             s.append(&vec![0; MAX_RECORD + 1]),
             Err(SpoolError::TooLarge(_))
         ));
+    }
+
+    /// A file that must come through untouched: content and mode.
+    fn victim(dir: &Path) -> (PathBuf, fs::Metadata) {
+        let v = dir.join("victim");
+        fs::write(&v, b"precious\n").unwrap();
+        (v.clone(), fs::metadata(&v).unwrap())
+    }
+
+    fn untouched(v: &(PathBuf, fs::Metadata)) {
+        assert_eq!(fs::read(&v.0).unwrap(), b"precious\n");
+        let now = fs::metadata(&v.0).unwrap();
+        assert_eq!(
+            (now.uid(), now.gid(), now.mode()),
+            (v.1.uid(), v.1.gid(), v.1.mode())
+        );
+    }
+
+    #[test]
+    fn a_symlinked_spool_directory_is_refused() {
+        let d = temp_dir("spool-dirlink");
+        let v = victim(d.path());
+        let real = d.path().join("elsewhere");
+        fs::create_dir(&real).unwrap();
+        let link = d.path().join("masq1");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let Err(e) = Spool::open(&link, 1 << 20, Duration::from_secs(1)) else {
+            panic!("a symlinked spool directory was opened");
+        };
+        assert!(e.to_string().contains("is a symlink"), "{e}");
+        assert_eq!(fs::read_dir(&real).unwrap().count(), 0);
+        untouched(&v);
+    }
+
+    #[test]
+    fn a_spool_directory_others_may_write_to_is_refused() {
+        let d = temp_dir("spool-mode");
+        let dir = d.path().join("masq1");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let Err(e) = Spool::open(&dir, 1 << 20, Duration::from_secs(1)) else {
+            panic!("a spool directory of mode 0777 was opened");
+        };
+        assert!(e.to_string().contains("mode 777"), "{e}");
+    }
+
+    #[test]
+    fn planted_symlinks_in_the_spool_reach_no_other_file() {
+        for name in ["lock", "00000000000000000001.seg", "head"] {
+            let d = temp_dir("spool-plant");
+            let v = victim(d.path());
+            let dir = d.path().join("masq1");
+            fs::create_dir(&dir).unwrap();
+            std::os::unix::fs::symlink(&v.0, dir.join(name)).unwrap();
+            // Refused, or opened without following the link: either way
+            // the victim keeps its bytes, mode and owner.
+            let _ = Spool::open(&dir, 1 << 20, Duration::from_secs(1));
+            untouched(&v);
+        }
+        // head.tmp: replaced, not written through, when delivery is marked.
+        let d = temp_dir("spool-headtmp");
+        let v = victim(d.path());
+        let dir = d.path().join("masq1");
+        {
+            let (mut s, _) = open(&dir, 1 << 20);
+            std::os::unix::fs::symlink(&v.0, dir.join("head.tmp")).unwrap();
+            s.append(b"one").unwrap();
+            s.append(b"two").unwrap();
+            s.flush().unwrap();
+            let mut out = Vec::new();
+            assert_eq!(s.peek(1, &mut out).unwrap(), 1);
+            s.consume(1).unwrap();
+        }
+        untouched(&v);
+        let (mut s, rec) = open(&dir, 1 << 20);
+        assert_eq!(rec.records, 1);
+        assert_eq!(drain(&mut s), vec!["two"]);
+    }
+
+    #[test]
+    fn an_all_zero_frame_is_never_a_record() {
+        let d = temp_dir("spool-zero");
+        {
+            let (mut s, _) = open(d.path(), 1 << 20);
+            s.append(b"one").unwrap();
+            s.append(b"").unwrap();
+            s.flush().unwrap();
+        }
+        let seg = segments(d.path()).pop().unwrap();
+        // Zeros where a record would follow (a crash on some file systems
+        // leaves them).
+        OpenOptions::new()
+            .append(true)
+            .open(&seg)
+            .unwrap()
+            .write_all(&[0u8; 64])
+            .unwrap();
+        let (mut s, rec) = open(d.path(), 1 << 20);
+        assert_eq!(
+            rec,
+            Recovered {
+                records: 1,
+                torn: 1
+            }
+        );
+        assert_eq!(drain(&mut s), vec!["one"]);
     }
 
     #[test]
