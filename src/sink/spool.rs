@@ -195,6 +195,27 @@ fn read_record(r: &mut impl Read, out: &mut Vec<u8>) -> Result<Option<()>, ()> {
     Ok(Some(()))
 }
 
+/// The end of the frame at `pos` if it is whole and its checksum holds.
+fn frame_at(b: &[u8], pos: usize) -> Option<usize> {
+    let hdr = b.get(pos..pos + FRAME as usize)?;
+    let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+    if len == 0 || len > MAX_RECORD {
+        return None;
+    }
+    let end = pos + FRAME as usize + len;
+    let body = b.get(pos + FRAME as usize..end)?;
+    let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+    (crc32fast::hash(body) == crc).then_some(end)
+}
+
+/// Where reading goes on after damage at `pos`: the first later position
+/// holding a whole frame that the end or another whole frame follows.
+/// `None`: nothing whole follows.
+fn resync(b: &[u8], pos: usize) -> Option<usize> {
+    (pos + 1..b.len())
+        .find(|&q| frame_at(b, q).is_some_and(|end| end == b.len() || frame_at(b, end).is_some()))
+}
+
 impl Spool {
     /// Opens (creating it, mode 0700) the spool directory `dir`, takes its
     /// lock and checks every segment; what an earlier run left is replayed
@@ -249,10 +270,10 @@ impl Spool {
             }
         }
         nos.sort_unstable();
-        let (head_no, head_off) = Self::read_head(dir);
+        let (head_no, mut head_off) = Self::read_head(dir);
+        let mut head_moved = false;
         let mut rec = Recovered::default();
         let mut segments = VecDeque::new();
-        let mut scratch = Vec::new();
         for no in nos {
             let path = dir.join(seg_name(no));
             if no < head_no {
@@ -261,12 +282,15 @@ impl Spool {
                     .map_err(io_err(dir, format!("removing {}", path.display())))?;
                 continue;
             }
-            let (len, records, torn) = Self::check_segment(
-                dir,
-                &path,
-                if no == head_no { head_off } else { 0 },
-                &mut scratch,
-            )?;
+            let (len, records, torn, moved) =
+                Self::check_segment(dir, &path, if no == head_no { head_off } else { 0 })?;
+            if no == head_no
+                && let Some(off) = moved
+            {
+                // The segment was rewritten: the head moves with its record.
+                head_off = off;
+                head_moved = true;
+            }
             adopt(&path, owner);
             rec.records += records;
             rec.torn += torn;
@@ -316,6 +340,9 @@ impl Spool {
         } else {
             MAGIC.len() as u64
         };
+        if head_moved {
+            spool.write_head(head_no, head_off)?;
+        }
         spool.open_read(first, offset)?;
         if spool.records == 0 {
             spool.reset()?;
@@ -337,52 +364,95 @@ impl Spool {
         }
     }
 
-    /// Counts the records of a segment from `from`, cutting it after the
-    /// last good record. Returns (length, records, torn).
+    /// Counts the records of a segment from `from`. Damage costs only what
+    /// it hit: after a bad frame the reading resynchronises on the next
+    /// whole frame (one followed by another whole frame or by the end), and
+    /// the segment is rewritten without the damaged bytes; damage with no
+    /// whole frame after it is a torn tail, cut off. Each damaged stretch
+    /// counts as one lost record. Returns (length, records, damaged, the
+    /// new offset of `from` when the segment was rewritten).
     fn check_segment(
         dir: &Path,
         path: &Path,
         from: u64,
-        scratch: &mut Vec<u8>,
-    ) -> Result<(u64, u64, u64), SpoolError> {
+    ) -> Result<(u64, u64, u64, Option<u64>), SpoolError> {
         let what = || format!("reading {}", path.display());
-        let file = no_follow()
+        let mut file = no_follow()
             .read(true)
             .write(true)
             .open(path)
             .map_err(io_err(dir, what()))?;
-        let size = file.metadata().map_err(io_err(dir, what()))?.len();
-        let mut r = BufReader::new(&file);
-        let mut magic = [0u8; 16];
-        if size < MAGIC.len() as u64 || r.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        let mut b = Vec::new();
+        (&file)
+            .take(SEGMENT_BYTES + 2 * (MAX_RECORD as u64 + FRAME))
+            .read_to_end(&mut b)
+            .map_err(io_err(dir, what()))?;
+        if b.len() < MAGIC.len() || &b[..MAGIC.len()] != MAGIC {
             // Not a segment of ours, or cut before its first byte was
             // written: nothing in it can be read.
-            let torn = u64::from(size > 0 && &magic != MAGIC);
+            let torn = u64::from(!b.is_empty());
             file.set_len(0).map_err(io_err(dir, what()))?;
-            (&file).write_all(MAGIC).map_err(io_err(dir, what()))?;
-            return Ok((MAGIC.len() as u64, 0, torn));
+            file.seek(SeekFrom::Start(0)).map_err(io_err(dir, what()))?;
+            file.write_all(MAGIC).map_err(io_err(dir, what()))?;
+            return Ok((MAGIC.len() as u64, 0, torn, None));
         }
-        let mut pos = MAGIC.len() as u64;
-        let mut records = 0;
-        let mut counting = from <= pos;
-        loop {
-            if !counting && pos >= from {
-                counting = true;
+        let mut good: Vec<(usize, usize)> = Vec::new();
+        let (mut damaged, mut in_the_middle) = (0, false);
+        let mut pos = MAGIC.len();
+        while pos < b.len() {
+            if let Some(end) = frame_at(&b, pos) {
+                good.push((pos, end));
+                pos = end;
+                continue;
             }
-            match read_record(&mut r, scratch) {
-                Ok(Some(())) => {
-                    pos += FRAME + scratch.len() as u64;
-                    if counting {
-                        records += 1;
-                    }
+            damaged += 1;
+            match resync(&b, pos) {
+                Some(next) => {
+                    in_the_middle = true;
+                    pos = next;
                 }
-                Ok(None) => return Ok((pos, records, 0)),
-                Err(()) => {
-                    file.set_len(pos).map_err(io_err(dir, what()))?;
-                    return Ok((pos, records, 1));
-                }
+                None => break,
             }
         }
+        let records = good
+            .iter()
+            .filter(|(start, _)| *start as u64 >= from)
+            .count() as u64;
+        if damaged == 0 {
+            return Ok((b.len() as u64, records, 0, None));
+        }
+        if !in_the_middle {
+            let cut = good.last().map_or(MAGIC.len(), |g| g.1) as u64;
+            file.set_len(cut).map_err(io_err(dir, what()))?;
+            return Ok((cut, records, damaged, None));
+        }
+        // Rewrite the segment from its whole frames: a new file beside it,
+        // synced, renamed over it, the directory synced.
+        let mut out = Vec::with_capacity(b.len());
+        out.extend_from_slice(MAGIC);
+        let mut new_from = None;
+        for &(start, end) in &good {
+            if new_from.is_none() && start as u64 >= from {
+                new_from = Some(out.len() as u64);
+            }
+            out.extend_from_slice(&b[start..end]);
+        }
+        let tmp = path.with_extension("seg.tmp");
+        let _ = fs::remove_file(&tmp);
+        no_follow()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&out).and_then(|()| f.sync_all()))
+            .and_then(|()| fs::rename(&tmp, path))
+            .and_then(|()| File::open(dir)?.sync_all())
+            .map_err(io_err(
+                dir,
+                format!("rewriting {} without its damage", path.display()),
+            ))?;
+        let len = out.len() as u64;
+        Ok((len, records, damaged, Some(new_from.unwrap_or(len))))
     }
 
     fn create_segment(dir: &Path, no: u64, owner: Owner) -> Result<File, SpoolError> {
@@ -938,6 +1008,88 @@ mod tests {
             }
         );
         assert_eq!(drain(&mut s), vec!["good"]);
+    }
+
+    /// The byte offsets where each record's frame starts in `seg`.
+    fn frame_starts(seg: &Path) -> Vec<usize> {
+        let b = fs::read(seg).unwrap();
+        let mut starts = Vec::new();
+        let mut pos = MAGIC.len();
+        while let Some(end) = frame_at(&b, pos) {
+            starts.push(pos);
+            pos = end;
+        }
+        starts
+    }
+
+    #[test]
+    fn damage_in_the_middle_costs_only_the_record_it_hit() {
+        // A flipped payload byte, then a flipped length byte.
+        for (i, at) in [(0usize, FRAME as usize + 1), (1, 0)] {
+            let d = temp_dir("spool-resync");
+            {
+                let (mut s, _) = open(d.path(), 1 << 20);
+                for m in ["one", "two", "three", "four"] {
+                    s.append(m.as_bytes()).unwrap();
+                }
+                s.flush().unwrap();
+            }
+            let seg = segments(d.path()).pop().unwrap();
+            let starts = frame_starts(&seg);
+            let mut bytes = fs::read(&seg).unwrap();
+            bytes[starts[i + 1] + at] ^= 0x55;
+            fs::write(&seg, bytes).unwrap();
+            let (mut s, rec) = open(d.path(), 1 << 20);
+            assert_eq!(
+                rec,
+                Recovered {
+                    records: 3,
+                    torn: 1
+                },
+                "case {i}"
+            );
+            let want: Vec<&str> = ["one", "two", "three", "four"]
+                .into_iter()
+                .enumerate()
+                .filter(|(k, _)| *k != i + 1)
+                .map(|(_, m)| m)
+                .collect();
+            assert_eq!(drain(&mut s), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn damage_after_the_head_keeps_the_head_on_its_record() {
+        let d = temp_dir("spool-resync-head");
+        {
+            let (mut s, _) = open(d.path(), 1 << 20);
+            for m in ["one", "two", "three", "four"] {
+                s.append(m.as_bytes()).unwrap();
+            }
+            s.flush().unwrap();
+            let mut out = Vec::new();
+            assert_eq!(s.peek(1, &mut out).unwrap(), 1);
+            s.consume(1).unwrap();
+        }
+        let seg = segments(d.path()).pop().unwrap();
+        let starts = frame_starts(&seg);
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[starts[2] + FRAME as usize] ^= 0x01;
+        fs::write(&seg, bytes).unwrap();
+        let (mut s, rec) = open(d.path(), 1 << 20);
+        assert_eq!(
+            rec,
+            Recovered {
+                records: 2,
+                torn: 1
+            }
+        );
+        assert_eq!(drain(&mut s), vec!["two", "four"]);
+        drop(s);
+        // The rewritten segment and head stand: a third opening finds
+        // nothing damaged and nothing left.
+        let (_, rec) = open(d.path(), 1 << 20);
+        assert_eq!(rec, Recovered::default());
     }
 
     #[test]
