@@ -534,28 +534,18 @@ mod tests {
         Cli::try_parse_from(v).unwrap().args
     }
 
-    struct Tmp(PathBuf);
+    /// A temporary directory (removed on drop) with paths as strings.
+    struct Tmp(tempfile::TempDir);
 
     impl Tmp {
         fn new(tag: &str) -> Tmp {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p = std::env::temp_dir().join(format!(
-                "masqlog-cli-lookup-{tag}-{}-{n}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            Tmp(p)
+            Tmp(tempfile::Builder::new()
+                .prefix(&format!("masqlog-cli-lookup-{tag}-"))
+                .tempdir()
+                .unwrap())
         }
         fn path(&self, name: &str) -> String {
-            self.0.join(name).display().to_string()
-        }
-    }
-
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+            self.0.path().join(name).display().to_string()
         }
     }
 
