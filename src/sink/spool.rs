@@ -1022,19 +1022,29 @@ mod tests {
         starts
     }
 
+    /// A spool in `dir` with records one to four, `delivered` of them
+    /// consumed; returns its segment.
+    fn four_records(dir: &Path, delivered: usize) -> PathBuf {
+        let (mut s, _) = open(dir, 1 << 20);
+        for m in ["one", "two", "three", "four"] {
+            s.append(m.as_bytes()).unwrap();
+        }
+        s.flush().unwrap();
+        if delivered > 0 {
+            let mut out = Vec::new();
+            assert_eq!(s.peek(delivered, &mut out).unwrap(), delivered);
+            s.consume(delivered).unwrap();
+        }
+        drop(s);
+        segments(dir).pop().unwrap()
+    }
+
     #[test]
     fn damage_in_the_middle_costs_only_the_record_it_hit() {
         // A flipped payload byte, then a flipped length byte.
         for (i, at) in [(0usize, FRAME as usize + 1), (1, 0)] {
             let d = temp_dir("spool-resync");
-            {
-                let (mut s, _) = open(d.path(), 1 << 20);
-                for m in ["one", "two", "three", "four"] {
-                    s.append(m.as_bytes()).unwrap();
-                }
-                s.flush().unwrap();
-            }
-            let seg = segments(d.path()).pop().unwrap();
+            let seg = four_records(d.path(), 0);
             let starts = frame_starts(&seg);
             let mut bytes = fs::read(&seg).unwrap();
             bytes[starts[i + 1] + at] ^= 0x55;
@@ -1061,17 +1071,7 @@ mod tests {
     #[test]
     fn damage_after_the_head_keeps_the_head_on_its_record() {
         let d = temp_dir("spool-resync-head");
-        {
-            let (mut s, _) = open(d.path(), 1 << 20);
-            for m in ["one", "two", "three", "four"] {
-                s.append(m.as_bytes()).unwrap();
-            }
-            s.flush().unwrap();
-            let mut out = Vec::new();
-            assert_eq!(s.peek(1, &mut out).unwrap(), 1);
-            s.consume(1).unwrap();
-        }
-        let seg = segments(d.path()).pop().unwrap();
+        let seg = four_records(d.path(), 1);
         let starts = frame_starts(&seg);
         let mut bytes = fs::read(&seg).unwrap();
         bytes[starts[2] + FRAME as usize] ^= 0x01;

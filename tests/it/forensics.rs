@@ -466,25 +466,9 @@ fn flow_logs_alone_name_the_client_and_fail_clearly() {
     let Some(mut env) = harness::session(test, &SessionOptions::new(Example::Local)) else {
         return;
     };
-    let r = ok(
-        env.flow("alice", FlowProto::Tcp, Family::V4, 1000),
-        "alice's flow",
-    );
+    let (r, received) = env.logged_flow("alice", FlowProto::Tcp, Family::V4, 1000);
     let spec = r.spec.clone();
-    ok(
-        env.wait_destroyed(std::slice::from_ref(&spec)),
-        "DESTROY event",
-    );
-    let received = ok(
-        env.wait_logged(std::slice::from_ref(&spec), LINE_WAIT),
-        "masqlog lines",
-    );
-    let end = received
-        .of_flow(&spec)
-        .into_iter()
-        .find(|l| l.parsed.record.event == Event::End)
-        .expect("an end line")
-        .clone();
+    let end = harness::line_of(&received, &r, Event::End);
     let id = end.parsed.record.id.expect("a conntrack id");
     let public = format!("203.0.113.1:{}", masq_port(&end));
     let client = spec.client().to_string();

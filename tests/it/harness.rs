@@ -3,7 +3,9 @@
 
 use std::ops::{Deref, DerefMut};
 
-use masqlog_lab::{Lab, Session, SessionOptions};
+use masqlog_core::record::Event;
+use masqlog_lab::session::LINE_WAIT;
+use masqlog_lab::{Family, FlowProto, FlowResult, Lab, Logged, Received, Session, SessionOptions};
 
 /// Says why a test does not run.
 pub fn skip(test: &str, why: &dyn std::fmt::Display) {
@@ -97,4 +99,32 @@ pub fn lab(test: &str) -> Option<LabEnv> {
 /// Unwraps a lab result with the error's full text.
 pub fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+impl Env {
+    /// One flow of `user`, waited for until its DESTROY event and its
+    /// start and end lines are in the receiver's file.
+    pub fn logged_flow(
+        &mut self,
+        user: &str,
+        proto: FlowProto,
+        family: Family,
+        bytes: usize,
+    ) -> (FlowResult, Received) {
+        let r = ok(self.flow(user, proto, family, bytes), "the flow");
+        let spec = std::slice::from_ref(&r.spec);
+        ok(self.wait_destroyed(spec), "its DESTROY event");
+        let received = ok(self.wait_logged(spec, LINE_WAIT), "its masqlog lines");
+        (r, received)
+    }
+}
+
+/// The line of `event` of the flow `r`.
+pub fn line_of(received: &Received, r: &FlowResult, event: Event) -> Logged {
+    received
+        .of_flow(&r.spec)
+        .into_iter()
+        .find(|l| l.parsed.record.event == event)
+        .unwrap_or_else(|| panic!("no {} line of {}", event.name(), r.spec.label()))
+        .clone()
 }

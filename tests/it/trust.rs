@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use masqlog_core::record::Event;
-use masqlog_lab::session::LINE_WAIT;
 use masqlog_lab::{Example, Family, FlowProto, SessionOptions, process, wait};
 
 use crate::cli::masqlog;
@@ -19,23 +18,9 @@ fn forged_logger_lines_beside_the_plugins_sealed_ones_are_found_out() {
     let Some(mut env) = harness::session(test, &SessionOptions::new(Example::Local)) else {
         return;
     };
-    let r = ok(env.flow("alice", FlowProto::Tcp, Family::V4, 300), "a flow");
+    let (r, received) = env.logged_flow("alice", FlowProto::Tcp, Family::V4, 300);
     let spec = r.spec.clone();
-    ok(
-        env.wait_destroyed(std::slice::from_ref(&spec)),
-        "DESTROY event",
-    );
-    let received = ok(
-        env.wait_logged(std::slice::from_ref(&spec), LINE_WAIT),
-        "the flow's lines",
-    );
-    let start = received
-        .of_flow(&spec)
-        .into_iter()
-        .find(|l| l.parsed.record.event == Event::Start)
-        .expect("a start line")
-        .line
-        .clone();
+    let start = harness::line_of(&received, &r, Event::Start).line;
     let real_client = spec.client().to_string();
     let body = &start[start.find("masqlog/1").expect("the marker")..];
     let unsealed = &body[..body.find(" w=").expect("a sealed line")];
