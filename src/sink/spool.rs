@@ -758,6 +758,23 @@ mod tests {
         all
     }
 
+    /// A spool in `dir` holding `msgs`, `delivered` of them consumed;
+    /// returns its (last) segment.
+    fn spooled(dir: &Path, msgs: &[&str], delivered: usize) -> PathBuf {
+        let (mut s, _) = open(dir, 1 << 20);
+        for m in msgs {
+            s.append(m.as_bytes()).unwrap();
+        }
+        s.flush().unwrap();
+        if delivered > 0 {
+            let mut out = Vec::new();
+            assert_eq!(s.peek(delivered, &mut out).unwrap(), delivered);
+            s.consume(delivered).unwrap();
+        }
+        drop(s);
+        segments(dir).pop().unwrap()
+    }
+
     #[test]
     fn what_the_spool_creates_belongs_to_the_owner_of_spool_dir() {
         let d = temp_dir("spool-owner");
@@ -929,13 +946,8 @@ mod tests {
     #[test]
     fn an_all_zero_frame_is_never_a_record() {
         let d = temp_dir("spool-zero");
-        {
-            let (mut s, _) = open(d.path(), 1 << 20);
-            s.append(b"one").unwrap();
-            s.append(b"").unwrap();
-            s.flush().unwrap();
-        }
-        let seg = segments(d.path()).pop().unwrap();
+        // The empty message is not kept.
+        let seg = spooled(d.path(), &["one", ""], 0);
         // Zeros where a record would follow (a crash on some file systems
         // leaves them).
         OpenOptions::new()
@@ -958,13 +970,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_cut_and_reported() {
         let d = temp_dir("spool-torn");
-        {
-            let (mut s, _) = open(d.path(), 1 << 20);
-            s.append(b"one").unwrap();
-            s.append(b"two").unwrap();
-            s.flush().unwrap();
-        }
-        let seg = segments(d.path()).pop().unwrap();
+        let seg = spooled(d.path(), &["one", "two"], 0);
         let len = fs::metadata(&seg).unwrap().len();
         // a crash in the middle of the second record
         OpenOptions::new()
@@ -988,13 +994,7 @@ mod tests {
     #[test]
     fn a_corrupt_byte_fails_the_checksum() {
         let d = temp_dir("spool-crc");
-        {
-            let (mut s, _) = open(d.path(), 1 << 20);
-            s.append(b"good").unwrap();
-            s.append(b"evidence").unwrap();
-            s.flush().unwrap();
-        }
-        let seg = segments(d.path()).pop().unwrap();
+        let seg = spooled(d.path(), &["good", "evidence"], 0);
         let mut bytes = fs::read(&seg).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x20;
@@ -1022,29 +1022,12 @@ mod tests {
         starts
     }
 
-    /// A spool in `dir` with records one to four, `delivered` of them
-    /// consumed; returns its segment.
-    fn four_records(dir: &Path, delivered: usize) -> PathBuf {
-        let (mut s, _) = open(dir, 1 << 20);
-        for m in ["one", "two", "three", "four"] {
-            s.append(m.as_bytes()).unwrap();
-        }
-        s.flush().unwrap();
-        if delivered > 0 {
-            let mut out = Vec::new();
-            assert_eq!(s.peek(delivered, &mut out).unwrap(), delivered);
-            s.consume(delivered).unwrap();
-        }
-        drop(s);
-        segments(dir).pop().unwrap()
-    }
-
     #[test]
     fn damage_in_the_middle_costs_only_the_record_it_hit() {
         // A flipped payload byte, then a flipped length byte.
         for (i, at) in [(0usize, FRAME as usize + 1), (1, 0)] {
             let d = temp_dir("spool-resync");
-            let seg = four_records(d.path(), 0);
+            let seg = spooled(d.path(), &["one", "two", "three", "four"], 0);
             let starts = frame_starts(&seg);
             let mut bytes = fs::read(&seg).unwrap();
             bytes[starts[i + 1] + at] ^= 0x55;
@@ -1071,7 +1054,7 @@ mod tests {
     #[test]
     fn damage_after_the_head_keeps_the_head_on_its_record() {
         let d = temp_dir("spool-resync-head");
-        let seg = four_records(d.path(), 1);
+        let seg = spooled(d.path(), &["one", "two", "three", "four"], 1);
         let starts = frame_starts(&seg);
         let mut bytes = fs::read(&seg).unwrap();
         bytes[starts[2] + FRAME as usize] ^= 0x01;
