@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::json::Json;
-use masqlog_core::config::{Config, Destination, RawValue};
+use masqlog_core::config::{Config, Destination, RawValue, SealConfig, SealMode};
 use masqlog_core::ident::Mode;
 use masqlog_core::keys::{CONF_KEYS, ConfKind};
 use ulogdconf::{ConfFile, IntSyntax, Section, int_syntax, parse_stack, strtoul_int};
@@ -292,6 +292,7 @@ pub fn check(file: &Path, text: &[u8], sys: &dyn System) -> Report {
     check_sysctls(&mut r, sys);
     for (id, cfg) in &configs {
         check_destination(&mut r, id, &cfg.destination, sys);
+        check_seal(&mut r, id, &cfg.seal, sys);
     }
     let transparent: Vec<&str> = configs
         .iter()
@@ -742,6 +743,47 @@ fn check_sysctls(r: &mut Report, sys: &dyn System) {
             ),
             Err(e) => r.warn(subject, format!("cannot be read: {e}")),
         }
+    }
+}
+
+/// Whether the instance's records will be sealed: the sealing state
+/// `masqlog keygen` makes, readable and well formed. Nothing secret is
+/// shown.
+fn check_seal(r: &mut Report, id: &str, seal: &SealConfig, sys: &dyn System) {
+    let subject = format!("[{id}] seal");
+    let path = seal.state.display();
+    if seal.mode == SealMode::Off {
+        r.warn(
+            subject,
+            "seal=off: records carry no seal, so a forged line cannot be told from a real one (masqlog verify, lookup --key); set seal=auto and run `masqlog keygen`",
+        );
+        return;
+    }
+    let Some(text) = sys.read_file(&seal.state) else {
+        let why = format!(
+            "{path} does not exist (or cannot be read): records are not sealed; run `masqlog keygen --owner ulog` (the user ulogd runs as) and keep the verification key it prints off the router"
+        );
+        if seal.mode == SealMode::On {
+            r.fail(subject, format!("{why}; with seal=on ulogd does not start"));
+        } else {
+            r.warn(subject, why);
+        }
+        return;
+    };
+    match masqlog_core::seal::SealState::parse(&text) {
+        Ok(st) => r.ok(
+            subject,
+            format!(
+                "{path}: records are sealed as {}/{id}, epoch {} of {} s",
+                st.host,
+                st.epoch(),
+                st.epochs.epoch_secs
+            ),
+        ),
+        Err(e) => r.fail(
+            subject,
+            format!("{path}: {e}: ulogd does not start with it; make a new key with `masqlog keygen` after moving this file away"),
+        ),
     }
 }
 

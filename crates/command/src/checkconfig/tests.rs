@@ -13,6 +13,9 @@ const SO: &str = "/usr/lib/x86_64-linux-gnu/ulogd/ulogd_output_MASQLOG.so";
 const NFCT_SO: &str = "/usr/lib/x86_64-linux-gnu/ulogd/ulogd_inpflow_NFCT.so";
 
 /// A machine where everything the example config needs is in place.
+/// The default `seal_state`.
+const SEAL_STATE: &str = "/var/lib/masqlog/seal.state";
+
 struct Fake {
     sysctls: HashMap<&'static str, &'static str>,
     files: Vec<PathBuf>,
@@ -60,7 +63,13 @@ impl Default for Fake {
                     "local default dev lo metric 1024 pref medium\n".to_string(),
                 ),
             ]),
-            texts: HashMap::new(),
+            texts: HashMap::from([(
+                PathBuf::from(SEAL_STATE),
+                masqlog_core::seal::VerifyKey::generate("gw1", 1_764_000_000, 900)
+                    .unwrap()
+                    .initial_state()
+                    .to_text(),
+            )]),
             ran: RefCell::new(Vec::new()),
         }
     }
@@ -168,6 +177,7 @@ fn the_example_is_all_green() {
         "sysctl net.netfilter.nf_conntrack_acct",
         "sysctl net.netfilter.nf_conntrack_timestamp",
         "[masq1] destination",
+        "[masq1] seal",
     ] {
         assert!(
             r.results
@@ -179,7 +189,7 @@ fn the_example_is_all_green() {
     }
     assert!(
         r.render_text()
-            .ends_with(": 6 ok, 0 warnings, 0 failures: ready\n")
+            .ends_with(": 7 ok, 0 warnings, 0 failures: ready\n")
     );
 }
 
@@ -732,4 +742,53 @@ fn remote_hash_with_its_key_is_valid_and_a_bad_key_is_not_shown() {
         "{out}"
     );
     assert!(!out.contains("0011"), "{out}");
+}
+
+#[test]
+fn the_sealing_state_is_checked_without_showing_it() {
+    let ok_line = run(&good(), &Fake::default());
+    assert!(
+        has(
+            &ok_line,
+            Status::Ok,
+            "[masq1] seal",
+            "records are sealed as gw1/masq1, epoch 0 of 900 s"
+        ),
+        "{}",
+        ok_line.render_text()
+    );
+    assert!(!ok_line.render_text().contains("master="));
+    // Missing: a warning with seal=auto, a failure with seal=on.
+    let mut sys = Fake::default();
+    sys.texts.clear();
+    let r = run(&good(), &sys);
+    assert!(
+        has(&r, Status::Warn, "[masq1] seal", "masqlog keygen"),
+        "{}",
+        r.render_text()
+    );
+    let on = good().replace("[masq1]\n", "[masq1]\nseal=on\n");
+    let r = run(&on, &sys);
+    assert!(
+        has(&r, Status::Fail, "[masq1] seal", "ulogd does not start"),
+        "{}",
+        r.render_text()
+    );
+    // Not a sealing state: a failure naming it.
+    sys.texts
+        .insert(PathBuf::from(SEAL_STATE), "hello\n".into());
+    let r = run(&good(), &sys);
+    assert!(
+        has(&r, Status::Fail, "[masq1] seal", "not a sealing state"),
+        "{}",
+        r.render_text()
+    );
+    // Off: a warning.
+    let off = good().replace("[masq1]\n", "[masq1]\nseal=off\n");
+    let r = run(&off, &Fake::default());
+    assert!(
+        has(&r, Status::Warn, "[masq1] seal", "seal=off"),
+        "{}",
+        r.render_text()
+    );
 }
