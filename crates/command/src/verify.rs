@@ -12,7 +12,7 @@ use masqlog_core::format::chain::{ChainRecord, parse_chain};
 use masqlog_core::format::gap::parse_gap;
 use masqlog_core::format::parse_line;
 use masqlog_core::format::sealing::sealed_bytes;
-use masqlog_core::seal::{KeyRing, MacBytes, VerifyKey, WriterId, WriterKey};
+use masqlog_core::seal::{KeyRing, MacBytes, SealFields, VerifyKey, WriterId, WriterKey};
 
 /// Where a line is: input name and line number (from 1).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,10 +69,100 @@ impl Listed {
     }
 }
 
+/// Reads a verification key file (one short line; at most 4 KiB are read).
+pub fn read_key(path: &std::path::Path) -> Result<VerifyKey, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(4096).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    VerifyKey::parse(&text).map_err(|e| e.to_string())
+}
+
+/// Why a line's seal is not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// No seal at all.
+    Unsealed,
+    /// A seal whose fields cannot be read.
+    Damaged,
+    /// Sealed by a host no key was given for.
+    NoKey(String),
+    /// The epoch is beyond what a key reaches.
+    BadEpoch { epoch: u64, why: String },
+    /// The MAC does not verify: altered, or forged.
+    BadMac(SealFields),
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejected::Unsealed => f.write_str("not sealed"),
+            Rejected::Damaged => f.write_str("its sealing fields are damaged"),
+            Rejected::NoKey(h) => write!(f, "sealed by host {h}, for which no key was given"),
+            Rejected::BadEpoch { epoch, why } => write!(f, "epoch {epoch}: {why}"),
+            Rejected::BadMac(_) => f.write_str("its MAC does not verify (altered, or forged)"),
+        }
+    }
+}
+
+/// A seal that verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub fields: SealFields,
+    pub mac: MacBytes,
+}
+
+/// Checks the seals of single lines against the keys, keeping the epoch
+/// keys it derived (at most 4096 at a time).
+pub struct Checker<'k> {
+    rings: HashMap<&'k str, KeyRing<'k>>,
+    cache: HashMap<(String, String, u64), WriterKey>,
+}
+
+impl<'k> Checker<'k> {
+    pub fn new(keys: &'k [VerifyKey]) -> Checker<'k> {
+        Checker {
+            rings: keys.iter().map(|k| (k.host.as_str(), k.ring())).collect(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// The seal of `line`, if it verifies.
+    pub fn check(&mut self, line: &[u8]) -> Result<Verified, Rejected> {
+        let sb = sealed_bytes(line).ok_or(Rejected::Unsealed)?;
+        let fields = sb.fields().ok_or(Rejected::Damaged)?;
+        let w = &fields.writer;
+        let ring = self
+            .rings
+            .get_mut(w.host.as_str())
+            .ok_or_else(|| Rejected::NoKey(w.host.clone()))?;
+        let id = (w.host.clone(), w.instance.clone(), fields.epoch);
+        if !self.cache.contains_key(&id) {
+            let k = ring
+                .writer_key(&w.instance, fields.epoch)
+                .map_err(|e| Rejected::BadEpoch {
+                    epoch: fields.epoch,
+                    why: e.to_string(),
+                })?;
+            if self.cache.len() >= 4096 {
+                self.cache.clear();
+            }
+            self.cache.insert(id.clone(), k);
+        }
+        if !self.cache[&id].verify(sb.body, &sb.mac) {
+            return Err(Rejected::BadMac(fields));
+        }
+        Ok(Verified {
+            fields,
+            mac: sb.mac,
+        })
+    }
+}
+
 /// Reads lines and checks them against the keys.
 pub struct Verifier<'k> {
-    rings: HashMap<String, KeyRing<'k>>,
-    keys: HashMap<(String, String, u64), WriterKey>,
+    checker: Checker<'k>,
     writers: BTreeMap<WriterId, BTreeMap<u64, RunLog>>,
     pub lines: u64,
     forged: Listed,
@@ -150,8 +240,7 @@ impl Report {
 impl<'k> Verifier<'k> {
     pub fn new(keys: &'k [VerifyKey]) -> Verifier<'k> {
         Verifier {
-            rings: keys.iter().map(|k| (k.host.clone(), k.ring())).collect(),
-            keys: HashMap::new(),
+            checker: Checker::new(keys),
             writers: BTreeMap::new(),
             lines: 0,
             forged: Listed::default(),
@@ -163,49 +252,34 @@ impl<'k> Verifier<'k> {
     /// Takes one line (without its newline).
     pub fn line(&mut self, loc: Loc, line: &[u8]) {
         self.lines += 1;
-        let Some(sb) = sealed_bytes(line) else {
-            if is_masqlog_record(line) {
-                self.unsealed
-                    .add(loc, "a masqlog record without a seal".into());
+        let Verified { fields, mac } = match self.checker.check(line) {
+            Ok(v) => v,
+            Err(Rejected::Unsealed) => {
+                if is_masqlog_record(line) {
+                    self.unsealed
+                        .add(loc, "a masqlog record without a seal".into());
+                }
+                return;
             }
-            return;
+            Err(Rejected::NoKey(host)) => {
+                *self.no_key.entry(host).or_default() += 1;
+                return;
+            }
+            Err(Rejected::BadMac(f)) => {
+                self.forged.add(
+                    loc,
+                    format!(
+                        "{} run {} seq {}: the MAC does not verify (altered, or forged)",
+                        f.writer, f.run, f.seq
+                    ),
+                );
+                return;
+            }
+            Err(why) => {
+                self.forged.add(loc, why.to_string());
+                return;
+            }
         };
-        let Some(fields) = sb.fields() else {
-            self.forged
-                .add(loc, "its sealing fields are damaged".into());
-            return;
-        };
-        let host = fields.writer.host.clone();
-        let Some(ring) = self.rings.get_mut(&host) else {
-            *self.no_key.entry(host).or_default() += 1;
-            return;
-        };
-        let cache_key = (host, fields.writer.instance.clone(), fields.epoch);
-        let key = match self.keys.get(&cache_key) {
-            Some(k) => k,
-            None => match ring.writer_key(&fields.writer.instance, fields.epoch) {
-                Ok(k) => {
-                    if self.keys.len() > 4096 {
-                        self.keys.clear();
-                    }
-                    self.keys.entry(cache_key).or_insert(k)
-                }
-                Err(e) => {
-                    self.forged.add(loc, format!("epoch {}: {e}", fields.epoch));
-                    return;
-                }
-            },
-        };
-        if !key.verify(sb.body, &sb.mac) {
-            self.forged.add(
-                loc,
-                format!(
-                    "{} run {} seq {}: the MAC does not verify (altered, or forged)",
-                    fields.writer, fields.run, fields.seq
-                ),
-            );
-            return;
-        }
         let text = String::from_utf8_lossy(line);
         let chain = parse_chain(&text);
         let run = self
@@ -215,7 +289,7 @@ impl<'k> Verifier<'k> {
             .entry(fields.run)
             .or_default();
         match run.recs.get(&fields.seq) {
-            Some(r) if r.mac == sb.mac => run.duplicates += 1,
+            Some(r) if r.mac == mac => run.duplicates += 1,
             Some(_) => run.conflicts.push((fields.seq, loc)),
             None => {
                 if fields.seq < run.high {
@@ -226,7 +300,7 @@ impl<'k> Verifier<'k> {
                 run.recs.insert(
                     fields.seq,
                     Rec {
-                        mac: sb.mac,
+                        mac,
                         prev: fields.prev,
                         loc,
                         chain,

@@ -285,15 +285,10 @@ fn report_problems(err: &mut dyn Write, scan: &Scan) -> io::Result<()> {
 /// Runs `masqlog lookup` with the given streams.
 /// Reads a verification key file.
 fn read_key(path: &std::path::Path) -> Result<masqlog_core::seal::VerifyKey, LookupError> {
-    let why = |e: String| LookupError::Key {
+    masqlog_command::verify::read_key(path).map_err(|why| LookupError::Key {
         path: path.display().to_string(),
-        why: e,
-    };
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| std::io::Read::take(f, 4096).read_to_string(&mut text))
-        .map_err(|e| why(e.to_string()))?;
-    masqlog_core::seal::VerifyKey::parse(&text).map_err(|e| why(e.to_string()))
+        why,
+    })
 }
 
 pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use masqlog_command::json::Json;
 use masqlog_command::lookup::source::{self, Input, Opened, Spec};
-use masqlog_command::verify::{Listed, Loc, Report, Verifier};
+use masqlog_command::verify::{self, Listed, Loc, Report, Verifier};
 use masqlog_core::seal::VerifyKey;
 
 /// Check sealed masqlog logs: is every record there, unaltered, in order?
@@ -43,12 +43,9 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-fn read_key(path: &PathBuf) -> anyhow::Result<VerifyKey> {
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(4096).read_to_string(&mut text))
-        .with_context(|| format!("cannot read key {}", path.display()))?;
-    VerifyKey::parse(&text).with_context(|| format!("key {}", path.display()))
+fn read_key(path: &std::path::Path) -> anyhow::Result<VerifyKey> {
+    verify::read_key(path)
+        .map_err(|why| anyhow::anyhow!("verification key {}: {why}", path.display()))
 }
 
 fn lines_of(verifier: &mut Verifier<'_>, name: &str, reader: Box<dyn Read + '_>) -> io::Result<()> {
@@ -78,7 +75,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let keys = args
         .keys
         .iter()
-        .map(read_key)
+        .map(|p| read_key(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let inputs: Vec<Input> = if args.logs.is_empty() {
         vec![Input::Stdin]

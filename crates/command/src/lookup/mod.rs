@@ -298,7 +298,7 @@ pub fn scan(queries: &[&AbuseReport], inputs: &[Input], opts: ScanOptions<'_>) -
     let mut checker = auth::Checker::new(opts.keys);
     let mut unverified_gaps = 0;
     for (gap, text) in std::mem::take(&mut s.gaps) {
-        if !opts.keys.is_empty() && checker.check(&text).is_err() {
+        if !opts.keys.is_empty() && checker.check(text.as_bytes()).is_err() {
             unverified_gaps += 1;
             continue;
         }
