@@ -53,8 +53,11 @@ pub fn run_input(argv: &[&str], ns: Option<&str>, stdin: Option<&str>) -> Result
     Ok(core::run_input(argv, ns, stdin)?)
 }
 
-/// How long a stopped daemon gets between SIGTERM and SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopped daemon gets between SIGTERM and SIGKILL: well above
+/// the plugin's own longest stop (5 s for the writer, then the spool's
+/// sync), so that a busy machine never turns a clean stop into a SIGKILL
+/// that loses ulogd's last log lines.
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
 
 /// The effective uid of this process (from `/proc/self/status`).
 pub fn effective_uid() -> Result<u32, LabError> {
