@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::sink::{Level, SinkError, SinkStats, Waker, Writer};
+use crate::sink::{Level, SinkError, SinkStats, Waker, Writer, drops};
 use masqlog_core::config::{Config, ConfigError, RawValue, RemoteMode};
 use masqlog_core::ident::{IdentError, Outcome, Pool, Query};
 use masqlog_core::record::{
@@ -98,6 +98,9 @@ pub struct Instance {
     counts: EventCounts,
     drops_reported: u64,
     last_drop_report: Option<Instant>,
+    /// The process's netfilter sockets at `configure`, to tell this
+    /// stack's NFCT socket at `start`.
+    sockets_before: drops::Before,
 }
 
 impl Instance {
@@ -116,6 +119,7 @@ impl Instance {
             counts: EventCounts::default(),
             drops_reported: 0,
             last_drop_report: None,
+            sockets_before: drops::Before::now(),
         })
     }
 
@@ -129,7 +133,9 @@ impl Instance {
 
     /// Starts the writer thread, and the IDENT workers when configured.
     pub fn start(&mut self, waker: Arc<dyn Waker>, host: &dyn HostLog) -> Result<(), StartError> {
-        let writer = Writer::start(&self.cfg, waker.clone())?;
+        let drop_source = drops::DropSource::since(&self.sockets_before);
+        let drops_from = drop_source.describe();
+        let writer = Writer::start(&self.cfg, waker.clone(), drop_source)?;
         if let Some(ic) = &self.cfg.ident {
             match Pool::start(ic.pool.clone(), waker) {
                 Ok(pool) => {
@@ -154,7 +160,7 @@ impl Instance {
         host.log(
             Level::Info,
             &format!(
-                "MASQLOG[{}] started: format={:?} nat={:?} destination={} queue_size={} spool={}",
+                "MASQLOG[{}] started: format={:?} nat={:?} destination={} queue_size={} spool={}; {drops_from}",
                 self.id,
                 self.cfg.format,
                 self.cfg.nat,
@@ -314,15 +320,21 @@ impl Instance {
         }
         let Some(writer) = &self.writer else { return };
         let dropped = writer.stats().dropped;
+        let why = match &self.cfg.spool {
+            // With a spool, only the lane's refusal drops a record.
+            Some(_) => writer.refusal(),
+            None => format!(
+                "queue full ({} records); the syslog destination {} is too slow or down",
+                self.cfg.queue_size, self.cfg.destination
+            ),
+        };
         host.log(
             Level::Error,
             &format!(
-                "MASQLOG[{}] queue full ({} records): {} flow records dropped so far ({} since the last report); the syslog destination {} is too slow or down",
+                "MASQLOG[{}] {} flow records dropped so far ({} since the last report): {why}",
                 self.id,
-                self.cfg.queue_size,
                 dropped,
                 dropped - self.drops_reported,
-                self.cfg.destination
             ),
         );
         self.drops_reported = dropped;

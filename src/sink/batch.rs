@@ -212,16 +212,16 @@ impl Worker {
                 self.batch.push(buf, r.id);
             }
             if self.batch.len() < BATCH {
-                rec = self.queue.try_recv().ok();
+                rec = self.inflow.try_next();
             }
         }
     }
 
     /// One send of the batch.
     pub(super) fn attempt(&mut self, now: Instant) {
-        let half = self.cfg.queue_size / 2;
-        let queue = &self.queue;
-        let backlog = move || queue.len() > half;
+        let half = self.inflow.window / 2;
+        let inflow = &self.inflow;
+        let backlog = move || inflow.len() > half;
         // With a spool, a batch sent one message at a time stops when the
         // queue fills, so that the backlog can go to disk.
         let spill = self.spooler.configured();

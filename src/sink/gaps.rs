@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use super::drops;
 use super::notices::Level;
 use super::worker::Worker;
 use masqlog_core::format::gap::Gap;
@@ -85,7 +84,8 @@ impl Worker {
     /// Looks at the netlink drop counter when due; a gap goes into the
     /// spool while the spool holds records, else ahead of the next batch.
     pub(super) fn check_drops(&mut self, now: Instant) {
-        let gap = match self.drops.check(now, drops::read_drops) {
+        let source = &self.drop_source;
+        let gap = match self.drops.check(now, || source.read()) {
             Reading::Nothing => return,
             Reading::Unreadable => {
                 self.outbox.push(

@@ -33,6 +33,7 @@ use masqlog_core::record::FlowRecord;
 mod batch;
 pub mod drops;
 mod gaps;
+pub mod lane;
 mod notices;
 mod relp;
 mod sealer;
@@ -60,6 +61,9 @@ pub enum SinkError {
     QueueSize(usize),
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
+    /// The disk lane cannot be opened.
+    #[error("disk lane: {0}")]
+    Lane(String),
     /// Sealing is asked for and cannot be done.
     #[error("sealing: {0}")]
     Seal(String),
@@ -127,6 +131,11 @@ impl StopSignal {
 pub struct Writer {
     /// `None` once `stop` closed the queue.
     queue: Option<Sender<FlowRecord>>,
+    /// With a spool: where records go when the queue holds its window
+    /// (only ulogd's thread submits, so the lock is never contended).
+    lane: Option<parking_lot::Mutex<lane::LaneWriter>>,
+    /// Why the lane last refused a record.
+    lane_refusal: parking_lot::Mutex<Option<String>>,
     stop: Arc<StopSignal>,
     /// Wakes the thread when `stop` set the deadline, or asks a reconnect.
     control: Sender<Control>,
@@ -136,7 +145,8 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread for `cfg.destination`. Connecting happens on
+    /// Starts the writer thread for `cfg.destination`; lost conntrack
+    /// events are read from `drops`. Connecting happens on
     /// the thread: a destination that is down at start is retried like any
     /// other failure (and reported as a notice).
     ///
@@ -145,8 +155,17 @@ impl Writer {
     /// `QueueSize` for a zero `queue_size`; `Spool` when the spool directory
     /// cannot be opened (or another process holds it); `Thread` when the
     /// thread cannot be spawned.
-    pub fn start(cfg: &Config, waker: Arc<dyn Waker>) -> Result<Writer, SinkError> {
-        Self::start_with(cfg, waker, Box::new(masqlog_core::format::write_syslog))
+    pub fn start(
+        cfg: &Config,
+        waker: Arc<dyn Waker>,
+        drops: drops::DropSource,
+    ) -> Result<Writer, SinkError> {
+        Self::start_with(
+            cfg,
+            waker,
+            Box::new(masqlog_core::format::write_syslog),
+            drops,
+        )
     }
 
     /// `start` with the formatter given (tests pass their own).
@@ -154,6 +173,7 @@ impl Writer {
         cfg: &Config,
         waker: Arc<dyn Waker>,
         format: FormatFn,
+        drops: drops::DropSource,
     ) -> Result<Writer, SinkError> {
         if cfg.queue_size == 0 {
             // bounded(0) is a rendezvous channel: try_send would refuse
@@ -197,6 +217,28 @@ impl Writer {
             }
             None => None,
         };
+        let (lane_writer, lane_reader) = match &cfg.spool {
+            Some(sc) => {
+                let (w, r, found) = lane::open(&sc.dir, sc.max_bytes).map_err(|e| {
+                    SinkError::Lane(format!("{}: {e}", sc.dir.join(lane::FILE).display()))
+                })?;
+                counts.recovered.store(found.records, SeqCst);
+                if found.unclean {
+                    outbox.push(
+                        Level::Error,
+                        format!(
+                            "the previous run did not stop cleanly (killed or crashed): the records it held in memory, at most {} ({} queued and a batch of {}), are lost and not counted; {} records it left in the disk lane are sent now",
+                            lane::WINDOW + batch::BATCH,
+                            lane::WINDOW,
+                            batch::BATCH,
+                            found.records
+                        ),
+                    );
+                }
+                (Some(w), Some(r))
+            }
+            None => (None, None),
+        };
         let sealer = match sealer::Sealer::open(&cfg.seal)? {
             sealer::Opened::Sealing(s, start) => {
                 outbox.push(
@@ -212,12 +254,18 @@ impl Writer {
                 None
             }
         };
-        let (queue_tx, queue_rx) = bounded(cfg.queue_size);
+        // With a disk lane, only its window waits in memory.
+        let window = if lane_writer.is_some() {
+            cfg.queue_size.min(lane::WINDOW)
+        } else {
+            cfg.queue_size
+        };
+        let (queue_tx, queue_rx) = bounded(window);
         let (control_tx, control_rx) = bounded(4);
         let stop = Arc::new(StopSignal::new());
         let mut worker = worker::Worker::new(
             cfg.clone(),
-            queue_rx,
+            worker::Inflow::new(queue_rx, window, lane_reader),
             Arc::clone(&stop),
             control_rx,
             outbox,
@@ -225,6 +273,7 @@ impl Writer {
             format,
             spool,
             sealer,
+            drops,
         );
         let thread = std::thread::Builder::new()
             .name("masqlog-writer".into())
@@ -239,6 +288,8 @@ impl Writer {
             .map_err(SinkError::Thread)?;
         Ok(Writer {
             queue: Some(queue_tx),
+            lane: lane_writer.map(parking_lot::Mutex::new),
+            lane_refusal: parking_lot::Mutex::new(None),
             stop,
             control: control_tx,
             notices: notice_rx,
@@ -247,8 +298,9 @@ impl Writer {
         })
     }
 
-    /// Never blocks. `false`: the queue was full and the record was counted
-    /// as dropped.
+    /// Never blocks. `false`: the record was dropped and counted (the
+    /// queue was full and there is no disk lane, or the lane is full or
+    /// its disk is).
     pub fn submit(&self, rec: FlowRecord) -> bool {
         let Some(queue) = &self.queue else {
             self.counts.refused.fetch_add(1, SeqCst);
@@ -256,14 +308,45 @@ impl Writer {
         };
         // Counted before it is queued: the thread may take it at once.
         self.counts.accepted.fetch_add(1, SeqCst);
-        match queue.try_send(rec) {
+        let mut lane = self.lane.as_ref().map(|l| l.lock());
+        // While the lane holds records, every record goes behind them.
+        let rec = match &lane {
+            Some(l) if l.pending() => rec,
+            _ => match queue.try_send(rec) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(rec)) => rec,
+                // The thread died (it said so in a notice).
+                Err(TrySendError::Disconnected(_)) => {
+                    self.refuse();
+                    return false;
+                }
+            },
+        };
+        let Some(lane) = lane.as_mut() else {
+            self.refuse();
+            return false;
+        };
+        match lane.push(&rec) {
             Ok(()) => true,
-            // Disconnected: the thread died (it said so in a notice).
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.counts.accepted.fetch_sub(1, SeqCst);
-                self.counts.refused.fetch_add(1, SeqCst);
+            Err(e) => {
+                self.refuse();
+                *self.lane_refusal.lock() = Some(e.to_string());
                 false
             }
+        }
+    }
+
+    fn refuse(&self) {
+        self.counts.accepted.fetch_sub(1, SeqCst);
+        self.counts.refused.fetch_add(1, SeqCst);
+    }
+
+    /// Why records are refused: the queue is full (no disk lane), or what
+    /// the lane last said.
+    pub fn refusal(&self) -> String {
+        match (&self.lane, self.lane_refusal.lock().as_ref()) {
+            (Some(_), Some(why)) => why.clone(),
+            _ => "the queue is full".into(),
         }
     }
 
@@ -311,6 +394,7 @@ impl Writer {
         // makes it give up on what it cannot send in time.
         self.stop.set(deadline);
         self.queue = None;
+        self.lane = None;
         let _ = self.control.try_send(Control::Stop);
         if let Some(thread) = self.thread.take() {
             // Err: the thread panicked outside its guards; what it did not

@@ -198,21 +198,21 @@ impl Worker {
     /// Whether the queue is more than half full and a spool with room could
     /// take the backlog.
     pub(super) fn behind(&self) -> bool {
-        self.queue.len() > self.cfg.queue_size / 2 && self.spooler.has_room()
+        self.inflow.len() > self.inflow.window / 2 && self.spooler.has_room()
     }
 
     /// Says (at most once per `REMINDER_INTERVAL`) that the backlog goes
     /// to the spool.
     pub(super) fn spill_notice(&mut self) {
         self.spooler
-            .spill_notice(&self.cfg.destination, self.queue.len(), &mut self.outbox);
+            .spill_notice(&self.cfg.destination, self.inflow.len(), &mut self.outbox);
     }
 
     /// Moves queued records into the spool while it has room.
     pub(super) fn spool_queued(&mut self) {
         let mut n = 0;
         while n < 4 * BATCH && self.spooler.has_room() {
-            let Ok(rec) = self.queue.try_recv() else {
+            let Some(rec) = self.inflow.try_next() else {
                 break;
             };
             self.spool_record(&rec);
@@ -259,15 +259,17 @@ impl Worker {
         for g in std::mem::take(&mut self.gaps) {
             self.spooler.append(&g, None, &mut self.outbox);
         }
-        let queued: Vec<FlowRecord> = self.queue.try_iter().collect();
-        for rec in &queued {
+        // The queue, then the lane (nothing new comes: the handle closed
+        // both, or the thread is going down after a panic).
+        while let Some(rec) = self.inflow.try_next() {
             if self.spooler.configured() {
-                self.spool_record(rec);
+                self.spool_record(&rec);
             } else {
                 self.counts.lost.fetch_add(1, SeqCst);
             }
         }
         self.spooler.sync(&mut self.outbox);
+        self.close_lane();
         if self.spooler.holds_records() {
             self.outbox.push(
                 Level::Notice,

@@ -58,6 +58,8 @@ pub(super) struct Counts {
     pub(super) spool_done: AtomicU64,
     /// Records the spool held when it was opened (torn ones included).
     pub(super) spool_initial: AtomicU64,
+    /// Records a killed run left in the disk lane, taken up at start.
+    pub(super) recovered: AtomicU64,
     /// The thread: gap records made (messages that were not submitted).
     pub(super) gaps: AtomicU64,
     /// The thread: conntrack events lost, from the netlink drop counter.
@@ -79,7 +81,7 @@ impl Counts {
         let refused = self.refused.load(SeqCst);
         let accepted = self.accepted.load(SeqCst);
         let initial = self.spool_initial.load(SeqCst);
-        let gaps = self.gaps.load(SeqCst);
+        let gaps = self.gaps.load(SeqCst) + self.recovered.load(SeqCst);
         // Live records that ended: every end minus the spooled ones'.
         let live_done = (written + lost).saturating_sub(spool_done);
         SinkStats {

@@ -17,7 +17,7 @@ type Captured = Arc<Mutex<Vec<Vec<u8>>>>;
 
 fn start(cfg: &Config, format: FormatFn) -> (Writer, Arc<TestWaker>) {
     let waker = Arc::new(TestWaker::default());
-    let w = Writer::start_with(cfg, waker.clone(), format).unwrap();
+    let w = Writer::start_with(cfg, waker.clone(), format, drops::DropSource::Process).unwrap();
     (w, waker)
 }
 
@@ -81,7 +81,7 @@ fn zero_queue_size_is_refused() {
     };
     let waker = Arc::new(TestWaker::default());
     assert!(matches!(
-        Writer::start_with(&cfg, waker, id_format()),
+        Writer::start_with(&cfg, waker, id_format(), drops::DropSource::Process),
         Err(SinkError::QueueSize(0))
     ));
 }
@@ -698,4 +698,113 @@ fn a_slow_destination_gets_the_backlog_from_the_spool_and_nothing_is_dropped() {
     assert_eq!(refused, 0, "{s:?}");
     assert_eq!(ids(&got), (0..12_000).collect::<Vec<_>>(), "{s:?}");
     assert_eq!((s.written, s.dropped, s.spooled), (12_000, 0, 0), "{s:?}");
+}
+
+/// A formatter that holds the writer thread until `release` is set: a
+/// writer that gets no CPU.
+fn stalled(release: Arc<std::sync::atomic::AtomicBool>) -> FormatFn {
+    let mut inner = id_format();
+    Box::new(
+        move |kind, hdr: &Header<'_>, rec: &FlowRecord, out: &mut Vec<u8>| {
+            while !release.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            inner(kind, hdr, rec, out)
+        },
+    )
+}
+
+#[test]
+fn a_stalled_writer_sends_records_to_the_disk_lane_not_to_the_floor() {
+    let dir = temp_dir("writer-stalled");
+    let rx = UnixReceiver::bind(dir.path().join("log"));
+    let cfg = Config {
+        queue_size: 65_536,
+        spool: spool_config(&dir.path().join("spool"), 16 << 20),
+        ..test_config(Destination::Unix(rx.path.clone()))
+    };
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (w, _) = start(&cfg, stalled(Arc::clone(&release)));
+    // Far more than the window the queue keeps in memory, while the
+    // thread is held: none is refused, and the memory holds at most the
+    // window.
+    submit_all(&w, 0..20_000);
+    let lane = std::fs::metadata(dir.path().join("spool").join(lane::FILE))
+        .unwrap()
+        .len();
+    assert!(lane > 15_000 * 40, "lane holds {lane} bytes");
+    assert_eq!(w.stats().waiting, 20_000);
+    release.store(true, SeqCst);
+    let got = rx.recv_n(20_000, LONG);
+    assert_eq!(ids(&got), (0..20_000).collect::<Vec<_>>());
+    let s = w.stop(LONG);
+    assert_eq!((s.written, s.dropped, s.waiting), (20_000, 0, 0), "{s:?}");
+    // Read to its end, the lane shrank back.
+    let lane = std::fs::metadata(dir.path().join("spool").join(lane::FILE))
+        .unwrap()
+        .len();
+    assert!(lane <= 64, "lane holds {lane} bytes");
+}
+
+#[test]
+fn records_a_killed_run_left_in_the_lane_go_out_first_at_the_next_start() {
+    let dir = temp_dir("writer-lane-restart");
+    let path = dir.path().join("log");
+    let held = Config {
+        spool: spool_config(&dir.path().join("spool"), 16 << 20),
+        ..test_config(Destination::Unix(dir.path().join("nobody")))
+    };
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (w, _) = start(&held, stalled(Arc::clone(&release)));
+    submit_all(&w, 0..5000);
+    // What a kill leaves on disk: a copy of the spool directory while the
+    // thread is held and nothing was closed.
+    let copy = dir.path().join("after-kill");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for entry in std::fs::read_dir(dir.path().join("spool")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+    }
+    release.store(true, SeqCst);
+    w.stop(Duration::ZERO);
+
+    let rx = UnixReceiver::bind(path.clone());
+    let cfg = Config {
+        spool: spool_config(&copy, 16 << 20),
+        ..test_config(Destination::Unix(path))
+    };
+    let (w, _) = start(&cfg, id_format());
+    let notices = w.take_notices();
+    assert_eq!(
+        count(&notices, Level::Error, "did not stop cleanly"),
+        1,
+        "{notices:?}"
+    );
+    submit_all(&w, 5000..5010);
+    // What was in memory (the queue's window, and the record the held
+    // thread may have taken) died with the run; everything after it comes
+    // back, in order, before the new ones.
+    let rest = rx.recv_n(5010 - lane::WINDOW - 1, LONG);
+    let got = ids(&rest);
+    let first = got[0];
+    assert!(
+        first as usize <= lane::WINDOW + 1,
+        "first record back: {first}"
+    );
+    let more = rx.recv_n(5010 - first as usize - got.len(), LONG);
+    let got: Vec<u32> = got.into_iter().chain(ids(&more)).collect();
+    assert!(
+        got.iter().copied().eq(first..5010),
+        "{} records, from {first}",
+        got.len()
+    );
+    let s = w.stop(LONG);
+    assert_eq!(
+        (s.written, s.dropped, s.waiting),
+        (5010 - u64::from(first), 0, 0),
+        "{s:?}"
+    );
 }

@@ -7,12 +7,15 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, at, never, select};
 
 use super::batch::{Batch, Formatter, Outage};
+use super::drops::DropSource;
 use super::gaps::DropWatch;
+use super::lane::LaneReader;
 use super::notices::{Level, Outbox, panic_message};
 use super::sealer::Sealer;
 use super::spool::Spool;
@@ -36,10 +39,62 @@ enum Wake {
     Other,
 }
 
+/// Where the thread takes records from: the queue, then (once the queue
+/// is empty) the disk lane, which only holds records newer than any in the
+/// queue.
+pub(super) struct Inflow {
+    pub(super) queue: Receiver<FlowRecord>,
+    /// The records that may wait in memory (the queue's capacity).
+    pub(super) window: usize,
+    lane: Option<LaneReader>,
+    /// Records lost to a damaged lane frame, not yet counted.
+    lane_lost: u64,
+}
+
+impl Inflow {
+    pub(super) fn new(
+        queue: Receiver<FlowRecord>,
+        window: usize,
+        lane: Option<LaneReader>,
+    ) -> Self {
+        Inflow {
+            queue,
+            window,
+            lane,
+            lane_lost: 0,
+        }
+    }
+
+    /// The next record, without waiting.
+    pub(super) fn try_next(&mut self) -> Option<FlowRecord> {
+        if let Ok(rec) = self.queue.try_recv() {
+            return Some(rec);
+        }
+        let lane = self.lane.as_mut()?;
+        loop {
+            match lane.take()? {
+                Ok(rec) => return Some(rec),
+                Err(lost) => self.lane_lost += lost,
+            }
+        }
+    }
+
+    /// Records waiting: in the queue and in the lane.
+    pub(super) fn len(&self) -> usize {
+        let lane = self.lane.as_ref().map_or(0, LaneReader::backlog);
+        self.queue.len() + usize::try_from(lane).unwrap_or(usize::MAX)
+    }
+
+    /// Whether the lane holds records.
+    pub(super) fn lane_pending(&self) -> bool {
+        self.lane.as_ref().is_some_and(|l| l.backlog() > 0)
+    }
+}
+
 /// The state of the writer thread.
 pub(super) struct Worker {
     pub(super) cfg: Config,
-    pub(super) queue: Receiver<FlowRecord>,
+    pub(super) inflow: Inflow,
     /// The queue was closed and emptied.
     queue_closed: bool,
     /// The stop deadline, once `stop` was called.
@@ -58,6 +113,8 @@ pub(super) struct Worker {
     pub(super) outage: Option<Outage>,
     stats: StatsTimer,
     pub(super) drops: DropWatch,
+    /// Whose netlink drops are this instance's lost events.
+    pub(super) drop_source: DropSource,
     /// The writer's own records (gap and chain records) waiting to go out
     /// ahead of the next records.
     pub(super) gaps: Vec<Vec<u8>>,
@@ -69,7 +126,7 @@ impl Worker {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         cfg: Config,
-        queue: Receiver<FlowRecord>,
+        inflow: Inflow,
         stop: Arc<StopSignal>,
         control: Receiver<Control>,
         outbox: Outbox,
@@ -77,6 +134,7 @@ impl Worker {
         format: FormatFn,
         spool: Option<Spool>,
         sealer: Option<(Sealer, ChainRecord)>,
+        drop_source: DropSource,
     ) -> Self {
         let now = Instant::now();
         let (sealer, start) = sealer.unzip();
@@ -87,7 +145,7 @@ impl Worker {
             .into_iter()
             .collect();
         Worker {
-            queue,
+            inflow,
             queue_closed: false,
             stop,
             control,
@@ -102,6 +160,7 @@ impl Worker {
             outage: None,
             stats: StatsTimer::new(cfg.stats_interval, now),
             drops: DropWatch::new(now),
+            drop_source,
             gaps: own,
             cfg,
         }
@@ -114,6 +173,7 @@ impl Worker {
             let now = Instant::now();
             self.tick_stats(now);
             self.check_drops(now);
+            self.count_lane_loss();
             let stopping = self.stop.deadline();
             // Stopping while the destination is down: with a spool, nothing
             // is gained by waiting for it; everything goes to disk now.
@@ -177,6 +237,7 @@ impl Worker {
                         s.mark(true);
                     }
                     self.spooler.sync(&mut self.outbox);
+                    self.close_lane();
                     return;
                 }
                 Wake::Other => {}
@@ -240,9 +301,13 @@ impl Worker {
     }
 
     fn wait_for_record(&mut self) -> Wake {
+        // The lane is not a channel: look at it before waiting.
+        if let Some(rec) = self.inflow.try_next() {
+            return Wake::Record(rec);
+        }
         let timer = self.wake_at(None).map_or_else(never, at);
         let (wake, control) = select! {
-            recv(self.queue) -> r => (r.map_or(Wake::Closed, Wake::Record), None),
+            recv(self.inflow.queue) -> r => (r.map_or(Wake::Closed, Wake::Record), None),
             recv(self.control) -> m => (Wake::Other, Some(m)),
             recv(timer) -> _ => (Wake::Other, None),
         };
@@ -256,9 +321,18 @@ impl Worker {
     /// With a spool, records arriving meanwhile go into it, so that the
     /// queue does not fill while the destination is down.
     fn wait_retry(&mut self, retry_at: Instant) {
+        if self.inflow.lane_pending() && self.spooler.has_room() {
+            // The lane is not a channel: empty it into the spool first.
+            self.spool_queued();
+            return;
+        }
         let timer = at(self.wake_at(Some(retry_at)).unwrap_or(retry_at));
         let take = self.spooler.has_room() && !self.queue_closed;
-        let queue = if take { self.queue.clone() } else { never() };
+        let queue = if take {
+            self.inflow.queue.clone()
+        } else {
+            never()
+        };
         let (rec, control) = select! {
             recv(queue) -> r => (Some(r), None),
             recv(self.control) -> m => (None, Some(m)),
@@ -274,6 +348,32 @@ impl Worker {
             }
             Some(Err(_)) => self.queue_closed = true,
             None => {}
+        }
+    }
+
+    /// Counts (and says) what a damaged lane frame cost.
+    fn count_lane_loss(&mut self) {
+        let lost = std::mem::take(&mut self.inflow.lane_lost);
+        if lost > 0 {
+            self.counts.lost.fetch_add(lost, SeqCst);
+            self.outbox.push(
+                Level::Error,
+                format!("{lost} flow records dropped: the disk lane holding them was damaged"),
+            );
+        }
+    }
+
+    /// The run ends: the lane says so (and shrinks when it was read to its
+    /// end).
+    pub(super) fn close_lane(&mut self) {
+        self.count_lane_loss();
+        if let Some(lane) = &mut self.inflow.lane
+            && let Err(e) = lane.close()
+        {
+            self.outbox.push(
+                Level::Error,
+                format!("cannot mark the disk lane closed: {e}; the next start will report this run as killed"),
+            );
         }
     }
 }

@@ -14,3 +14,4 @@ pub mod seal;
 pub mod time;
 pub mod ulogd_conf;
 pub mod wake;
+pub mod wire;
