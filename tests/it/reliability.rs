@@ -238,6 +238,12 @@ fn the_spool_outlives_sigterm_and_kill_9_of_ulogd() {
             .wait_log("holds 12 records from before", Duration::from_secs(10)),
         "the spool found at start",
     );
+    // The first ulogd stopped cleanly: nothing to report about it.
+    let log = env.ulogd.log();
+    assert!(
+        !log.contains("did not stop cleanly"),
+        "a clean stop reported as a kill:\n{log}"
+    );
     let second = make(&mut env, 4);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -258,6 +264,15 @@ fn the_spool_outlives_sigterm_and_kill_9_of_ulogd() {
     //    the first ulogd's before the second's.
     ok(env.rsyslog.restart(), "restarting the RELP receiver");
     env.ulogd = ok(env.lab.start_ulogd("ulogd-3", &conf), "the third ulogd");
+    // The kill is reported at the next start, with the bound of what it
+    // may have cost.
+    ok(
+        env.ulogd.wait_log(
+            "the previous run did not stop cleanly (killed or crashed)",
+            Duration::from_secs(10),
+        ),
+        "the report of the kill",
+    );
     let all: Vec<FlowSpec> = first.iter().chain(&second).cloned().collect();
     assert_exactly_once(&mut env, &all);
     let received = env.received();
@@ -314,6 +329,14 @@ fn a_netlink_overflow_is_written_as_a_gap_record_that_lookup_reports() {
     // ulogd stops reading for a moment (SIGSTOP): the flows' events pile up
     // in its 8 KiB socket buffer, and the kernel drops what does not fit.
     let pid = session.ulogd.pid();
+    // The instance told its own stack's NFCT socket from ulogd's others.
+    ok(
+        session.ulogd.wait_log(
+            "lost conntrack events are read from this stack's NFCT socket",
+            Duration::from_secs(10),
+        ),
+        "the instance's own netlink socket",
+    );
     let kill = |sig: &str| {
         let st = std::process::Command::new("kill")
             .args([sig, &pid.to_string()])
