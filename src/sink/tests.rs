@@ -650,7 +650,10 @@ fn a_full_spool_leaves_records_in_the_queue_and_counts_what_overflows() {
     );
     let s = w.stats();
     assert!(refused > 0, "{s:?}");
-    assert_eq!(s.dropped, refused, "{s:?}");
+    // Refused at the door, and (on a busy machine, when the failed batch
+    // was larger than the room left) records of the batch that the full
+    // spool could not take: each counted once.
+    assert!(s.dropped >= refused, "{s:?}");
     assert!(s.spooled < 200, "{s:?}");
     assert_eq!(s.written + s.dropped + s.waiting + s.spooled, 500, "{s:?}");
     let s = w.stop(Duration::from_millis(20));
