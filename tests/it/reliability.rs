@@ -387,7 +387,7 @@ fn a_netlink_overflow_is_written_as_a_gap_record_that_lookup_reports() {
     kill("-CONT");
     ok(flushed, "conntrack -F");
     ok(
-        masqlog_lab::wait::poll("a gap record", Duration::from_secs(20), || {
+        masqlog_lab::wait::poll("a gap record", Duration::from_secs(60), || {
             let gaps: Vec<_> = env
                 .receiver_lines()
                 .iter()
