@@ -23,7 +23,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -148,11 +148,18 @@ pub fn open(dir: &Path, max_bytes: u64) -> io::Result<(LaneWriter, LaneReader, F
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(dir.join(FILE))?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{} is not a regular file", dir.join(FILE).display()),
         ));
+    }
+    // Like the spool's files, the lane belongs to the directory's owner
+    // (ulogd's --uid user), so a later start without root can open it.
+    let owner = std::fs::symlink_metadata(dir)?;
+    if (meta.uid(), meta.gid()) != (owner.uid(), owner.gid()) {
+        std::os::unix::fs::fchown(&file, Some(owner.uid()), Some(owner.gid()))?;
     }
     let size = file.metadata()?.len();
     let mut header = [0u8; HEADER as usize];

@@ -170,3 +170,29 @@ fn a_symlink_in_the_lanes_place_is_refused_and_its_target_untouched() {
     assert!(open(dir.path(), 1 << 20).is_err());
     assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
 }
+
+#[test]
+fn the_lane_belongs_to_the_owner_of_the_spool_directory() {
+    use std::os::unix::fs::MetadataExt;
+    if running_as_root() {
+        let dir = temp_dir("lane-owner");
+        std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+        drop(open(dir.path(), 1 << 20).unwrap());
+        let m = std::fs::metadata(dir.path().join(FILE)).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (65534, 65534, 0o600));
+    } else {
+        println!("SKIP the_lane_belongs_to_the_owner_of_the_spool_directory: not root");
+    }
+}
+
+/// Whether this process runs as root (read from /proc, without libc).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
