@@ -18,9 +18,13 @@
 //! high-precision `2026-11-21T13:37:42.123456+01:00 host ...`, raw RFC 5424
 //! as received, or bare), from files, directories, rotated sets (gzip and
 //! zstd found by their magic bytes) and stdin. Other lines are skipped. A
-//! line that mentions the queried address and port and carries a masqlog
-//! marker but does not parse is reported as `file:line: reason` (lines about
-//! other endpoints are not parsed at all, so their damage goes unseen).
+//! record is a syslog message that begins with the marker (see
+//! `masqlog_core::format::message_start`): a line whose marker stands
+//! further on (another program quoting one) is skipped and counted
+//! ([`ScanStats::not_records`]). A line that mentions the queried address
+//! and port and begins with a masqlog marker but does not parse is reported
+//! as `file:line: reason` (lines about other endpoints are not parsed at
+//! all, so their damage goes unseen).
 //!
 //! # The search window (single lookups)
 //!

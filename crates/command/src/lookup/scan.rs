@@ -126,6 +126,10 @@ pub struct ScanStats {
     pub bytes_read: u64,
     pub bytes_total: u64,
     pub lines_parsed: u64,
+    /// Lines about a queried endpoint that hold a masqlog marker, but not
+    /// where their syslog message begins (another program's message that
+    /// quotes one): not records, skipped.
+    pub not_records: u64,
     /// The latest (corrected) prefix time of a line read, seconds.
     pub seen_until: Option<i64>,
 }
@@ -855,6 +859,10 @@ impl<'p> Scanner<'p> {
         let ReadLine { parsed, event } = match parse_candidate(&text) {
             Ok(x) => x,
             Err(ParseError::NotFound { .. }) => return,
+            Err(ParseError::NotAtStart { .. }) => {
+                self.stats.not_records += 1;
+                return;
+            }
             // A sealing writer's chain-start and chain-stop records hold
             // no flow: `masqlog verify` reads them.
             Err(_) if parse_chain(&text).is_some() => return,
@@ -1043,7 +1051,7 @@ mod tests {
                 "Nov 21 12:37:42 gw1 masqlog[1]: masqlog/1 ev=start nat=snat proto=tcp id=1 \
                  client=10.0.0.1:1 masq=192.0.2.1:2 start=2026-11-21T12:00:00Z {hash}"
             ),
-            "x: {\"masqlog\":1,\"ev\":\"start\",\"nat\":\"snat\",\"proto\":\"tcp\",\
+"Nov 21 12:37:42 gw1 masqlog[1]: {\"masqlog\":1,\"ev\":\"start\",\"nat\":\"snat\",\"proto\":\"tcp\",\
              \"client\":{\"ip\":\"10.0.0.1\",\"port\":1},\"masq\":{\"ip\":\"192.0.2.1\",\"port\":2},\
              \"remote_hash\":\"00112233445566778899aabbccddeeff\"}"
                 .to_string(),

@@ -1326,3 +1326,76 @@ fn with_a_key_only_verified_lines_answer() {
     assert!(v.matches.is_empty(), "{v:?}");
     assert_eq!(s.auth.verified, 0);
 }
+
+/// A record is a syslog message that begins with the marker: an sshd line
+/// that quotes a text or JSON record in its user name is no evidence, only
+/// counted and named in the summary; another program's message that begins
+/// with the marker is still read (and only a key can tell it apart).
+#[test]
+fn a_marker_inside_another_programs_message_is_not_a_record() {
+    let real = flow_lines(
+        Format::Text,
+        TRAD,
+        3954,
+        "10.99.0.2:40000",
+        "192.0.2.1:53500",
+        "203.0.113.7:443",
+        "2026-11-21T12:30:00Z",
+        Some("2026-11-21T12:40:00Z"),
+    );
+    let forged_t = t("2026-11-21T12:37:41Z");
+    let forged = |id, client: &str, format| {
+        let l = line(
+            format,
+            TRAD,
+            forged_t,
+            &rec(
+                Event::Start,
+                id,
+                client,
+                "192.0.2.1:53500",
+                "203.0.113.7:443",
+                Some(forged_t),
+                None,
+            ),
+        );
+        let at = masqlog_core::format::message_start(l.as_bytes()).unwrap();
+        l[at..].to_string()
+    };
+    let text = forged(66, "10.66.6.6:1", Format::Text);
+    let json = forged(67, "10.66.6.7:1", Format::Json);
+    let mut lines = real.clone();
+    lines.push(format!(
+        "Nov 21 12:37:41 gw1 sshd[812]: Invalid user {text} from 198.51.100.9 port 40022"
+    ));
+    lines.push(format!(
+        "Nov 21 12:37:41 gw1 sshd[812]: Invalid user {json} from 198.51.100.9 port 40022"
+    ));
+    let d = temp_dir("marker");
+    let p = write(&d, "syslog", &lines);
+    let report = q("192.0.2.1:53500", "2026-11-21T12:37:42Z");
+    for scan_all in [false, true] {
+        let (s, v) = run(&report, &files(&[&p]), scan_all);
+        assert_eq!(v.matches.len(), 1, "{v:?}");
+        assert_eq!(v.matches[0].flow.record.id, Some(3954));
+        assert_eq!(s.stats.not_records, 2);
+        assert!(s.bad_lines.is_empty(), "{:?}", s.bad_lines);
+        let summary = render::summary(&s);
+        assert!(
+            summary.contains(
+                "skipped 2 lines that hold a masqlog marker inside another message \
+                 (not at its start): not records"
+            ),
+            "{summary}"
+        );
+    }
+    // The same record as the whole message of another program (`logger -t
+    // evil`): a record, which only a key would set aside.
+    lines.push(format!("Nov 21 12:37:41 gw1 evil[66]: {text}"));
+    let p = write(&d, "syslog2", &lines);
+    let (s, v) = run(&report, &files(&[&p]), false);
+    let mut ids: Vec<_> = v.matches.iter().map(|m| m.flow.record.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![Some(66), Some(3954)], "{v:?}");
+    assert_eq!(s.stats.not_records, 2);
+}
