@@ -1571,3 +1571,60 @@ fn merged_routers_with_skewed_clocks_give_the_full_scan_answer() {
         assert!(noted > 0, "seed {seed}");
     }
 }
+
+/// The same record twice (a resend, overlapping files) is one candidate:
+/// without a key, identical lines of one flow join into one flow; with a
+/// key, the same writer, run and sequence number count once.
+#[test]
+fn a_record_seen_twice_is_one_candidate() {
+    let key = masqlog_core::seal::VerifyKey::generate("gw1", 1_700_000_000, 900).unwrap();
+    let mut chain = masqlog_core::seal::Chain::start(key.initial_state(), "masq1", 1).unwrap();
+    let (s, e) = (t("2026-11-21T12:37:40Z"), t("2026-11-21T12:38:12Z"));
+    let r = |ev, end| {
+        rec(
+            ev,
+            3954,
+            "10.99.0.2:40000",
+            "192.0.2.1:53500",
+            "203.0.113.7:443",
+            Some(s),
+            end,
+        )
+    };
+    let mut lines = vec![
+        sealed_line(
+            Format::Text,
+            TRAD,
+            s,
+            &r(Event::Start, None),
+            Some(&mut chain),
+        ),
+        sealed_line(
+            Format::Text,
+            TRAD,
+            e,
+            &r(Event::End, Some(e)),
+            Some(&mut chain),
+        ),
+    ];
+    lines.extend(lines.clone());
+    let d = temp_dir("twice");
+    let p = write(&d, "syslog", &lines);
+    let report = q("192.0.2.1:53500", "2026-11-21T12:37:42Z");
+    let (_, v) = run(&report, &files(&[&p]), false);
+    assert_eq!(v.matches.len(), 1, "{v:?}");
+    let s = scan(
+        &[&report],
+        &files(&[&p]),
+        ScanOptions {
+            stdin: None,
+            progress: &mut NoProgress,
+            scan_all: false,
+            keys: std::slice::from_ref(&key),
+        },
+    );
+    let v = decide(&s, &report);
+    assert_eq!(v.matches.len(), 1, "{v:?}");
+    assert_eq!(s.evidence(&v.matches[0].flow).len(), 2);
+    assert_eq!((s.auth.verified, s.auth.duplicates), (4, 2));
+}
