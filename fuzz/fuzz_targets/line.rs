@@ -1,6 +1,6 @@
 //! Fuzzes the log-line parsers (`parse_line`, `parse_text`, `parse_json`,
 //! `parse_rfc5424`): no input may panic; `parse_line` answers as the parser
-//! of the form it picked; error messages are one short printable line; what
+//! of the form the line's message begins with; error messages are one short printable line; what
 //! `parse_json` accepts is JSON to serde_json too; and every record a line
 //! is read as reads back the same after being written again in each of the
 //! three formats.
@@ -9,8 +9,8 @@
 use libfuzzer_sys::fuzz_target;
 use masqlog_core::config::Format;
 use masqlog_core::format::{
-    Header, ParseError, ParsedLine, json, parse_json, parse_line, parse_rfc5424, parse_text,
-    write_syslog,
+    Header, ParseError, ParsedLine, message_start, parse_json, parse_line, parse_rfc5424,
+    parse_text, write_syslog,
 };
 use masqlog_core::record::{FlowRecord, Timestamp};
 
@@ -101,7 +101,8 @@ fuzz_target!(|data: &[u8]| {
 
     // What the JSON parser accepted is a JSON object to serde_json.
     if each[1].is_ok() {
-        let at = line.find(json::MARKER).expect("found before");
+        // Where the record starts: the line's syslog message.
+        let at = message_start(line.as_bytes()).expect("found before");
         let mut values =
             serde_json::Deserializer::from_str(&line[at..]).into_iter::<serde_json::Value>();
         match values.next() {

@@ -555,11 +555,33 @@ fn lookup_damaged_masqlog_lines_are_named_with_file_and_line() {
 /// A well-formed masqlog line is evidence whatever program wrote it: the
 /// syslog tag is not checked (the plugin's `tag` is configurable), and the
 /// evidence shows the line as stored, tag included.
+/// A record is a syslog message that begins with the marker. Another
+/// program's message that begins with it (`logger -t evil`) is read and
+/// shown as it is stored, tag included, and the answer says nothing was
+/// authenticated; a marker further on in a message (an sshd line quoting a
+/// record in its user name) is no record: skipped, and the summary says so.
 #[test]
-fn lookup_a_masqlog_line_written_by_another_program_is_used_and_shown() {
+fn lookup_a_line_of_another_program_is_a_record_only_when_its_message_starts_with_the_marker() {
     let d = Dir::new("forged");
-    let forged = "Nov 21 12:37:41 gw1 evil[66]: masqlog/1 ev=start nat=snat proto=tcp id=77 client=10.66.6.6:1 masq=192.0.2.1:53500 remote=203.0.113.7:443 start=2026-11-21T12:37:41Z";
-    let log = d.file("syslog", &lines(&[forged]));
+    let body = "masqlog/1 ev=start nat=snat proto=tcp id=77 client=10.66.6.6:1 masq=192.0.2.1:53500 remote=203.0.113.7:443 start=2026-11-21T12:37:41Z";
+    let json = r#"{"masqlog":1,"ev":"start","nat":"snat","proto":"tcp","id":78,"client":{"ip":"10.66.6.7","port":1},"masq":{"ip":"192.0.2.1","port":53500},"remote":{"ip":"203.0.113.7","port":443},"start":"2026-11-21T12:37:41Z"}"#;
+    let inside = format!("Nov 21 12:37:41 gw1 sshd[812]: Invalid user {body} from 198.51.100.9");
+    let inside_json =
+        format!("Nov 21 12:37:41 gw1 sshd[812]: Invalid user {json} from 198.51.100.9");
+    let log = d.file("syslog", &lines(&[&inside, &inside_json]));
+    let r = lookup(&[], &[&log]);
+    assert_eq!(r.code, Some(1), "{}", r.all());
+    assert!(r.out.contains("no flow found"), "{}", r.all());
+    assert!(
+        r.out.contains(
+            "skipped 2 lines that hold a masqlog marker inside another message (not at its start): not records"
+        ),
+        "{}",
+        r.all()
+    );
+    assert!(r.err.is_empty(), "{}", r.all());
+    let forged = format!("Nov 21 12:37:41 gw1 evil[66]: {body}");
+    let log = d.file("syslog.forged", &lines(&[&inside, &forged]));
     let r = lookup(&[], &[&log]);
     assert_eq!(r.code, Some(0), "{}", r.all());
     assert!(
@@ -569,7 +591,17 @@ fn lookup_a_masqlog_line_written_by_another_program_is_used_and_shown() {
         r.all()
     );
     assert!(
-        r.out.contains(&format!("evidence  {log}:1  {forged}")),
+        r.out.contains(&format!("evidence  {log}:2  {forged}")),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.out.contains("note: nothing was authenticated (no --key)"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.out.contains("skipped 1 line that holds a masqlog marker"),
         "{}",
         r.all()
     );
@@ -580,8 +612,9 @@ fn lookup_binary_files_are_skipped_in_a_directory_and_read_when_named() {
     let d = Dir::new("binary");
     std::fs::create_dir(d.0.path().join("log")).unwrap();
     d.file("log/syslog", &good_log());
-    // A NUL in the first bytes makes a file binary, as wtmp is.
-    let binary = b"\x00\x01\x02binary\x00\xff\xfe 192.0.2.1:53500 masqlog/1\n";
+    // A NUL in the first bytes makes a file binary, as wtmp is; its second
+    // line begins with the marker.
+    let binary = b"\x00\x01\x02binary\x00\xff\xfe\nmasqlog/1 masq=192.0.2.1:53500\n";
     let wtmp = d.file("log/wtmp", binary);
     let r = lookup(&[], &[&d.path("log")]);
     assert_eq!(r.code, Some(0), "{}", r.all());
@@ -595,7 +628,7 @@ fn lookup_binary_files_are_skipped_in_a_directory_and_read_when_named() {
     let r = lookup(&[], &[&wtmp]);
     assert_eq!(r.code, Some(1), "{}", r.all());
     assert!(
-        r.err.contains(&format!("{wtmp}:1: missing field `proto`")),
+        r.err.contains(&format!("{wtmp}:2: missing field `proto`")),
         "{}",
         r.all()
     );

@@ -668,6 +668,39 @@ mod tests {
         assert!(!r.intact());
     }
 
+    /// Only a message that begins with the marker is a record: a sealed or
+    /// unsealed record quoted inside another program's message is passed
+    /// over like any other line of that program.
+    #[test]
+    fn a_record_inside_another_programs_message_is_passed_over() {
+        for f in FORMATS {
+            let k = key();
+            let l = lines(&k, f, 1, 2);
+            let mut plain = Vec::new();
+            let at = write_syslog(f, &header(None), &tcp_start(), &mut plain);
+            let mut quoted = Vec::new();
+            for body in [&l[2][..], &plain[..]] {
+                let start = masqlog_core::format::message_start(body).unwrap();
+                let mut q = b"Nov 21 12:37:42 gw1 sshd[1]: Invalid user ".to_vec();
+                q.extend_from_slice(&body[start..]);
+                quoted.push(q);
+            }
+            assert_eq!(masqlog_core::format::message_start(&plain), Some(at));
+            let mut all = l.clone();
+            all.extend(quoted);
+            let r = verify(std::slice::from_ref(&k), &all);
+            assert_eq!(r.lines, 5);
+            assert_eq!((r.forged.count, r.unsealed.count), (0, 0), "{f:?}: {r:?}");
+            assert!(r.intact(), "{f:?}: {r:?}");
+            assert!(
+                r.writers[0]
+                    .notes
+                    .iter()
+                    .all(|n| !matches!(n, Note::Duplicates { .. }))
+            );
+        }
+    }
+
     #[test]
     fn a_cut_tail_shows_in_the_next_runs_chain_start() {
         let k = key();

@@ -4,7 +4,8 @@
 //! set aside, counted and named, never ranked with the verified ones; a
 //! record seen twice (same writer, run and sequence number: a resend,
 //! overlapping files) counts once. Without keys nothing is authenticated,
-//! and the answer says so.
+//! and the answer says so; a sealed record repeated with the same body
+//! still counts once.
 
 use std::collections::HashSet;
 
@@ -32,7 +33,26 @@ pub struct AuthOutcome {
 /// the ones under the seal.
 pub fn authenticate(lines: Vec<Candidate>, keys: &[VerifyKey]) -> (Vec<Candidate>, AuthOutcome) {
     if keys.is_empty() {
-        return (lines, AuthOutcome::default());
+        // Unverified, but a sealed record repeated byte for byte (a resend,
+        // overlapping files) is still one record: the same writer, run and
+        // sequence number with the same body count once.
+        let mut seen = HashSet::new();
+        let mut out = AuthOutcome::default();
+        let kept = lines
+            .into_iter()
+            .filter(|c| {
+                let Some(tag) = &c.parsed.seal else {
+                    return true;
+                };
+                let body = masqlog_core::format::message_start(c.text.as_bytes())
+                    .map_or(c.text.as_str(), |at| &c.text[at..]);
+                let id = (tag.fields.writer.clone(), tag.fields.run, tag.fields.seq);
+                let fresh = seen.insert((id, body.to_string()));
+                out.duplicates += usize::from(!fresh);
+                fresh
+            })
+            .collect();
+        return (kept, out);
     }
     let mut checker = Checker::new(keys);
     let mut seen = HashSet::new();

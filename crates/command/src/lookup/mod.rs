@@ -18,9 +18,13 @@
 //! high-precision `2026-11-21T13:37:42.123456+01:00 host ...`, raw RFC 5424
 //! as received, or bare), from files, directories, rotated sets (gzip and
 //! zstd found by their magic bytes) and stdin. Other lines are skipped. A
-//! line that mentions the queried address and port and carries a masqlog
-//! marker but does not parse is reported as `file:line: reason` (lines about
-//! other endpoints are not parsed at all, so their damage goes unseen).
+//! record is a syslog message that begins with the marker (see
+//! `masqlog_core::format::message_start`): a line whose marker stands
+//! further on (another program quoting one) is skipped and counted
+//! ([`ScanStats::not_records`]). A line that mentions the queried address
+//! and port and begins with a masqlog marker but does not parse is reported
+//! as `file:line: reason` (lines about other endpoints are not parsed at
+//! all, so their damage goes unseen).
 //!
 //! # The search window (single lookups)
 //!
@@ -41,11 +45,16 @@
 //! shown as a hint, not a match: its end line was most likely lost.
 //!
 //! Files last modified more than a day before the window are skipped
-//! unopened. Compressed
-//! files and stdin are read as streams from the start, and left once past
-//! the window. A file whose lines are not in time order is read whole.
-//! `--scan-all` turns all of this off: every line of every input is read,
-//! and the answers are the same (the tests check that).
+//! unopened: sound while the log host's clock (mtime) was not more than a
+//! day behind the router's (record times) when it wrote them; a clock set
+//! back on the router only makes a file's records look older than its
+//! mtime, never newer. Compressed files and stdin are read as streams from
+//! the start, and left once past the window. Any disorder the scan sees
+//! (see [`scan`]'s "Order") turns the seek and the early stop off for that
+//! input, which is then read in full, noted. `--scan-all` turns all of this
+//! off: every line of every input is read, and the answers are the same
+//! (the tests check that, on shuffled logs, a clock stepped back and
+//! merged routers too).
 //!
 //! # Exit codes
 //!

@@ -473,6 +473,15 @@ pub fn summary(scan: &Scan) -> String {
             if scan.bad_lines.len() == 1 { "" } else { "s" }
         );
     }
+    if st.not_records > 0 {
+        let _ = writeln!(
+            out,
+            "skipped {} line{} that hold{} a masqlog marker inside another message (not at its start): not records",
+            st.not_records,
+            if st.not_records == 1 { "" } else { "s" },
+            if st.not_records == 1 { "s" } else { "" }
+        );
+    }
     if !scan.unreadable.is_empty() {
         let _ = writeln!(
             out,
@@ -638,6 +647,7 @@ pub fn inputs_json(scan: &Scan) -> Json {
         ("bytes_read", Json::Int(st.bytes_read as i64)),
         ("bytes_total", Json::Int(st.bytes_total as i64)),
         ("lines_parsed", Json::Int(st.lines_parsed as i64)),
+        ("not_records", Json::Int(st.not_records as i64)),
         (
             "window",
             Json::opt(scan.window.as_ref(), |w| {

@@ -9,6 +9,20 @@
 //! `prefix - record time` on masqlog lines (the event time of a start or end
 //! line is when it was logged) and navigates by the median. With no masqlog
 //! line to measure, it allows for any zone (±15 hours).
+//!
+//! **Order.** The seek and the early stop assume that times grow along a
+//! file, within the margin. That is checked, never trusted: the probes of a
+//! plain file (one every 1/K of it, K from 8 to 128 by size) must be in
+//! order, and reading stops early only when no later probe is at or before
+//! the window's end; while reading, the time of a line every 16 KiB, the
+//! record times of the start and end lines read and each skew sample are
+//! compared with what came before. Any disorder seen beyond the margin (a
+//! shuffled replay, a clock stepped back, routers with skewed clocks merged
+//! by one collector) turns both off for that input: it is read in full (a
+//! plain file again from its start), with a note, so the answer is the one
+//! `--scan-all` gives. What no probe and no read line shows cannot be seen:
+//! disorder in a stretch shorter than the probe spacing outside what was
+//! read, or, in a compressed file or stdin, after the early stop.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -53,6 +67,13 @@ const CALIBRATE_READ: u64 = 16 << 20;
 
 /// Skew samples taken per file.
 const CALIBRATE: usize = 9;
+
+/// While reading, the time of one line in this many bytes is checked
+/// against the times before it.
+const ORDER_STEP: usize = 16 << 10;
+
+/// The note of an input read in full because its lines are out of order.
+const DISORDER: &str = "the log is not in time order";
 
 /// Two lines of one flow carry the same start time (within this).
 pub const SAME_START_US: i64 = 2_000_000;
@@ -126,6 +147,10 @@ pub struct ScanStats {
     pub bytes_read: u64,
     pub bytes_total: u64,
     pub lines_parsed: u64,
+    /// Lines about a queried endpoint that hold a masqlog marker, but not
+    /// where their syslog message begins (another program's message that
+    /// quotes one): not records, skipped.
+    pub not_records: u64,
     /// The latest (corrected) prefix time of a line read, seconds.
     pub seen_until: Option<i64>,
 }
@@ -349,6 +374,55 @@ struct Probe {
     naive: i64,
 }
 
+/// What the reading of one input has seen of its order.
+#[derive(Clone, Debug, Default)]
+struct Order {
+    /// Read this input in full: no seek, no early stop.
+    full: bool,
+    /// Disorder was seen (and not yet acted on).
+    disordered: bool,
+    /// The latest corrected prefix time seen, seconds.
+    high: Option<i64>,
+    /// The latest record time (start or end line) seen, seconds.
+    rec_high: Option<i64>,
+    /// The probes of the plan (plain files), in file order.
+    probes: Vec<Probe>,
+    /// The skew median and margin the seek was planned with: a skew sample
+    /// below `median - margin` belongs to lines the seek may have skipped.
+    premise: Option<(i64, i64)>,
+}
+
+impl Order {
+    /// Takes a time (seconds) read after the ones before; `tolerance`: how
+    /// far back it may be without being disorder.
+    fn see(high: &mut Option<i64>, disordered: &mut bool, t: i64, tolerance: i64) {
+        if let Some(h) = *high
+            && t < h.saturating_sub(tolerance)
+        {
+            *disordered = true;
+        }
+        *high = Some(high.map_or(t, |h| h.max(t)));
+    }
+}
+
+/// What one pass over an input ended with.
+enum Pass {
+    Done,
+    /// Disorder seen after a seek: the input must be read again from its
+    /// start.
+    Restart,
+}
+
+/// What is undone when an input is read again from its start.
+struct Mark {
+    candidates: usize,
+    malformed: usize,
+    gaps: usize,
+    lines_parsed: u64,
+    not_records: u64,
+    pending: HashMap<(u8, Option<u32>), i64>,
+}
+
 /// The scanner: reads inputs, collects candidates.
 pub struct Scanner<'p> {
     targets: Targets,
@@ -370,6 +444,8 @@ pub struct Scanner<'p> {
     /// Lines with it may be gap records.
     gap_marker: Finder<'static>,
     hits: Vec<usize>,
+    /// The order of the input being read.
+    order: Order,
 }
 
 impl<'p> Scanner<'p> {
@@ -395,7 +471,106 @@ impl<'p> Scanner<'p> {
             marker: Finder::new(b"masqlog").into_owned(),
             gap_marker: Finder::new(b"gap").into_owned(),
             hits: Vec::new(),
+            order: Order::default(),
         }
+    }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            candidates: self.candidates.len(),
+            malformed: self.malformed.len(),
+            gaps: self.gaps.len(),
+            lines_parsed: self.stats.lines_parsed,
+            not_records: self.stats.not_records,
+            pending: self.pending.clone(),
+        }
+    }
+
+    /// Forgets what was read of an input since `m`, to read it again.
+    fn undo(&mut self, m: Mark) {
+        self.candidates.truncate(m.candidates);
+        self.malformed.truncate(m.malformed);
+        self.gaps.truncate(m.gaps);
+        self.stats.lines_parsed = m.lines_parsed;
+        self.stats.not_records = m.not_records;
+        self.pending = m.pending;
+    }
+
+    /// Notes once that input `idx` is read in full for its disorder.
+    fn note_disorder(&mut self, idx: usize) {
+        let note = format!(
+            "{}: {DISORDER}: read in full",
+            self.sources[idx].spec.name()
+        );
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+
+    /// Adds a skew sample; one below the seek's premise is disorder.
+    fn add_skew(&mut self, skew: &mut Skew, s: i64) {
+        if let Some((median, margin)) = self.order.premise
+            && s < median.saturating_sub(margin)
+        {
+            self.order.disordered = true;
+        }
+        skew.add(s);
+    }
+
+    /// Checks the order of the lines in `data` (one every [`ORDER_STEP`]
+    /// bytes, and the last) against what was read before.
+    fn check_order(&mut self, data: &[u8], skew: &Skew) {
+        if self.window.is_none() || self.order.full {
+            return;
+        }
+        let (median, tolerance) = (skew.median(), skew.margin());
+        let mut at = 0;
+        while at < data.len() {
+            let ls = if at == 0 {
+                0
+            } else {
+                match memchr(b'\n', &data[at - 1..]) {
+                    Some(k) => at + k,
+                    None => break,
+                }
+            };
+            if ls >= data.len() {
+                break;
+            }
+            let le = memchr(b'\n', &data[ls..]).map_or(data.len(), |k| ls + k);
+            if let Some(n) = prefix::time_of(&data[ls..le], self.anchor) {
+                Order::see(
+                    &mut self.order.high,
+                    &mut self.order.disordered,
+                    n - median,
+                    tolerance,
+                );
+            }
+            at = (le + 1).max(at + ORDER_STEP);
+        }
+        let end = if data.last() == Some(&b'\n') {
+            data.len() - 1
+        } else {
+            data.len()
+        };
+        let ls = memrchr(b'\n', &data[..end]).map_or(0, |k| k + 1);
+        if let Some(n) = prefix::time_of(&data[ls..end], self.anchor) {
+            Order::see(
+                &mut self.order.high,
+                &mut self.order.disordered,
+                n - median,
+                tolerance,
+            );
+        }
+    }
+
+    /// Whether a probe after `offset` is at or before `bound` (corrected):
+    /// lines there may still belong to the window.
+    fn probe_ahead_before(&self, offset: u64, bound: i64, median: i64) -> bool {
+        self.order
+            .probes
+            .iter()
+            .any(|p| p.pos >= offset && p.naive - median <= bound)
     }
 
     /// Where reading can stop (record time, seconds): the window's end, or
@@ -460,6 +635,10 @@ impl<'p> Scanner<'p> {
 
     fn read_source(&mut self, idx: usize, opened: Opened) -> Result<(), String> {
         let mut skew = Skew::default();
+        self.order = Order {
+            full: self.window.is_none(),
+            ..Order::default()
+        };
         match opened {
             Opened::Plain { mut file, size } => {
                 let mut from = 0;
@@ -469,19 +648,42 @@ impl<'p> Scanner<'p> {
                             from = off;
                             self.stats.bisected += 1;
                         }
-                        Ok(Err(why)) => self.notes.push(format!(
-                            "{}: {why}: read it whole",
-                            self.sources[idx].spec.name()
-                        )),
+                        Ok(Err(why)) => {
+                            self.order.full = true;
+                            if why == DISORDER {
+                                self.note_disorder(idx);
+                            } else {
+                                self.notes.push(format!(
+                                    "{}: {why}: read it whole",
+                                    self.sources[idx].spec.name()
+                                ));
+                            }
+                        }
                         Err(e) => return Err(e.to_string()),
                     }
                 }
-                file.seek(SeekFrom::Start(from))
-                    .map_err(|e| e.to_string())?;
-                self.sources[idx].start_offset = from;
-                self.sources[idx].base_line = (from == 0).then_some(1);
-                self.scan_stream(idx, &mut file, &mut skew, None)
-                    .map_err(|(e, at, line)| describe_read_error(&e, at, line, false))
+                let mark = self.mark();
+                loop {
+                    file.seek(SeekFrom::Start(from))
+                        .map_err(|e| e.to_string())?;
+                    self.sources[idx].start_offset = from;
+                    self.sources[idx].base_line = (from == 0).then_some(1);
+                    match self.scan_stream(idx, &mut file, &mut skew, None) {
+                        Ok(Pass::Done) => return Ok(()),
+                        Ok(Pass::Restart) => {
+                            self.undo(Mark {
+                                pending: mark.pending.clone(),
+                                ..mark
+                            });
+                            self.order.full = true;
+                            self.order.disordered = false;
+                            self.note_disorder(idx);
+                            self.stats.bisected -= 1;
+                            from = 0;
+                        }
+                        Err((e, at, line)) => return Err(describe_read_error(&e, at, line, false)),
+                    }
+                }
             }
             Opened::Stream {
                 mut reader,
@@ -491,6 +693,7 @@ impl<'p> Scanner<'p> {
             } => {
                 let compressed = compression != source::Compression::None;
                 self.scan_stream(idx, &mut reader, &mut skew, Some(&consumed))
+                    .map(|_| ())
                     .map_err(|(e, at, line)| describe_read_error(&e, at, line, compressed))
             }
         }
@@ -508,13 +711,14 @@ impl<'p> Scanner<'p> {
             return Ok(Ok(0));
         };
         let mut buf = vec![0u8; PROBE];
-        const K: u64 = 8;
+        // One probe every 2 MiB, 8 to 128 of them.
+        let k = (size / (2 << 20)).clamp(8, 128);
         let mut probes: Vec<Probe> = Vec::new();
-        for j in 0..=K {
-            let at = if j == K {
+        for j in 0..=k {
+            let at = if j == k {
                 size.saturating_sub(PROBE as u64)
             } else {
-                size * j / K
+                size * j / k
             };
             if let Some(p) = self.probe(file, at, &mut buf, skew)? {
                 // Probes near the end can land on lines already probed.
@@ -536,8 +740,10 @@ impl<'p> Scanner<'p> {
             .windows(2)
             .any(|pair| corrected(&pair[1]) < corrected(&pair[0]) - margin)
         {
-            return Ok(Err("its lines are not in time order"));
+            return Ok(Err(DISORDER));
         }
+        self.order.probes = probes.clone();
+        self.order.premise = Some((sk, margin));
         let target = w.from.saturating_sub(margin).saturating_add(sk);
         if probes[0].naive >= target {
             return Ok(Ok(0));
@@ -679,7 +885,7 @@ impl<'p> Scanner<'p> {
         if let Ok(ReadLine { parsed: p, .. }) = parse_candidate(&text)
             && let Some(t) = event_time(&p.record)
         {
-            skew.add(naive - t.div_euclid(1_000_000));
+            self.add_skew(skew, naive - t.div_euclid(1_000_000));
         }
     }
 
@@ -691,7 +897,7 @@ impl<'p> Scanner<'p> {
         r: &mut dyn Read,
         skew: &mut Skew,
         consumed: Option<&std::rc::Rc<std::cell::Cell<u64>>>,
-    ) -> Result<(), (io::Error, u64, u64)> {
+    ) -> Result<Pass, (io::Error, u64, u64)> {
         let name = self.sources[idx].spec.name();
         let start = self.sources[idx].start_offset;
         let mut buf: Vec<u8> = vec![0; CHUNK];
@@ -740,8 +946,17 @@ impl<'p> Scanner<'p> {
                 }
             };
             let n = self.process(idx, &buf[..cut], offset, lines, skew);
+            self.check_order(&buf[..cut], skew);
+            if self.order.disordered && !self.order.full {
+                if start > 0 {
+                    return Ok(Pass::Restart);
+                }
+                self.order.full = true;
+                self.note_disorder(idx);
+            }
             // The time of the chunk's last line: how far the logs were
-            // read, and the early stop once it is past the window.
+            // read, and the early stop once it is past the window (and
+            // past every probe still ahead).
             let last = {
                 let data = &buf[..cut];
                 let end = if data.last() == Some(&b'\n') {
@@ -755,8 +970,11 @@ impl<'p> Scanner<'p> {
             if let Some(t) = last {
                 self.stats.seen_until = Some(self.stats.seen_until.map_or(t, |s| s.max(t)));
             }
+            let bound = self.stop_bound().saturating_add(skew.margin());
             let stop = self.window.is_some()
-                && last.is_some_and(|t| t > self.stop_bound().saturating_add(skew.margin()));
+                && !self.order.full
+                && last.is_some_and(|t| t > bound)
+                && !self.probe_ahead_before(offset + cut as u64, bound, skew.median());
             lines += n;
             offset += cut as u64;
             buf.copy_within(cut..filled, 0);
@@ -767,7 +985,7 @@ impl<'p> Scanner<'p> {
                 break;
             }
         }
-        Ok(())
+        Ok(Pass::Done)
     }
 
     /// Examines the complete lines in `data`; returns how many newlines it
@@ -855,6 +1073,10 @@ impl<'p> Scanner<'p> {
         let ReadLine { parsed, event } = match parse_candidate(&text) {
             Ok(x) => x,
             Err(ParseError::NotFound { .. }) => return,
+            Err(ParseError::NotAtStart { .. }) => {
+                self.stats.not_records += 1;
+                return;
+            }
             // A sealing writer's chain-start and chain-stop records hold
             // no flow: `masqlog verify` reads them.
             Err(_) if parse_chain(&text).is_some() => return,
@@ -870,7 +1092,21 @@ impl<'p> Scanner<'p> {
         };
         let naive = prefix::time_of(line, self.anchor);
         if let (Some(n), Some(t)) = (naive, event_time(&parsed.record)) {
-            skew.add(n - t.div_euclid(1_000_000));
+            self.add_skew(skew, n - t.div_euclid(1_000_000));
+        }
+        // The record clock: start and end lines are logged when their
+        // event happens, so their times grow along the file too.
+        if self.window.is_some()
+            && !self.order.full
+            && matches!(parsed.record.event, Event::Start | Event::End)
+            && let Some(t) = event_time(&parsed.record)
+        {
+            Order::see(
+                &mut self.order.rec_high,
+                &mut self.order.disordered,
+                t.div_euclid(1_000_000),
+                skew.margin(),
+            );
         }
         let Some(port) = parsed.record.masq.port else {
             return;
@@ -1043,7 +1279,7 @@ mod tests {
                 "Nov 21 12:37:42 gw1 masqlog[1]: masqlog/1 ev=start nat=snat proto=tcp id=1 \
                  client=10.0.0.1:1 masq=192.0.2.1:2 start=2026-11-21T12:00:00Z {hash}"
             ),
-            "x: {\"masqlog\":1,\"ev\":\"start\",\"nat\":\"snat\",\"proto\":\"tcp\",\
+"Nov 21 12:37:42 gw1 masqlog[1]: {\"masqlog\":1,\"ev\":\"start\",\"nat\":\"snat\",\"proto\":\"tcp\",\
              \"client\":{\"ip\":\"10.0.0.1\",\"port\":1},\"masq\":{\"ip\":\"192.0.2.1\",\"port\":2},\
              \"remote_hash\":\"00112233445566778899aabbccddeeff\"}"
                 .to_string(),

@@ -1326,3 +1326,305 @@ fn with_a_key_only_verified_lines_answer() {
     assert!(v.matches.is_empty(), "{v:?}");
     assert_eq!(s.auth.verified, 0);
 }
+
+/// A record is a syslog message that begins with the marker: an sshd line
+/// that quotes a text or JSON record in its user name is no evidence, only
+/// counted and named in the summary; another program's message that begins
+/// with the marker is still read (and only a key can tell it apart).
+#[test]
+fn a_marker_inside_another_programs_message_is_not_a_record() {
+    let real = flow_lines(
+        Format::Text,
+        TRAD,
+        3954,
+        "10.99.0.2:40000",
+        "192.0.2.1:53500",
+        "203.0.113.7:443",
+        "2026-11-21T12:30:00Z",
+        Some("2026-11-21T12:40:00Z"),
+    );
+    let forged_t = t("2026-11-21T12:37:41Z");
+    let forged = |id, client: &str, format| {
+        let l = line(
+            format,
+            TRAD,
+            forged_t,
+            &rec(
+                Event::Start,
+                id,
+                client,
+                "192.0.2.1:53500",
+                "203.0.113.7:443",
+                Some(forged_t),
+                None,
+            ),
+        );
+        let at = masqlog_core::format::message_start(l.as_bytes()).unwrap();
+        l[at..].to_string()
+    };
+    let text = forged(66, "10.66.6.6:1", Format::Text);
+    let json = forged(67, "10.66.6.7:1", Format::Json);
+    let mut lines = real.clone();
+    lines.push(format!(
+        "Nov 21 12:37:41 gw1 sshd[812]: Invalid user {text} from 198.51.100.9 port 40022"
+    ));
+    lines.push(format!(
+        "Nov 21 12:37:41 gw1 sshd[812]: Invalid user {json} from 198.51.100.9 port 40022"
+    ));
+    let d = temp_dir("marker");
+    let p = write(&d, "syslog", &lines);
+    let report = q("192.0.2.1:53500", "2026-11-21T12:37:42Z");
+    for scan_all in [false, true] {
+        let (s, v) = run(&report, &files(&[&p]), scan_all);
+        assert_eq!(v.matches.len(), 1, "{v:?}");
+        assert_eq!(v.matches[0].flow.record.id, Some(3954));
+        assert_eq!(s.stats.not_records, 2);
+        assert!(s.bad_lines.is_empty(), "{:?}", s.bad_lines);
+        let summary = render::summary(&s);
+        assert!(
+            summary.contains(
+                "skipped 2 lines that hold a masqlog marker inside another message \
+                 (not at its start): not records"
+            ),
+            "{summary}"
+        );
+    }
+    // The same record as the whole message of another program (`logger -t
+    // evil`): a record, which only a key would set aside.
+    lines.push(format!("Nov 21 12:37:41 gw1 evil[66]: {text}"));
+    let p = write(&d, "syslog2", &lines);
+    let (s, v) = run(&report, &files(&[&p]), false);
+    let mut ids: Vec<_> = v.matches.iter().map(|m| m.flow.record.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![Some(66), Some(3954)], "{v:?}");
+    assert_eq!(s.stats.not_records, 2);
+}
+
+/// A log of several clocks: each line `(real µs, clock offset s, line)`,
+/// written with its router's clock (prefix and record times alike), and
+/// stored in the order of the real times. Flows on 192.0.2.1 ports 50000 to
+/// 50009, with noise between; returns the lines and report times (real
+/// seconds, as the clock of the router named first sees them) with ports.
+fn clocked_log(
+    rng: &mut Rng,
+    from: i64,
+    secs: i64,
+    clocks: &[(i64, i64)],
+) -> (Vec<String>, Vec<(u16, i64)>) {
+    let mut events: Vec<(i64, String)> = Vec::new();
+    let mut reports = Vec::new();
+    let mut id = 1u32;
+    let mut real = from * 1_000_000;
+    let mut n = 0;
+    while real < (from + secs) * 1_000_000 {
+        real += 1_000_000 + rng.below(4_000_000) as i64;
+        n += 1;
+        // (switch at real second, offset): the clock of this moment.
+        let offset = clocks
+            .iter()
+            .rev()
+            .find(|(at, _)| real / 1_000_000 >= *at)
+            .map_or(0, |c| c.1);
+        let clock = |us: i64| Timestamp::new(us.div_euclid(1_000_000) + offset, 0);
+        if rng.below(3) == 0 {
+            id += 1;
+            let port = 50_000 + rng.below(10) as u16;
+            let dur = 1 + rng.below(300) as i64;
+            let (s, e) = (clock(real), clock(real + dur * 1_000_000));
+            let client = format!("10.99.0.{}:{}", 2 + rng.below(200), 30000 + id);
+            let masq = format!("192.0.2.1:{port}");
+            let r = |ev, end| rec(ev, id, &client, &masq, "203.0.113.7:443", Some(s), end);
+            events.push((real, line(Format::Text, TRAD, s, &r(Event::Start, None))));
+            events.push((
+                real + dur * 1_000_000,
+                line(Format::Text, TRAD, e, &r(Event::End, Some(e))),
+            ));
+            if rng.below(8) == 0 {
+                reports.push((port, s.secs + dur / 2));
+            }
+        } else {
+            events.push((real, noise(clock(real), n)));
+        }
+    }
+    events.sort_by_key(|(at, _)| *at);
+    (events.into_iter().map(|(_, l)| l).collect(), reports)
+}
+
+/// The windowed answer to each report, at two max ages, is the full scan's;
+/// returns how many windowed runs said the log was out of order.
+fn windowed_is_full(p: &PathBuf, reports: &[(u16, i64)], what: &str) -> usize {
+    let mut noted = 0;
+    for (port, at) in reports {
+        for max_age in [DEFAULT_MAX_AGE_SECS, 600] {
+            let mut query = q(&format!("192.0.2.1:{port}"), &format!("@{at}"));
+            query.max_age = Some(max_age);
+            let (s1, v1) = run(&query, &files(&[p]), false);
+            let (s2, v2) = run(&query, &files(&[p]), true);
+            assert_eq!(
+                signature(&s1, &v1),
+                signature(&s2, &v2),
+                "{what}: port {port} at {at}, max age {max_age}: {:?}",
+                s1.notes
+            );
+            noted += usize::from(s1.notes.iter().any(|n| n.contains("not in time order")));
+        }
+    }
+    noted
+}
+
+#[test]
+fn a_shuffled_log_gives_the_full_scan_answer() {
+    let d = temp_dir("shuffled");
+    for seed in 1..=4 {
+        let mut rng = Rng::new(seed);
+        let (mut lines, reports) = big_log(&mut rng, 12_000, false, TRAD);
+        for i in (1..lines.len()).rev() {
+            lines.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let p = write(&d, "syslog", &lines);
+        let noted = windowed_is_full(&p, &reports, &format!("seed {seed}"));
+        assert_eq!(noted, reports.len() * 2, "seed {seed}");
+        // The same log as a compressed stream: no probes, the reading sees it.
+        let gz = d.path().join("syslog.1.gz");
+        std::fs::write(&gz, gzip(&std::fs::read(&p).unwrap())).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&gz)
+            .unwrap()
+            .set_modified(mtime_after_all())
+            .unwrap();
+        windowed_is_full(&gz, &reports, &format!("seed {seed}, gzip"));
+    }
+}
+
+/// The issue's example: the router's clock was set back by 3 hours in the
+/// middle of the log, so the same clock times occur twice. The windowed
+/// search must give the full scan's two candidates, not the first one alone.
+#[test]
+fn a_clock_stepped_back_three_hours_gives_the_full_scan_answer() {
+    let d = temp_dir("stepped");
+    let from = t("2026-11-21T08:00:00Z").secs;
+    for seed in 1..=3 {
+        let mut rng = Rng::new(seed);
+        let (mut lines, reports) =
+            clocked_log(&mut rng, from, 6 * 3600, &[(from + 3 * 3600, -3 * 3600)]);
+        // One flow on port 50100 in each stretch at the same clock time.
+        for (real, client) in [
+            (from + 2 * 3600, "10.99.1.1:1111"),
+            (from + 5 * 3600, "10.99.2.2:2222"),
+        ] {
+            let s = t("2026-11-21T10:00:00Z");
+            let e = Timestamp::new(s.secs + 60, 0);
+            let r = |ev, end| {
+                rec(
+                    ev,
+                    real as u32,
+                    client,
+                    "192.0.2.1:50100",
+                    "203.0.113.7:443",
+                    Some(s),
+                    end,
+                )
+            };
+            let at = lines.len() * ((real - from) as usize) / (6 * 3600);
+            lines.insert(at, line(Format::Text, TRAD, e, &r(Event::End, Some(e))));
+            lines.insert(at, line(Format::Text, TRAD, s, &r(Event::Start, None)));
+        }
+        let p = write(&d, "syslog", &lines);
+        let query = q("192.0.2.1:50100", "2026-11-21T10:00:30Z");
+        let (s1, v1) = run(&query, &files(&[&p]), false);
+        let (s2, v2) = run(&query, &files(&[&p]), true);
+        assert_eq!(v2.matches.len(), 2, "{v2:?}");
+        assert_eq!(signature(&s1, &v1), signature(&s2, &v2), "{:?}", s1.notes);
+        windowed_is_full(&p, &reports, &format!("seed {seed}"));
+    }
+}
+
+/// Two routers behind one collector, which stores each line with its
+/// router's own timestamp: the second router's clock is 3 hours behind, so
+/// the merged file goes back and forth by 3 hours. The windowed answers are
+/// the full scan's.
+#[test]
+fn merged_routers_with_skewed_clocks_give_the_full_scan_answer() {
+    let d = temp_dir("merged");
+    let from = t("2026-11-21T08:00:00Z").secs;
+    for seed in 1..=3 {
+        let mut rng = Rng::new(seed);
+        let (a, ra) = clocked_log(&mut rng, from, 6 * 3600, &[]);
+        let (b, rb) = clocked_log(&mut rng, from, 6 * 3600, &[(from, -3 * 3600)]);
+        // Merged in arrival order: alternate stretches of both.
+        let mut lines = Vec::new();
+        let (mut ia, mut ib) = (a.into_iter(), b.into_iter());
+        loop {
+            let n = 1 + rng.below(40) as usize;
+            let before = lines.len();
+            lines.extend(ia.by_ref().take(n));
+            lines.extend(ib.by_ref().take(n));
+            if lines.len() == before {
+                break;
+            }
+        }
+        let p = write(&d, "syslog", &lines);
+        let mut reports = ra;
+        reports.extend(rb);
+        let noted = windowed_is_full(&p, &reports, &format!("seed {seed}"));
+        assert!(noted > 0, "seed {seed}");
+    }
+}
+
+/// The same record twice (a resend, overlapping files) is one candidate:
+/// without a key, identical lines of one flow join into one flow; with a
+/// key, the same writer, run and sequence number count once.
+#[test]
+fn a_record_seen_twice_is_one_candidate() {
+    let key = masqlog_core::seal::VerifyKey::generate("gw1", 1_700_000_000, 900).unwrap();
+    let mut chain = masqlog_core::seal::Chain::start(key.initial_state(), "masq1", 1).unwrap();
+    let (s, e) = (t("2026-11-21T12:37:40Z"), t("2026-11-21T12:38:12Z"));
+    let r = |ev, end| {
+        rec(
+            ev,
+            3954,
+            "10.99.0.2:40000",
+            "192.0.2.1:53500",
+            "203.0.113.7:443",
+            Some(s),
+            end,
+        )
+    };
+    let mut lines = vec![
+        sealed_line(
+            Format::Text,
+            TRAD,
+            s,
+            &r(Event::Start, None),
+            Some(&mut chain),
+        ),
+        sealed_line(
+            Format::Text,
+            TRAD,
+            e,
+            &r(Event::End, Some(e)),
+            Some(&mut chain),
+        ),
+    ];
+    lines.extend(lines.clone());
+    let d = temp_dir("twice");
+    let p = write(&d, "syslog", &lines);
+    let report = q("192.0.2.1:53500", "2026-11-21T12:37:42Z");
+    let (_, v) = run(&report, &files(&[&p]), false);
+    assert_eq!(v.matches.len(), 1, "{v:?}");
+    let s = scan(
+        &[&report],
+        &files(&[&p]),
+        ScanOptions {
+            stdin: None,
+            progress: &mut NoProgress,
+            scan_all: false,
+            keys: std::slice::from_ref(&key),
+        },
+    );
+    let v = decide(&s, &report);
+    assert_eq!(v.matches.len(), 1, "{v:?}");
+    assert_eq!(s.evidence(&v.matches[0].flow).len(), 2);
+    assert_eq!((s.auth.verified, s.auth.duplicates), (4, 2));
+}

@@ -11,6 +11,7 @@
 
 use memchr::memmem;
 
+use super::parse::record_body;
 use super::{FORMAT_VERSION, Header, header, json, rfc5424, text, write_u64};
 use crate::config::Format;
 use crate::record::Timestamp;
@@ -109,9 +110,13 @@ pub(crate) fn write_syslog(
     }
 }
 
-/// Whether `line` holds event `ev` in one of the three forms.
+/// Whether `line` is a record of event `ev` in one of the three forms (its
+/// syslog message begins with the marker: see [`super::parse`]).
 pub(crate) fn is_event(line: &str, ev: &str) -> bool {
-    let b = line.as_bytes();
+    let Some(body) = record_body(line) else {
+        return false;
+    };
+    let b = body.as_bytes();
     let text = format!(" ev={ev}");
     let text_hit = memmem::find_iter(b, text.as_bytes())
         .any(|at| matches!(b.get(at + text.len()), None | Some(b' ' | b'\r' | b'\n')));
@@ -122,8 +127,9 @@ pub(crate) fn is_event(line: &str, ev: &str) -> bool {
 }
 
 /// The value of `key` in any of the three forms (`key=V`, `key="V"`,
-/// `"key":"V"`, `"key":N`): the first occurrence.
+/// `"key":"V"`, `"key":N`): the first occurrence in the record body.
 pub(crate) fn value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let line = record_body(line)?;
     for pat in [
         format!(" {key}=\""),
         format!("\"{key}\":\""),

@@ -28,6 +28,7 @@ pub mod sealing;
 pub mod testutil;
 pub mod text;
 
+pub use header::message_start;
 pub use parse::{ParseError, ParsedLine, parse_json, parse_line, parse_rfc5424, parse_text};
 
 /// The version of the line format, written into every line.

@@ -1,6 +1,10 @@
-//! Reading our own lines back (for the CLI and the tests): finds the text,
-//! JSON or RFC 5424 form anywhere in a line, for instance after an rsyslog
-//! prefix, and undoes the escaping exactly. Never panics, on any input.
+//! Reading our own lines back (for the CLI and the tests): the text, JSON
+//! or RFC 5424 form where the line's syslog message begins (after an
+//! rsyslog prefix, a raw RFC 3164 or RFC 5424 header, or at the start of a
+//! bare line: see [`super::header::message_start`]), with the escaping
+//! undone exactly. A marker further on in a message (another program's
+//! line that quotes one) is not a record: [`ParseError::NotAtStart`].
+//! Never panics, on any input.
 
 use std::net::IpAddr;
 
@@ -9,6 +13,7 @@ use super::fields::{
     CLIENT, END, EV, ICMP_CODE, ICMP_TYPE, ID, IDENT, IDENT_DETAIL, IN_BYTES, IN_PKTS, MASQ, NAT,
     OPSYS, OUT_BYTES, OUT_PKTS, PROTO, REMOTE, REMOTE_HASH, START, USER, VERSION,
 };
+use super::header::message_start;
 use super::json_reader::{JsonValue, Member, Reader};
 use super::sealing::{self, SealTag};
 use super::{FORMAT_VERSION, json, rfc5424, text};
@@ -44,6 +49,10 @@ pub struct ParsedLine {
 pub enum ParseError {
     #[error("no masqlog record in the line (looked for `{marker}`)")]
     NotFound { marker: &'static str },
+    /// The marker is in the line, but not where its syslog message begins:
+    /// another program's message that holds one is no record.
+    #[error("the masqlog marker `{marker}` is inside the message, not at its start: not a record")]
+    NotAtStart { marker: &'static str },
     #[error("unknown masqlog format version {version} (this build reads version {FORMAT_VERSION})")]
     UnknownVersion { version: String },
     #[error("missing field `{0}`")]
@@ -398,22 +407,88 @@ fn occurrences<'a>(b: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize>
         .filter(move |&i| b.get(i..i + needle.len()) == Some(needle))
 }
 
-/// Where the text body starts: `masqlog/` at the start of the line or after
-/// a space, then digits, then a space or the end. Returns the position of
-/// `masqlog/` and of the byte after the digits.
-fn find_text(line: &str) -> Option<(usize, usize)> {
+/// The end of the text marker at `at`: `masqlog/`, digits, then a space or
+/// the end; the position of the byte after the digits.
+fn text_marker_at(b: &[u8], at: usize) -> Option<usize> {
+    if !b[at..].starts_with(text::MARKER.as_bytes()) {
+        return None;
+    }
+    let digits = at + text::MARKER.len();
+    let mut end = digits;
+    while b.get(end).is_some_and(u8::is_ascii_digit) {
+        end += 1;
+    }
+    (end > digits && matches!(b.get(end), None | Some(b' '))).then_some(end)
+}
+
+/// The first text marker anywhere in the line, at its start or after a
+/// space (for [`ParseError::NotAtStart`]).
+fn find_text_anywhere(line: &str) -> Option<usize> {
     let b = line.as_bytes();
-    occurrences(b, text::MARKER.as_bytes()).find_map(|at| {
-        if at > 0 && b[at - 1] != b' ' {
-            return None;
+    occurrences(b, text::MARKER.as_bytes())
+        .find(|&at| (at == 0 || b[at - 1] == b' ') && text_marker_at(b, at).is_some())
+}
+
+/// The three forms of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    Text,
+    Json,
+    Sd,
+}
+
+impl Form {
+    fn marker(self) -> &'static str {
+        match self {
+            Form::Text => text::MARKER,
+            Form::Json => json::MARKER,
+            Form::Sd => rfc5424::MARKER,
         }
-        let digits = at + text::MARKER.len();
-        let mut end = digits;
-        while b.get(end).is_some_and(u8::is_ascii_digit) {
-            end += 1;
+    }
+
+    /// The first place the marker is found anywhere in `line`.
+    fn anywhere(self, line: &str) -> Option<usize> {
+        match self {
+            Form::Text => find_text_anywhere(line),
+            Form::Json | Form::Sd => line.find(self.marker()),
         }
-        (end > digits && matches!(b.get(end), None | Some(b' '))).then_some((at, end))
-    })
+    }
+}
+
+/// Where the line's record starts and in which form: the marker that begins
+/// its syslog message. A trailing CR/LF is ignored.
+fn record_start(line: &str) -> Option<(usize, Form)> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let b = line.as_bytes();
+    let at = message_start(b)?;
+    if text_marker_at(b, at).is_some() {
+        return Some((at, Form::Text));
+    }
+    [Form::Json, Form::Sd]
+        .into_iter()
+        .find(|f| b[at..].starts_with(f.marker().as_bytes()))
+        .map(|f| (at, f))
+}
+
+/// Where the record of `form` starts in `line`, or why there is none.
+fn start_of(line: &str, form: Form) -> Result<usize, ParseError> {
+    match record_start(line) {
+        Some((at, f)) if f == form => Ok(at),
+        _ => Err(match form.anywhere(line.trim_end_matches(['\r', '\n'])) {
+            Some(_) => ParseError::NotAtStart {
+                marker: form.marker(),
+            },
+            None => ParseError::NotFound {
+                marker: form.marker(),
+            },
+        }),
+    }
+}
+
+/// The record body of a line, from its marker on: the line's syslog
+/// message when it begins with a masqlog marker of any form.
+pub(crate) fn record_body(line: &str) -> Option<&str> {
+    record_start(line).map(|(at, _)| &line[at..])
 }
 
 /// A text field name: letters, digits, `_`, `.` and `-`.
@@ -421,16 +496,15 @@ fn is_key_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
 }
 
-/// Reads the text form, `masqlog/1 ev=start nat=snat ...`, wherever it
-/// starts in `line` (at the start or after a space; a trailing CR/LF is
-/// ignored). Values are bare or quoted as [`escape::write_value`] writes
-/// them; fields may come in any order.
+/// Reads the text form, `masqlog/1 ev=start nat=snat ...`, where the
+/// line's syslog message begins (a trailing CR/LF is ignored). Values are
+/// bare or quoted as [`escape::write_value`] writes them; fields may come
+/// in any order.
 pub fn parse_text(line: &str) -> Result<ParsedLine, ParseError> {
     let line = line.trim_end_matches(['\r', '\n']);
-    let (at, mut p) = find_text(line).ok_or(ParseError::NotFound {
-        marker: text::MARKER,
-    })?;
+    let at = start_of(line, Form::Text)?;
     let b = line.as_bytes();
+    let mut p = text_marker_at(b, at).expect("found by start_of");
     let mut fields = Builder::default();
     fields.set(VERSION, &b[at + text::MARKER.len()..p])?;
     loop {
@@ -497,12 +571,10 @@ pub fn parse_text(line: &str) -> Result<ParsedLine, ParseError> {
     fields.finish()
 }
 
-/// Reads the JSON form: the object that starts with `{"masqlog":` anywhere
-/// in `line`. What follows the object is ignored.
+/// Reads the JSON form: the object `{"masqlog":...}` where the line's
+/// syslog message begins. What follows the object is ignored.
 pub fn parse_json(line: &str) -> Result<ParsedLine, ParseError> {
-    let at = line.find(json::MARKER).ok_or(ParseError::NotFound {
-        marker: json::MARKER,
-    })?;
+    let at = start_of(line, Form::Json)?;
     // The version first, so that a later format is named as such even if
     // the rest of its object is not what this build expects.
     if let Ok(v) = Reader::new(line, at + json::MARKER.len()).number()
@@ -602,13 +674,12 @@ fn is_sd_name_byte(b: u8) -> bool {
     (33..=126).contains(&b) && !matches!(b, b'=' | b']' | b'"')
 }
 
-/// Reads the RFC 5424 form: our SD-ELEMENT `[masqlog@32473 ...]` anywhere
-/// in `line`. PARAM-VALUEs are unescaped as [`escape::unescape_sd_value`]
-/// does; the rest of the message is ignored.
+/// Reads the RFC 5424 form: our SD-ELEMENT `[masqlog@32473 ...]` among
+/// the structured data of an RFC 5424 line, or where the message of a line
+/// in another form begins. PARAM-VALUEs are unescaped as
+/// [`escape::unescape_sd_value`] does; the rest of the message is ignored.
 pub fn parse_rfc5424(line: &str) -> Result<ParsedLine, ParseError> {
-    let at = line.find(rfc5424::MARKER).ok_or(ParseError::NotFound {
-        marker: rfc5424::MARKER,
-    })?;
+    let at = start_of(line, Form::Sd)?;
     let b = line.as_bytes();
     let mut p = at + rfc5424::MARKER.len();
     let mut fields = Builder::default();
@@ -655,20 +726,27 @@ pub fn parse_rfc5424(line: &str) -> Result<ParsedLine, ParseError> {
     fields.finish()
 }
 
-/// Reads whichever of the three forms starts first in `line`.
+/// Reads whichever of the three forms the line's syslog message begins
+/// with. A line with a marker only further on is
+/// [`ParseError::NotAtStart`] (naming the first marker in it).
 pub fn parse_line(line: &str) -> Result<ParsedLine, ParseError> {
-    // Where `parse_text` finds it: after a trailing CR/LF is cut.
-    let text = find_text(line.trim_end_matches(['\r', '\n'])).map(|(at, _)| at);
-    let json = line.find(json::MARKER);
-    let sd = line.find(rfc5424::MARKER);
-    let first = [text, json, sd].into_iter().flatten().min();
-    match first {
-        None => Err(ParseError::NotFound {
-            marker: "masqlog/1, {\"masqlog\": or [masqlog@32473",
-        }),
-        Some(at) if Some(at) == text => parse_text(line),
-        Some(at) if Some(at) == json => parse_json(line),
-        Some(_) => parse_rfc5424(line),
+    match record_start(line) {
+        Some((_, Form::Text)) => parse_text(line),
+        Some((_, Form::Json)) => parse_json(line),
+        Some((_, Form::Sd)) => parse_rfc5424(line),
+        None => {
+            let trimmed = line.trim_end_matches(['\r', '\n']);
+            let first = [Form::Text, Form::Json, Form::Sd]
+                .into_iter()
+                .filter_map(|f| f.anywhere(trimmed).map(|at| (at, f)))
+                .min_by_key(|&(at, _)| at);
+            Err(match first {
+                Some((_, f)) => ParseError::NotAtStart { marker: f.marker() },
+                None => ParseError::NotFound {
+                    marker: "masqlog/1, {\"masqlog\": or [masqlog@32473",
+                },
+            })
+        }
     }
 }
 
@@ -811,9 +889,17 @@ mod tests {
     #[test]
     fn unknown_versions_are_named() {
         let cases = [
-            (parse_text as fn(&str) -> _, "x: masqlog/2 ev=start", "2"),
+            (
+                parse_text as fn(&str) -> _,
+                "Nov 21 12:00:00 x: masqlog/2 ev=start",
+                "2",
+            ),
             (parse_text, "masqlog/10", "10"),
-            (parse_json, "x: {\"masqlog\":2,\"ev\":\"whatever\"}", "2"),
+            (
+                parse_json,
+                "Nov 21 12:00:00 x: {\"masqlog\":2,\"ev\":\"whatever\"}",
+                "2",
+            ),
             (parse_json, "{\"masqlog\": 3 , not json at all", "3"),
             (parse_rfc5424, "[masqlog@32473 masqlog=\"2\" ev=\"x\"]", "2"),
         ];
@@ -1121,9 +1207,121 @@ mod tests {
     /// break was the text form to `parse_text` but not to `parse_line`.
     #[test]
     fn parse_line_finds_the_text_form_where_parse_text_does() {
-        for l in ["masqlog/1\n", "x masqlog/2\r\n", "masqlog/1\n\n\n"] {
+        for l in [
+            "masqlog/1\n",
+            "x masqlog/2\r\n",
+            "masqlog/1\n\n\n",
+            "Nov 21 12:00:00 h t: masqlog/2\r\n",
+        ] {
             assert_eq!(parse_line(l), parse_text(l), "{l:?}");
             assert!(!matches!(parse_line(l), Err(ParseError::NotFound { .. })));
+        }
+    }
+
+    /// A text body written by `write_body`, for the marker tests.
+    fn text_body() -> String {
+        let mut b = Vec::new();
+        crate::format::text::write_body(&tcp_end(), &mut b);
+        String::from_utf8(b).unwrap()
+    }
+
+    fn json_body() -> String {
+        let mut b = Vec::new();
+        crate::format::json::write_body(&tcp_end(), &mut b);
+        String::from_utf8(b).unwrap()
+    }
+
+    fn not_at_start(marker: &'static str) -> ParseError {
+        ParseError::NotAtStart { marker }
+    }
+
+    #[test]
+    fn a_text_marker_in_the_middle_of_a_message_is_not_a_record() {
+        let body = text_body();
+        for l in [
+            format!("Nov 21 12:37:42 gw1 sshd[812]: Invalid user {body} from 1.2.3.4"),
+            format!("2026-11-21T12:37:42.1+00:00 gw1 sshd[812]: Invalid user {body}"),
+            format!("<38>Nov 21 12:37:42 sshd[812]: Invalid user {body}"),
+            format!("<38>1 2026-11-21T12:37:42Z gw1 sshd 812 - - Invalid user {body}"),
+            format!("Invalid user {body}"),
+        ] {
+            for parse in [parse_text, parse_line] {
+                assert_eq!(parse(&l), Err(not_at_start(text::MARKER)), "{l}");
+            }
+            assert!(matches!(parse_json(&l), Err(ParseError::NotFound { .. })));
+            assert!(record_body(&l).is_none(), "{l}");
+        }
+    }
+
+    #[test]
+    fn a_json_marker_in_the_middle_of_a_message_is_not_a_record() {
+        let body = json_body();
+        for l in [
+            format!("Nov 21 12:37:42 gw1 app[1]: got {body}"),
+            format!("<30>Nov 21 12:37:42 gw1 app[1]: x={body}"),
+            format!("2026-11-21T12:37:42.1+00:00 gw1 app[1]: [{body}]"),
+            format!(" {body}"),
+        ] {
+            for parse in [parse_json, parse_line] {
+                assert_eq!(parse(&l), Err(not_at_start(json::MARKER)), "{l}");
+            }
+        }
+    }
+
+    /// The issue's example: an sshd line whose user name is a whole JSON
+    /// record, written by anyone who can reach port 22.
+    #[test]
+    fn json_embedded_in_an_sshd_message_is_not_a_record() {
+        let body = json_body();
+        let l = format!(
+            "2026-11-21T12:37:42.123456+00:00 gw1 sshd[812]: Invalid user {body} from 203.0.113.9 port 40022"
+        );
+        assert_eq!(parse_line(&l), Err(not_at_start(json::MARKER)));
+        // The same record as a message of its own is read.
+        let l = format!("2026-11-21T12:37:42.123456+00:00 gw1 sshd[812]: {body}");
+        assert_eq!(parse_line(&l).unwrap().record, tcp_end());
+    }
+
+    #[test]
+    fn a_marker_at_the_start_after_rfc3164_and_rfc5424_headers_is_a_record() {
+        let (text, json) = (text_body(), json_body());
+        let mut sd = Vec::new();
+        crate::format::rfc5424::write_sd(&tcp_end(), &mut sd);
+        let sd = String::from_utf8(sd).unwrap();
+        for l in [
+            // RFC 3164 as received, with and without HOST; any tag.
+            format!("<30>Nov 21 12:38:12 gw1 masqlog[4242]: {text}"),
+            format!("<30>Nov 21 12:38:12 masqlog[4242]: {json}"),
+            format!("<13>Nov 21 12:38:12 gw1 evil: {text}"),
+            // rsyslog's file formats.
+            format!("Nov 21 12:38:12 gw1 masqlog[4242]: {json}"),
+            format!("2026-11-21T12:38:12.1+00:00 gw1 masqlog[4242]: {sd}"),
+            // RFC 5424: our element (first or after another), or MSG after
+            // no structured data (rsyslog's protocol-23 file format).
+            format!("<30>1 2026-11-21T12:38:12.7Z gw1 masqlog 4242 end {sd}"),
+            format!("<30>1 2026-11-21T12:38:12.7Z gw1 masqlog 4242 end [o@1 a=\"\\]\"]{sd}"),
+            format!("<30>1 2026-11-21T12:38:12.7Z gw1 masqlog 4242 - -  {text}"),
+            format!("<30>1 2026-11-21T12:38:12.7Z gw1 masqlog 4242 - - {json}"),
+            // Bare.
+            text.clone(),
+            json.clone(),
+            sd.clone(),
+        ] {
+            let p = parse_line(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            assert_eq!(p.record, tcp_end(), "{l}");
+        }
+        // RFC 5424 with our element inside another element's value, or in
+        // MSG after structured data of its own: not a record.
+        for l in [
+            format!(
+                "<30>1 2026-11-21T12:38:12.7Z gw1 app 1 - [o@1 a=\"{}\"]",
+                sd.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace(']', "\\]")
+            ),
+            format!("<30>1 2026-11-21T12:38:12.7Z gw1 app 1 - - said {sd}"),
+        ] {
+            assert_eq!(parse_line(&l), Err(not_at_start(rfc5424::MARKER)), "{l}");
         }
     }
 

@@ -118,8 +118,9 @@ pub struct SealedBytes<'a> {
 }
 
 /// The sealed bytes and MAC of `line` if it ends with a MAC field (trailing
-/// CR, LF and blanks aside). The body starts at the last marker of the
-/// line's format before the MAC; `None` for a line without one.
+/// CR, LF and blanks aside). The body starts where the line's syslog
+/// message begins ([`super::header::message_start`]), which must be the
+/// marker of the line's format; `None` for a line without one.
 pub fn sealed_bytes(line: &[u8]) -> Option<SealedBytes<'_>> {
     let end = line.len()
         - line
@@ -158,7 +159,12 @@ pub fn sealed_bytes(line: &[u8]) -> Option<SealedBytes<'_>> {
         let Some(mac) = read_mac(hex) else {
             continue;
         };
-        let start = memchr::memmem::rfind(&line[..field], marker.as_bytes())?;
+        // The body is the record: the line's message must begin with the
+        // marker (a record quoted inside another message is none).
+        let start = super::header::message_start(line).filter(|&s| s <= field)?;
+        if !line[start..field].starts_with(marker.as_bytes()) {
+            return None;
+        }
         return Some(SealedBytes {
             format,
             start,
@@ -331,6 +337,34 @@ mod tests {
             let f = sealed_bytes(&out).unwrap().fields().unwrap();
             assert_eq!(f.writer.to_string(), "gw1/masq1");
             assert_eq!(f.seq, 1);
+        }
+    }
+
+    /// The sealed body starts where the message does: a user name holding
+    /// a marker (which the body then holds twice) is no second start, and a
+    /// sealed record quoted inside another program's message is no record.
+    #[test]
+    fn the_body_starts_at_the_message_not_at_a_marker_further_on() {
+        let mut rec = tcp_start();
+        rec.ident = Some(crate::record::IdentInfo {
+            status: crate::record::IdentStatus::User,
+            user: Some(b"masqlog/1 [masqlog@32473 ".to_vec()),
+            opsys: Some(b"UNIX".to_vec()),
+            detail: None,
+        });
+        for format in [Format::Text, Format::Json, Format::Rfc5424] {
+            let (key, mut c) = chain();
+            let mut out = Vec::new();
+            let start = write_syslog(format, &header(Some("gw1")), &rec, &mut out);
+            seal_message(format, start, &mut c, &mut out);
+            let sb = sealed_bytes(&out).unwrap();
+            assert_eq!(sb.start, start, "{format:?}");
+            let k = key.ring().writer_key("masq1", 0).unwrap();
+            assert!(k.verify(sb.body, &sb.mac), "{format:?}");
+            // The same bytes after `sshd[1]: Invalid user `.
+            let mut quoted = b"Nov 21 12:37:42 gw1 sshd[1]: Invalid user ".to_vec();
+            quoted.extend_from_slice(&out[start..]);
+            assert!(sealed_bytes(&quoted).is_none(), "{format:?}");
         }
     }
 
