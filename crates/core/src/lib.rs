@@ -11,6 +11,7 @@ pub mod keys;
 pub mod process;
 pub mod record;
 pub mod seal;
+pub mod spool_files;
 pub mod time;
 pub mod ulogd_conf;
 pub mod wake;
