@@ -21,16 +21,18 @@
 //! bytes), then frames: body length u32, CRC-32 of episode and body u32,
 //! episode u32, body (`masqlog_core::wire`). All little-endian.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
 
 use masqlog_core::record::FlowRecord;
 use masqlog_core::wire;
+use rustix::fs::OFlags;
+
+use super::spooldir::SpoolDir;
 
 /// Records that wait in memory at most when the lane is in use.
 pub const WINDOW: usize = 1024;
@@ -140,27 +142,11 @@ fn read_frame(file: &File, at: u64, limit: u64, buf: &mut Vec<u8>) -> Option<(u3
 ///
 /// When the file cannot be opened or created (a symlink is refused) or its
 /// header cannot be written.
-pub fn open(dir: &Path, max_bytes: u64) -> io::Result<(LaneWriter, LaneReader, Found)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(dir.join(FILE))?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} is not a regular file", dir.join(FILE).display()),
-        ));
-    }
-    // Like the spool's files, the lane belongs to the directory's owner
-    // (ulogd's --uid user), so a later start without root can open it.
-    let owner = std::fs::symlink_metadata(dir)?;
-    if (meta.uid(), meta.gid()) != (owner.uid(), owner.gid()) {
-        std::os::unix::fs::fchown(&file, Some(owner.uid()), Some(owner.gid()))?;
-    }
+pub fn open(dir: &SpoolDir, max_bytes: u64) -> io::Result<(LaneWriter, LaneReader, Found)> {
+    // Like the spool's files, the lane is reached through the directory's
+    // descriptor (a symlink is refused) and belongs to the directory's
+    // owner (ulogd's --uid user), so a later start without root opens it.
+    let file = dir.open_file(FILE, OFlags::RDWR | OFlags::CREATE)?;
     let size = file.metadata()?.len();
     let mut header = [0u8; HEADER as usize];
     let mut found = Found::default();

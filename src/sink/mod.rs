@@ -38,6 +38,7 @@ mod notices;
 mod relp;
 mod sealer;
 pub mod spool;
+pub mod spooldir;
 mod spooling;
 mod stats;
 mod transport;
@@ -217,9 +218,9 @@ impl Writer {
             }
             None => None,
         };
-        let (lane_writer, lane_reader) = match &cfg.spool {
-            Some(sc) => {
-                let (w, r, found) = lane::open(&sc.dir, sc.max_bytes).map_err(|e| {
+        let (lane_writer, lane_reader) = match (&cfg.spool, &spool) {
+            (Some(sc), Some(spool)) => {
+                let (w, r, found) = lane::open(spool.dir(), sc.max_bytes).map_err(|e| {
                     SinkError::Lane(format!("{}: {e}", sc.dir.join(lane::FILE).display()))
                 })?;
                 counts.recovered.store(found.records, SeqCst);
@@ -237,7 +238,7 @@ impl Writer {
                 }
                 (Some(w), Some(r))
             }
-            None => (None, None),
+            _ => (None, None),
         };
         let sealer = match sealer::Sealer::open(&cfg.seal)? {
             sealer::Opened::Sealing(s, start) => {

@@ -2,7 +2,8 @@
 //! yet, kept in order in a directory of segment files, bounded in size, and
 //! replayed from the head once the destination is back.
 //!
-//! Layout of the directory (one per plugin instance):
+//! Layout of the directory (one per plugin instance; the format is
+//! [`masqlog_core::spool_files`]):
 //! - `lock`: held with `flock` while an instance uses the spool, so that two
 //!   ulogd processes never share one;
 //! - `NNNNNNNNNNNNNNNNNNNN.seg`: segments, numbered in write order; each
@@ -11,28 +12,33 @@
 //! - `head`: `SEGMENT OFFSET`, the first record not yet delivered, replaced
 //!   (write to `head.tmp`, rename) after each delivered batch.
 //!
+//! Every file is reached through the directory's descriptor
+//! ([`SpoolDir`]), never by a path a symlink could redirect, and new files
+//! are created with `O_EXCL`.
+//!
 //! What survives what: appended bytes reach the kernel at every
 //! [`Spool::flush`], so a `kill -9` of ulogd loses nothing that was flushed;
-//! `fdatasync` runs at most every `sync` interval (and on close), which
-//! bounds what a power failure can take. A record torn by a crash in the
-//! middle of a write fails its length or checksum test when the spool is
-//! opened again: the segment is cut there and the loss is reported.
+//! `fdatasync` (and an `fsync` of the directory when files were created or
+//! renamed) runs at most every `sync` interval (and on close), which bounds
+//! what a power failure can take; a new segment's directory entry is synced
+//! at once. A record torn by a crash in the middle of a write fails its
+//! length or checksum test when the spool is opened again: the segment is
+//! cut there and the loss is reported. A write the disk refuses (`ENOSPC`)
+//! is cut off the segment again and its records are counted as lost, once.
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The first bytes of every segment.
-pub(super) const MAGIC: &[u8; 16] = b"masqlog-spool/1\n";
-/// A segment is closed and the next one started past this size.
-pub(super) const SEGMENT_BYTES: u64 = 4 << 20;
-/// The largest record the spool takes or reads back.
-pub(super) const MAX_RECORD: usize = 64 << 10;
-/// Bytes of framing per record.
-const FRAME: u64 = 8;
+use masqlog_core::spool_files::{
+    FRAME, Frames, HEAD, frame_len, frames, parse_head, push_frame, seg_name, seg_no,
+};
+pub(super) use masqlog_core::spool_files::{MAGIC, MAX_RECORD, SEGMENT_BYTES};
+use rustix::fs::OFlags;
+
+use super::spooldir::{DirError, SpoolDir};
 
 /// Why the spool could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -82,10 +88,9 @@ struct ReadPos {
 
 /// An open spool directory.
 pub struct Spool {
-    dir: PathBuf,
+    dir: SpoolDir,
     max_bytes: u64,
     sync_every: Duration,
-    owner: Owner,
     _lock: File,
     /// In order; the last one is written to. Never empty.
     segments: VecDeque<Segment>,
@@ -103,7 +108,13 @@ pub struct Spool {
     read: Option<ReadPos>,
     /// Records peeked and not consumed: (bytes, offset after it).
     peeked: VecDeque<u64>,
+    /// `head`, open for rewriting in place (fixed width, so it never needs
+    /// a new block: delivery is recorded on a full disk too).
+    head: Option<File>,
+    /// Segment data written since the last `fdatasync`.
     dirty: bool,
+    /// A rename in the directory since its last `fsync`.
+    dir_dirty: bool,
     last_sync: Instant,
 }
 
@@ -111,59 +122,6 @@ fn io_err(dir: &Path, what: impl Into<String>) -> impl FnOnce(io::Error) -> Spoo
     let dir = dir.to_path_buf();
     let what = what.into();
     move |source| SpoolError::Io { dir, what, source }
-}
-
-/// Who owns what the spool creates: the owner of the configured spool
-/// directory (the parent of the instance's own). ulogd starts its plugins
-/// as root and may then switch to another user (Debian: `--uid ulog`); a
-/// spool directory made for that user keeps working after the switch.
-type Owner = Option<(u32, u32)>;
-
-/// Gives `path` (never what a symlink there points to) to `owner`. Errors
-/// are ignored: without root this can only succeed for the user's own
-/// files, which are right already.
-fn adopt(path: &Path, owner: Owner) {
-    if let Some((uid, gid)) = owner {
-        let _ = std::os::unix::fs::lchown(path, Some(uid), Some(gid));
-    }
-}
-
-/// Open options that never follow a symlink at the last component: the
-/// spool's directory belongs to ulogd's user, who must not be able to make
-/// ulogd (root at start) open, truncate or hand over another file.
-fn no_follow() -> OpenOptions {
-    let mut o = OpenOptions::new();
-    o.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
-    o
-}
-
-/// Refuses a spool directory that is a symlink (or not a directory), or
-/// that others than its owner may write to.
-fn check_dir(dir: &Path) -> Result<(), SpoolError> {
-    let m = fs::symlink_metadata(dir).map_err(io_err(dir, "looking at it"))?;
-    let refuse = |why: String| {
-        Err(SpoolError::Unsafe {
-            dir: dir.to_path_buf(),
-            why,
-        })
-    };
-    if m.file_type().is_symlink() {
-        return refuse("it is a symlink (a spool directory is never followed)".into());
-    }
-    if !m.is_dir() {
-        return refuse("it is not a directory".into());
-    }
-    if m.mode() & 0o022 != 0 {
-        return refuse(format!(
-            "others than its owner may write to it (mode {:o}); chmod go-w it",
-            m.mode() & 0o7777
-        ));
-    }
-    Ok(())
-}
-
-fn seg_name(no: u64) -> String {
-    format!("{no:020}.seg")
 }
 
 /// Reads one record at the reader's position: `Ok(None)` at a clean end,
@@ -180,12 +138,8 @@ fn read_record(r: &mut impl Read, out: &mut Vec<u8>) -> Result<Option<()>, ()> {
             Err(_) => return Err(()),
         }
     }
-    let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-    let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
     // An empty frame (zeros left by a crash, or planted) is never a record.
-    if len == 0 || len > MAX_RECORD {
-        return Err(());
-    }
+    let (len, crc) = frame_len(&hdr).ok_or(())?;
     out.clear();
     out.resize(len, 0);
     r.read_exact(out).map_err(|_| ())?;
@@ -195,27 +149,6 @@ fn read_record(r: &mut impl Read, out: &mut Vec<u8>) -> Result<Option<()>, ()> {
     Ok(Some(()))
 }
 
-/// The end of the frame at `pos` if it is whole and its checksum holds.
-fn frame_at(b: &[u8], pos: usize) -> Option<usize> {
-    let hdr = b.get(pos..pos + FRAME as usize)?;
-    let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-    if len == 0 || len > MAX_RECORD {
-        return None;
-    }
-    let end = pos + FRAME as usize + len;
-    let body = b.get(pos + FRAME as usize..end)?;
-    let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
-    (crc32fast::hash(body) == crc).then_some(end)
-}
-
-/// Where reading goes on after damage at `pos`: the first later position
-/// holding a whole frame that the end or another whole frame follows.
-/// `None`: nothing whole follows.
-fn resync(b: &[u8], pos: usize) -> Option<usize> {
-    (pos + 1..b.len())
-        .find(|&q| frame_at(b, q).is_some_and(|end| end == b.len() || frame_at(b, end).is_some()))
-}
-
 impl Spool {
     /// Opens (creating it, mode 0700) the spool directory `dir`, takes its
     /// lock and checks every segment; what an earlier run left is replayed
@@ -223,67 +156,69 @@ impl Spool {
     ///
     /// # Errors
     ///
-    /// `Locked` when another process holds the directory; `Io` when it
-    /// cannot be created, read or written.
+    /// `Unsafe` for a directory that is a symlink, writable by others or
+    /// owned by a stranger; `Locked` when another process holds it; `Io`
+    /// when it cannot be created, read or written.
     pub fn open(
         dir: &Path,
         max_bytes: u64,
         sync_every: Duration,
     ) -> Result<(Spool, Recovered), SpoolError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io_err(dir, "creating it"))?;
-        check_dir(dir)?;
-        let owner = dir
-            .parent()
-            .and_then(|p| fs::metadata(p).ok())
-            .map(|m| (m.uid(), m.gid()));
-        adopt(dir, owner);
-        adopt(&dir.join("lock"), owner);
-        let lock = no_follow()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(dir.join("lock"))
+        let sd = SpoolDir::open(dir).map_err(|e| match e {
+            DirError::Io(what, source) => io_err(dir, what)(source),
+            DirError::Unsafe(why) => SpoolError::Unsafe {
+                dir: dir.to_path_buf(),
+                why,
+            },
+        })?;
+        let lock = sd
+            .open_file("lock", OFlags::WRONLY | OFlags::CREATE)
             .map_err(io_err(dir, "opening its lock file"))?;
-        adopt(&dir.join("lock"), owner);
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(SpoolError::Locked(dir.to_path_buf()));
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(dir, "locking it")(e)),
-        }
-        let mut nos = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io_err(dir, "listing it"))? {
-            let entry = entry.map_err(io_err(dir, "listing it"))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if let Some(no) = name
-                .strip_suffix(".seg")
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                nos.push(no);
+        // Held elsewhere: another ulogd, or for an instant a child process
+        // that a thread of this one forked and that has not run exec yet.
+        let mut tries = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(SpoolError::Locked(dir.to_path_buf()));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(io_err(dir, "locking it")(e));
+                }
             }
         }
+        let mut nos: Vec<u64> = sd
+            .names()
+            .map_err(io_err(dir, "listing it"))?
+            .iter()
+            .filter_map(|n| seg_no(n))
+            .collect();
         nos.sort_unstable();
-        let (head_no, mut head_off) = Self::read_head(dir);
+        // A rewrite a crash interrupted.
+        for n in sd.names().map_err(io_err(dir, "listing it"))? {
+            if n.ends_with(".seg.tmp") {
+                sd.remove_if_there(&n)
+                    .map_err(io_err(dir, format!("removing {n}")))?;
+            }
+        }
+        let (head_no, mut head_off) = Self::read_head(&sd);
         let mut head_moved = false;
         let mut rec = Recovered::default();
         let mut segments = VecDeque::new();
         for no in nos {
-            let path = dir.join(seg_name(no));
             if no < head_no {
                 // Delivered before a crash kept us from removing it.
-                fs::remove_file(&path)
-                    .map_err(io_err(dir, format!("removing {}", path.display())))?;
+                sd.remove(&seg_name(no))
+                    .map_err(io_err(dir, format!("removing {}", seg_name(no))))?;
                 continue;
             }
             let (len, records, torn, moved) =
-                Self::check_segment(dir, &path, if no == head_no { head_off } else { 0 })?;
+                Self::check_segment(&sd, no, if no == head_no { head_off } else { 0 })?;
             if no == head_no
                 && let Some(off) = moved
             {
@@ -291,16 +226,13 @@ impl Spool {
                 head_off = off;
                 head_moved = true;
             }
-            adopt(&path, owner);
             rec.records += records;
             rec.torn += torn;
             segments.push_back(Segment { no, len });
         }
         let next_no = segments.back().map_or(head_no.max(1), |s| s.no);
         let tail = if let Some(s) = segments.back().filter(|s| s.len < SEGMENT_BYTES) {
-            no_follow()
-                .append(true)
-                .open(dir.join(seg_name(s.no)))
+            sd.open_file(&seg_name(s.no), OFlags::WRONLY | OFlags::APPEND)
                 .map_err(io_err(dir, "opening the last segment"))?
         } else {
             let no = if segments.is_empty() {
@@ -308,7 +240,7 @@ impl Spool {
             } else {
                 next_no + 1
             };
-            let f = Self::create_segment(dir, no, owner)?;
+            let f = Self::create_segment(&sd, no)?;
             segments.push_back(Segment {
                 no,
                 len: MAGIC.len() as u64,
@@ -317,10 +249,9 @@ impl Spool {
         };
         let bytes = segments.iter().map(|s| s.len).sum();
         let mut spool = Spool {
-            dir: dir.to_path_buf(),
+            dir: sd,
             max_bytes,
             sync_every,
-            owner,
             _lock: lock,
             segments,
             tail,
@@ -331,7 +262,9 @@ impl Spool {
             bytes,
             read: None,
             peeked: VecDeque::new(),
+            head: None,
             dirty: false,
+            dir_dirty: false,
             last_sync: Instant::now(),
         };
         let first = spool.segments.front().map_or(0, |s| s.no);
@@ -350,18 +283,19 @@ impl Spool {
         Ok((spool, rec))
     }
 
+    /// The directory, held open (the disk lane lives in it too).
+    pub fn dir(&self) -> &SpoolDir {
+        &self.dir
+    }
+
     /// `head` says where delivery stopped; missing or unreadable: at the
     /// start of the first segment.
-    fn read_head(dir: &Path) -> (u64, u64) {
+    fn read_head(dir: &SpoolDir) -> (u64, u64) {
         let mut text = String::new();
-        if let Ok(f) = no_follow().read(true).open(dir.join("head")) {
+        if let Ok(f) = dir.open_file(HEAD, OFlags::RDONLY) {
             let _ = f.take(256).read_to_string(&mut text);
         }
-        let mut it = text.split_whitespace().map(str::parse::<u64>);
-        match (it.next(), it.next()) {
-            (Some(Ok(no)), Some(Ok(off))) => (no, off),
-            _ => (0, 0),
-        }
+        parse_head(&text)
     }
 
     /// Counts the records of a segment from `from`. Damage costs only what
@@ -372,22 +306,27 @@ impl Spool {
     /// counts as one lost record. Returns (length, records, damaged, the
     /// new offset of `from` when the segment was rewritten).
     fn check_segment(
-        dir: &Path,
-        path: &Path,
+        sd: &SpoolDir,
+        no: u64,
         from: u64,
     ) -> Result<(u64, u64, u64, Option<u64>), SpoolError> {
-        let what = || format!("reading {}", path.display());
-        let mut file = no_follow()
-            .read(true)
-            .write(true)
-            .open(path)
+        let name = seg_name(no);
+        let dir = sd.path();
+        let what = || format!("reading {name}");
+        let mut file = sd
+            .open_file(&name, OFlags::RDWR)
             .map_err(io_err(dir, what()))?;
         let mut b = Vec::new();
         (&file)
             .take(SEGMENT_BYTES + 2 * (MAX_RECORD as u64 + FRAME))
             .read_to_end(&mut b)
             .map_err(io_err(dir, what()))?;
-        if b.len() < MAGIC.len() || &b[..MAGIC.len()] != MAGIC {
+        let Some(Frames {
+            good,
+            damaged,
+            in_the_middle,
+        }) = frames(&b)
+        else {
             // Not a segment of ours, or cut before its first byte was
             // written: nothing in it can be read.
             let torn = u64::from(!b.is_empty());
@@ -395,25 +334,7 @@ impl Spool {
             file.seek(SeekFrom::Start(0)).map_err(io_err(dir, what()))?;
             file.write_all(MAGIC).map_err(io_err(dir, what()))?;
             return Ok((MAGIC.len() as u64, 0, torn, None));
-        }
-        let mut good: Vec<(usize, usize)> = Vec::new();
-        let (mut damaged, mut in_the_middle) = (0, false);
-        let mut pos = MAGIC.len();
-        while pos < b.len() {
-            if let Some(end) = frame_at(&b, pos) {
-                good.push((pos, end));
-                pos = end;
-                continue;
-            }
-            damaged += 1;
-            match resync(&b, pos) {
-                Some(next) => {
-                    in_the_middle = true;
-                    pos = next;
-                }
-                None => break,
-            }
-        }
+        };
         let records = good
             .iter()
             .filter(|(start, _)| *start as u64 >= from)
@@ -437,48 +358,44 @@ impl Spool {
             }
             out.extend_from_slice(&b[start..end]);
         }
-        let tmp = path.with_extension("seg.tmp");
-        let _ = fs::remove_file(&tmp);
-        no_follow()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
+        let tmp = format!("{name}.tmp");
+        sd.remove_if_there(&tmp)
+            .and_then(|()| sd.create_new(&tmp))
             .and_then(|mut f| f.write_all(&out).and_then(|()| f.sync_all()))
-            .and_then(|()| fs::rename(&tmp, path))
-            .and_then(|()| File::open(dir)?.sync_all())
-            .map_err(io_err(
-                dir,
-                format!("rewriting {} without its damage", path.display()),
-            ))?;
+            .and_then(|()| sd.rename(&tmp, &name))
+            .and_then(|()| sd.sync())
+            .map_err(io_err(dir, format!("rewriting {name} without its damage")))?;
         let len = out.len() as u64;
         Ok((len, records, damaged, Some(new_from.unwrap_or(len))))
     }
 
-    fn create_segment(dir: &Path, no: u64, owner: Owner) -> Result<File, SpoolError> {
-        let path = dir.join(seg_name(no));
-        // Written sequentially from here on: the cursor stays at the end.
-        let mut f = no_follow()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err(dir, format!("creating {}", path.display())))?;
-        f.write_all(MAGIC)
-            .map_err(io_err(dir, format!("writing {}", path.display())))?;
-        adopt(&path, owner);
+    /// Creates segment `no` with its magic; its directory entry is synced
+    /// at once. A segment the disk had no room for is removed again.
+    fn create_segment(sd: &SpoolDir, no: u64) -> Result<File, SpoolError> {
+        let name = seg_name(no);
+        let mut f = sd
+            .open_file(
+                &name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::APPEND,
+            )
+            .map_err(io_err(sd.path(), format!("creating {name}")))?;
+        if let Err(e) = f.write_all(MAGIC).and_then(|()| sd.sync()) {
+            drop(f);
+            let _ = sd.remove(&name);
+            return Err(io_err(sd.path(), format!("writing {name}"))(e));
+        }
         Ok(f)
     }
 
     fn open_read(&mut self, no: u64, offset: u64) -> Result<(), SpoolError> {
-        let path = self.dir.join(seg_name(no));
-        let mut f = no_follow()
-            .read(true)
-            .open(&path)
-            .map_err(io_err(&self.dir, format!("opening {}", path.display())))?;
+        let name = seg_name(no);
+        let dir = self.dir.path();
+        let mut f = self
+            .dir
+            .open_file(&name, OFlags::RDONLY)
+            .map_err(io_err(dir, format!("opening {name}")))?;
         f.seek(SeekFrom::Start(offset))
-            .map_err(io_err(&self.dir, format!("reading {}", path.display())))?;
+            .map_err(io_err(dir, format!("reading {name}")))?;
         self.read = Some(ReadPos {
             no,
             offset,
@@ -512,7 +429,9 @@ impl Spool {
     ///
     /// # Errors
     ///
-    /// `TooLarge`, `Full`, or `Io` when a new segment cannot be started.
+    /// `TooLarge`, `Full`, or `Io` when a new segment cannot be started
+    /// (the records buffered before it are then lost too, and
+    /// [`Spool::take_lost`] counts them; this one is not).
     pub fn append(&mut self, msg: &[u8]) -> Result<(), SpoolError> {
         if msg.len() > MAX_RECORD {
             return Err(SpoolError::TooLarge(msg.len()));
@@ -528,18 +447,14 @@ impl Spool {
         if tail_len >= SEGMENT_BYTES {
             self.flush()?;
             let no = self.segments.back().map_or(1, |s| s.no + 1);
-            self.tail = Self::create_segment(&self.dir, no, self.owner)?;
+            self.tail = Self::create_segment(&self.dir, no)?;
             self.segments.push_back(Segment {
                 no,
                 len: MAGIC.len() as u64,
             });
             self.bytes += MAGIC.len() as u64;
         }
-        self.wbuf
-            .extend_from_slice(&(msg.len() as u32).to_le_bytes());
-        self.wbuf
-            .extend_from_slice(&crc32fast::hash(msg).to_le_bytes());
-        self.wbuf.extend_from_slice(msg);
+        push_frame(&mut self.wbuf, msg);
         self.bytes += FRAME + msg.len() as u64;
         self.records += 1;
         self.wbuf_records += 1;
@@ -577,16 +492,25 @@ impl Spool {
                 self.bytes -= pending;
                 self.records -= records;
                 self.lost += records;
-                return Err(io_err(&self.dir, "writing a segment")(e));
+                return Err(io_err(self.dir.path(), "writing a segment")(e));
             }
             seg.len += pending;
             self.dirty = true;
         }
-        if self.dirty && (force || self.last_sync.elapsed() >= self.sync_every) {
-            self.tail
-                .sync_data()
-                .map_err(io_err(&self.dir, "syncing a segment"))?;
+        let due = force || self.last_sync.elapsed() >= self.sync_every;
+        if (self.dirty || self.dir_dirty) && due {
+            if self.dirty {
+                self.tail
+                    .sync_data()
+                    .map_err(io_err(self.dir.path(), "syncing a segment"))?;
+            }
+            if self.dir_dirty {
+                self.dir
+                    .sync()
+                    .map_err(io_err(self.dir.path(), "syncing the directory"))?;
+            }
             self.dirty = false;
+            self.dir_dirty = false;
             self.last_sync = Instant::now();
         }
         Ok(())
@@ -637,9 +561,11 @@ impl Spool {
         if let Some(i) = self.segments.iter().position(|s| s.no == no) {
             let s = self.segments.remove(i).expect("index found");
             self.bytes -= s.len;
-            let path = self.dir.join(seg_name(no));
-            fs::remove_file(&path)
-                .map_err(io_err(&self.dir, format!("removing {}", path.display())))?;
+            let name = seg_name(no);
+            self.dir
+                .remove(&name)
+                .map_err(io_err(self.dir.path(), format!("removing {name}")))?;
+            self.dir_dirty = true;
         }
         Ok(())
     }
@@ -682,39 +608,68 @@ impl Spool {
         Ok(())
     }
 
-    fn write_head(&self, no: u64, offset: u64) -> Result<(), SpoolError> {
-        let tmp = self.dir.join("head.tmp");
-        // A head.tmp left by a crash (or planted) goes first: the new one
-        // is created, never opened through what is there.
-        let _ = fs::remove_file(&tmp);
-        no_follow()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(format!("{no} {offset}\n").as_bytes()))
-            .map_err(io_err(&self.dir, "writing head.tmp"))?;
-        adopt(&tmp, self.owner);
-        fs::rename(&tmp, self.dir.join("head")).map_err(io_err(&self.dir, "replacing head"))
+    /// Records the head: rewritten in place, fixed width, once the file
+    /// exists; created the first time (written to `head.tmp`, renamed). A
+    /// `head.tmp` left by a crash (or planted) goes first: the new one is
+    /// created (`O_EXCL`), never opened through what is there.
+    fn write_head(&mut self, no: u64, offset: u64) -> Result<(), SpoolError> {
+        let text = format!("{no:020} {offset:020}\n");
+        if self.head.is_none() {
+            self.head = self
+                .dir
+                .open_file(HEAD, OFlags::WRONLY)
+                .ok()
+                .filter(|f| f.metadata().is_ok_and(|m| m.len() == text.len() as u64));
+        }
+        if let Some(f) = &self.head {
+            use std::os::unix::fs::FileExt;
+            return f
+                .write_all_at(text.as_bytes(), 0)
+                .map_err(io_err(self.dir.path(), "writing head"));
+        }
+        let tmp = "head.tmp";
+        let f = self
+            .dir
+            .remove_if_there(tmp)
+            .and_then(|()| self.dir.create_new(tmp))
+            .and_then(|mut f| f.write_all(text.as_bytes()).map(|()| f))
+            .map_err(io_err(self.dir.path(), "writing head.tmp"))?;
+        self.dir
+            .rename(tmp, HEAD)
+            .map_err(io_err(self.dir.path(), "replacing head"))?;
+        self.dir_dirty = true;
+        self.head = Some(f);
+        Ok(())
     }
 
-    /// Everything was delivered: removes every segment and starts one.
+    /// Everything was delivered: the last segment is emptied (truncating
+    /// frees room and needs none, which matters on a full disk) and every
+    /// other one removed. Cut first, head after: a crash between the two
+    /// leaves a head past the end, which reads as empty.
     fn reset(&mut self) -> Result<(), SpoolError> {
         self.flush()?;
-        let last = self.segments.back().map_or(0, |s| s.no);
-        for s in std::mem::take(&mut self.segments) {
-            let path = self.dir.join(seg_name(s.no));
-            fs::remove_file(&path)
-                .map_err(io_err(&self.dir, format!("removing {}", path.display())))?;
-        }
-        let no = last + 1;
-        self.tail = Self::create_segment(&self.dir, no, self.owner)?;
-        self.segments.push_back(Segment {
-            no,
-            len: MAGIC.len() as u64,
-        });
+        let tail = self.segments.pop_back().expect("never empty");
+        let no = tail.no;
+        let old = std::mem::replace(
+            &mut self.segments,
+            VecDeque::from([Segment {
+                no,
+                len: MAGIC.len() as u64,
+            }]),
+        );
         self.bytes = MAGIC.len() as u64;
         self.records = 0;
+        self.tail.set_len(MAGIC.len() as u64).map_err(io_err(
+            self.dir.path(),
+            format!("emptying {}", seg_name(no)),
+        ))?;
+        for s in old {
+            let name = seg_name(s.no);
+            self.dir
+                .remove(&name)
+                .map_err(io_err(self.dir.path(), format!("removing {name}")))?;
+            self.dir_dirty = true;
+        }
         self.write_head(no, MAGIC.len() as u64)?;
         self.open_read(no, MAGIC.len() as u64)
     }
@@ -730,6 +685,9 @@ impl Drop for Spool {
 mod tests {
     use super::*;
     use crate::sink::testutil::temp_dir;
+    use masqlog_core::spool_files::frame_at;
+    use std::fs::{self, OpenOptions};
+    use std::os::unix::fs::MetadataExt;
 
     fn open(dir: &Path, max: u64) -> (Spool, Recovered) {
         Spool::open(dir, max, Duration::from_secs(1)).unwrap()
@@ -1073,6 +1031,52 @@ mod tests {
         // nothing damaged and nothing left.
         let (_, rec) = open(d.path(), 1 << 20);
         assert_eq!(rec, Recovered::default());
+    }
+
+    #[test]
+    fn a_full_disk_loses_what_it_refused_counted_once_and_the_count_matches_the_disk() {
+        use crate::sink::testutil::TinyDisk;
+        let Some(disk) = TinyDisk::mount("spool-enospc", 64) else {
+            eprintln!("SKIP: cannot mount a tmpfs (not root)");
+            return;
+        };
+        let dir = disk.path().join("masq1");
+        let (mut s, _) = open(&dir, 16 << 20);
+        let msg = [b'z'; 700];
+        let (mut accepted, mut lost, mut failures) = (0u64, 0u64, 0);
+        for i in 0..400 {
+            if s.append(&msg).is_ok() {
+                accepted += 1;
+            } else {
+                failures += 1;
+            }
+            lost += s.take_lost();
+            if i % 5 == 4 && s.flush().is_err() {
+                failures += 1;
+                lost += s.take_lost();
+            }
+        }
+        if s.flush().is_err() {
+            lost += s.take_lost();
+        }
+        assert!(failures > 0, "64 KiB took 280 KB");
+        assert!(lost > 0);
+        // What the spool says it holds is on the disk, record for record.
+        let on_disk = masqlog_core::spool_files::survey(&dir).unwrap().unwrap();
+        assert_eq!(s.records(), accepted - lost);
+        assert_eq!(on_disk.records, s.records());
+        // Delivering frees room: the spool takes records again, and a
+        // reopening finds exactly what it holds.
+        let mut out = Vec::new();
+        let n = s.peek(40, &mut out).unwrap();
+        s.consume(n).unwrap();
+        s.append(b"after").unwrap();
+        s.flush().unwrap();
+        let held = s.records();
+        drop(s);
+        let (mut s, rec) = open(&dir, 16 << 20);
+        assert_eq!((rec.records, rec.torn), (held, 0));
+        assert_eq!(drain(&mut s).last().map(String::as_str), Some("after"));
     }
 
     #[test]

@@ -81,8 +81,12 @@ impl Spooler {
                 self.counts.to_spool.fetch_add(1, SeqCst);
             }
             Err(e) => {
-                self.counts.lost.fetch_add(1, SeqCst);
-                self.lost(1, &format!("{} {e}", describe(id)), outbox);
+                // This record, and any buffered before it that a failed
+                // write took with it (those counted as spooled already).
+                let earlier = spool.take_lost();
+                self.counts.spool_done.fetch_add(earlier, SeqCst);
+                self.counts.lost.fetch_add(1 + earlier, SeqCst);
+                self.lost(1 + earlier, &format!("{} {e}", describe(id)), outbox);
             }
         }
     }

@@ -663,6 +663,35 @@ fn a_full_spool_leaves_records_in_the_queue_and_counts_what_overflows() {
 }
 
 #[test]
+fn on_a_full_disk_each_lost_record_is_counted_once_and_spooled_is_what_the_disk_holds() {
+    let Some(disk) = crate::sink::testutil::TinyDisk::mount("writer-enospc", 64) else {
+        eprintln!("SKIP: cannot mount a tmpfs (not root)");
+        return;
+    };
+    let spool = disk.path().join("spool");
+    let cfg = Config {
+        queue_size: 64,
+        // The size bound is far away: the disk is what fills.
+        spool: spool_config(&spool, 16 << 20),
+        ..test_config(Destination::Unix(disk.path().join("nobody")))
+    };
+    let (w, _) = start(&cfg, id_format());
+    let total = 6000;
+    for id in 0..total {
+        w.submit(record(id));
+        if id % 64 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let s = w.stop(Duration::from_millis(20));
+    assert!(s.dropped > 0, "a 64 KiB disk took 6000 records: {s:?}");
+    assert_eq!(s.waiting, 0, "{s:?}");
+    assert_eq!(s.written + s.dropped + s.spooled, u64::from(total), "{s:?}");
+    let on_disk = masqlog_core::spool_files::survey(&spool).unwrap().unwrap();
+    assert_eq!(s.spooled, on_disk.records, "{s:?} {on_disk:?}");
+}
+
+#[test]
 fn a_slow_destination_gets_the_backlog_from_the_spool_and_nothing_is_dropped() {
     let dir = temp_dir("writer-spool-slow");
     let rx = UnixReceiver::bind(dir.path().join("log"));

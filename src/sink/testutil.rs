@@ -313,3 +313,40 @@ pub fn free_tcp_addr() -> SocketAddr {
         .local_addr()
         .unwrap()
 }
+
+/// A tmpfs of `kib` KiB mounted on a fresh directory, to run a disk full;
+/// unmounted when dropped. `None` when mounting is not allowed (not root).
+pub struct TinyDisk {
+    dir: TempDir,
+}
+
+impl TinyDisk {
+    pub fn mount(name: &str, kib: u32) -> Option<TinyDisk> {
+        let dir = temp_dir(name);
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(TinyDisk { dir })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}

@@ -86,11 +86,21 @@ pub fn resync(b: &[u8], pos: usize) -> Option<usize> {
         .find(|&q| frame_at(b, q).is_some_and(|end| end == b.len() || frame_at(b, end).is_some()))
 }
 
-/// The whole frames of segment bytes `b` (magic included), as (start, end),
-/// and how many damaged stretches lie between or after them. `None` when
-/// `b` does not start with [`MAGIC`].
+/// What the frames of one segment's bytes are.
+#[derive(Debug, Default)]
+pub struct Frames {
+    /// The whole frames, as (start, end).
+    pub good: Vec<(usize, usize)>,
+    /// Damaged stretches between or after them.
+    pub damaged: u64,
+    /// Whether a whole frame follows some damage (else it is a torn tail).
+    pub in_the_middle: bool,
+}
+
+/// The frames of segment bytes `b` (magic included). `None` when `b` does
+/// not start with [`MAGIC`].
 #[must_use]
-pub fn frames(b: &[u8]) -> Option<(Vec<(usize, usize)>, u64, bool)> {
+pub fn frames(b: &[u8]) -> Option<Frames> {
     if b.len() < MAGIC.len() || &b[..MAGIC.len()] != MAGIC {
         return None;
     }
@@ -112,7 +122,11 @@ pub fn frames(b: &[u8]) -> Option<(Vec<(usize, usize)>, u64, bool)> {
             None => break,
         }
     }
-    Some((good, damaged, in_the_middle))
+    Some(Frames {
+        good,
+        damaged,
+        in_the_middle,
+    })
 }
 
 /// What a spool directory holds, seen without taking its lock or changing
@@ -168,8 +182,8 @@ pub fn survey(dir: &Path) -> io::Result<Option<Survey>> {
         s.segments += 1;
         s.bytes += b.len() as u64;
         let from = if no == head_no { head_off } else { 0 };
-        if let Some((good, _, _)) = frames(&b) {
-            s.records += good.iter().filter(|g| g.0 as u64 >= from).count() as u64;
+        if let Some(f) = frames(&b) {
+            s.records += f.good.iter().filter(|g| g.0 as u64 >= from).count() as u64;
         }
     }
     Ok(Some(s))
@@ -208,9 +222,9 @@ mod tests {
         let mut b = segment(&[b"one", b"two", b"three"]);
         let second = MAGIC.len() + 8 + 3;
         b[second + 9] ^= 0xff;
-        let (good, damaged, middle) = frames(&b).unwrap();
-        assert_eq!((good.len(), damaged, middle), (2, 1, true));
-        assert_eq!(&b[good[1].0 + 8..good[1].1], b"three");
+        let f = frames(&b).unwrap();
+        assert_eq!((f.good.len(), f.damaged, f.in_the_middle), (2, 1, true));
+        assert_eq!(&b[f.good[1].0 + 8..f.good[1].1], b"three");
         assert!(frames(b"not a segment").is_none());
     }
 

@@ -5,7 +5,14 @@ use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::sink::spooldir::SpoolDir;
 use crate::sink::testutil::{record, temp_dir};
+
+/// The lane in spool directory `dir`, opened as the spool opens it.
+fn open(dir: &std::path::Path, max_bytes: u64) -> io::Result<(LaneWriter, LaneReader, Found)> {
+    let sd = SpoolDir::open(dir).map_err(|e| io::Error::other(format!("{e:?}")))?;
+    super::open(&sd, max_bytes)
+}
 
 fn ids(reader: &mut LaneReader) -> Vec<u32> {
     std::iter::from_fn(|| reader.take())
@@ -175,10 +182,13 @@ fn a_symlink_in_the_lanes_place_is_refused_and_its_target_untouched() {
 fn the_lane_belongs_to_the_owner_of_the_spool_directory() {
     use std::os::unix::fs::MetadataExt;
     if running_as_root() {
+        // The configured spool_dir belongs to ulogd's --uid user; the
+        // instance's spool directory is made in it.
         let dir = temp_dir("lane-owner");
         std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
-        drop(open(dir.path(), 1 << 20).unwrap());
-        let m = std::fs::metadata(dir.path().join(FILE)).unwrap();
+        let spool = dir.path().join("masq1");
+        drop(open(&spool, 1 << 20).unwrap());
+        let m = std::fs::metadata(spool.join(FILE)).unwrap();
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (65534, 65534, 0o600));
     } else {
         println!("SKIP the_lane_belongs_to_the_owner_of_the_spool_directory: not root");
