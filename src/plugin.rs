@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::sink::{Level, SinkError, SinkStats, Waker, Writer, drops};
+use crate::sink::{Level, SinkError, SinkStats, Waker, Writer, drops, orphans};
 use masqlog_core::config::{Config, ConfigError, RawValue, RemoteMode};
 use masqlog_core::ident::{IdentError, Outcome, Pool, Query};
 use masqlog_core::record::{
@@ -101,6 +101,9 @@ pub struct Instance {
     /// The process's netfilter sockets at `configure`, to tell this
     /// stack's NFCT socket at `start`.
     sockets_before: drops::Before,
+    /// The configured `spool_dir` (also with the spool off), where spools
+    /// no instance sends are looked for at start.
+    spool_root: Option<std::path::PathBuf>,
 }
 
 impl Instance {
@@ -120,6 +123,7 @@ impl Instance {
             drops_reported: 0,
             last_drop_report: None,
             sockets_before: drops::Before::now(),
+            spool_root: Config::spool_root(values),
         })
     }
 
@@ -157,6 +161,11 @@ impl Instance {
             }
         }
         self.writer = Some(writer);
+        if let Some(root) = &self.spool_root {
+            for line in orphans::notices(root, &self.id, self.cfg.spool.is_some()) {
+                host.log(Level::Notice, &format!("MASQLOG[{}] {line}", self.id));
+            }
+        }
         host.log(
             Level::Info,
             &format!(

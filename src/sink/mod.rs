@@ -35,6 +35,7 @@ pub mod drops;
 mod gaps;
 pub mod lane;
 mod notices;
+pub mod orphans;
 mod relp;
 mod sealer;
 pub mod spool;

@@ -248,6 +248,17 @@ fn the_spool_outlives_sigterm_and_kill_9_of_ulogd() {
         "{stopped:?}"
     );
 
+    // A copy of that spool under another name stands for the spool of an
+    // instance since renamed: the next start names it, as one no running
+    // instance sends.
+    let spools = env.lab.path("spool");
+    let renamed = spools.join("renamed");
+    std::fs::create_dir(&renamed).expect("the renamed spool");
+    for entry in std::fs::read_dir(spools.join(MASQ_ID)).expect("the spool") {
+        let entry = entry.expect("a spool file");
+        std::fs::copy(entry.path(), renamed.join(entry.file_name())).expect("a copy");
+    }
+
     // 2. A new ulogd, receiver still down: it finds the 12, spools more,
     //    and dies by SIGKILL.
     env.ulogd = ok(env.lab.start_ulogd("ulogd-2", &conf), "the second ulogd");
@@ -256,6 +267,20 @@ fn the_spool_outlives_sigterm_and_kill_9_of_ulogd() {
             .wait_log("holds 12 records from before", Duration::from_secs(10)),
         "the spool found at start",
     );
+    ok(
+        env.ulogd.wait_log(
+            &format!(
+                "spool {} holds {} bytes of records that no running instance sends",
+                renamed.display(),
+                masqlog_core::spool_files::pending_bytes(&renamed)
+                    .expect("the copy")
+                    .expect("a spool")
+            ),
+            Duration::from_secs(10),
+        ),
+        "the renamed instance's spool named at start",
+    );
+    std::fs::remove_dir_all(&renamed).expect("removing the copy");
     // The first ulogd stopped cleanly: nothing to report about it.
     let log = env.ulogd.log();
     assert!(

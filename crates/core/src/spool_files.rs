@@ -189,6 +189,55 @@ pub fn survey(dir: &Path) -> io::Result<Option<Survey>> {
     Ok(Some(s))
 }
 
+/// Bytes of records a spool directory still holds, from file sizes alone
+/// (the segments from the head's on, less the head's offset and the
+/// segments' magic): cheap for a spool of any size. `Ok(None)`: not a
+/// spool directory.
+///
+/// # Errors
+///
+/// When the directory cannot be read.
+pub fn pending_bytes(dir: &Path) -> io::Result<Option<u64>> {
+    let mut segs = Vec::new();
+    let mut is_spool = false;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name == "lock" || name == HEAD {
+            is_spool = true;
+        } else if let Some(no) = seg_no(&name) {
+            is_spool = true;
+            let m = entry.metadata()?;
+            if m.is_file() {
+                segs.push((no, m.len()));
+            }
+        }
+    }
+    if !is_spool {
+        return Ok(None);
+    }
+    let mut head = String::new();
+    if let Ok(f) = open_no_follow(&dir.join(HEAD)) {
+        let _ = f.take(256).read_to_string(&mut head);
+    }
+    let (head_no, head_off) = parse_head(&head);
+    let magic = MAGIC.len() as u64;
+    Ok(Some(
+        segs.into_iter()
+            .filter(|&(no, _)| no >= head_no)
+            .map(|(no, len)| {
+                let from = if no == head_no {
+                    head_off.max(magic)
+                } else {
+                    magic
+                };
+                len.saturating_sub(from)
+            })
+            .sum(),
+    ))
+}
+
 fn open_no_follow(path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::OpenOptions::new()
@@ -242,9 +291,11 @@ mod tests {
         assert_eq!(s.records, 2);
         assert_eq!(s.segments, 2);
         assert_eq!(s.bytes, (b1.len() + b2.len()) as u64);
+        assert_eq!(pending_bytes(dir.path()).unwrap(), Some(8 + 2 + 8 + 3));
         // Delivered segments (before the head's) do not count.
         fs::write(dir.path().join(HEAD), format!("4 {}\n", MAGIC.len())).unwrap();
         assert_eq!(survey(dir.path()).unwrap().unwrap().records, 1);
+        assert_eq!(pending_bytes(dir.path()).unwrap(), Some(8 + 3));
     }
 
     #[test]
