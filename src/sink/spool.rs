@@ -9,8 +9,10 @@
 //! - `NNNNNNNNNNNNNNNNNNNN.seg`: segments, numbered in write order; each
 //!   starts with [`MAGIC`] and holds records `LEN(u32 LE) CRC32(u32 LE)
 //!   BYTES`; a new segment starts past [`SEGMENT_BYTES`];
-//! - `head`: `SEGMENT OFFSET`, the first record not yet delivered, replaced
-//!   (write to `head.tmp`, rename) after each delivered batch.
+//! - `head`: `SEGMENT OFFSET`, the first record not yet delivered, both
+//!   fixed width, rewritten in place after each delivered batch (created
+//!   the first time through `head.tmp` and a rename), so recording delivery
+//!   needs no free block on a full disk.
 //!
 //! Every file is reached through the directory's descriptor
 //! ([`SpoolDir`]), never by a path a symlink could redirect, and new files
