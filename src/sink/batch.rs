@@ -39,6 +39,10 @@ impl Batch {
         self.msgs.is_empty()
     }
 
+    pub(super) fn is_full(&self) -> bool {
+        self.msgs.len() >= BATCH
+    }
+
     pub(super) fn len(&self) -> usize {
         self.msgs.len()
     }
@@ -205,15 +209,24 @@ impl Worker {
     /// Starts a live batch with `first` and whatever else is queued.
     pub(super) fn fill_live(&mut self, first: FlowRecord) {
         self.batch.from_spool = false;
-        let mut rec = Some(first);
-        while let Some(r) = rec.take() {
-            let mut buf = self.batch.buffer();
-            if self.format_into(&r, &mut buf) {
-                self.batch.push(buf, r.id);
-            }
-            if self.batch.len() < BATCH {
-                rec = self.inflow.try_next();
-            }
+        self.push_live(&first);
+        self.top_up();
+    }
+
+    /// Adds what is queued to the live batch, up to [`BATCH`].
+    pub(super) fn top_up(&mut self) {
+        while !self.batch.is_full() {
+            let Some(r) = self.inflow.try_next() else {
+                return;
+            };
+            self.push_live(&r);
+        }
+    }
+
+    fn push_live(&mut self, r: &FlowRecord) {
+        let mut buf = self.batch.buffer();
+        if self.format_into(r, &mut buf) {
+            self.batch.push(buf, r.id);
         }
     }
 

@@ -20,7 +20,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,18 @@ pub(crate) enum Control {
     Stop,
     /// Drop the connection and open a new one (SIGHUP).
     Reconnect,
+    /// The queue passed its high-water mark while the thread was gathering
+    /// a batch (see [`Gathering`]): send now.
+    Wake,
+}
+
+/// Whether the writer thread is gathering a batch (waiting out
+/// `flush_delay` with the queue unwatched, so that `submit` wakes nobody),
+/// and the queue length at which `submit` cuts that wait short.
+#[derive(Debug)]
+pub(crate) struct Gathering {
+    pub(crate) on: std::sync::atomic::AtomicBool,
+    pub(crate) high_water: usize,
 }
 
 /// Formats one record into the buffer: `masqlog_core::format::write_syslog`, or a
@@ -141,6 +153,7 @@ pub struct Writer {
     stop: Arc<StopSignal>,
     /// Wakes the thread when `stop` set the deadline, or asks a reconnect.
     control: Sender<Control>,
+    gathering: Arc<Gathering>,
     notices: Receiver<Notice>,
     counts: Arc<Counts>,
     thread: Option<JoinHandle<()>>,
@@ -265,11 +278,15 @@ impl Writer {
         let (queue_tx, queue_rx) = bounded(window);
         let (control_tx, control_rx) = bounded(4);
         let stop = Arc::new(StopSignal::new());
+        let gathering = Arc::new(Gathering {
+            on: std::sync::atomic::AtomicBool::new(false),
+            high_water: (window / 2).max(1),
+        });
         let mut worker = worker::Worker::new(
             cfg.clone(),
             worker::Inflow::new(queue_rx, window, lane_reader),
             Arc::clone(&stop),
-            control_rx,
+            (control_rx, Arc::clone(&gathering)),
             outbox,
             Arc::clone(&counts),
             format,
@@ -294,6 +311,7 @@ impl Writer {
             lane_refusal: parking_lot::Mutex::new(None),
             stop,
             control: control_tx,
+            gathering,
             notices: notice_rx,
             counts,
             thread: Some(thread),
@@ -315,7 +333,16 @@ impl Writer {
         let rec = match &lane {
             Some(l) if l.pending() => rec,
             _ => match queue.try_send(rec) {
-                Ok(()) => return true,
+                Ok(()) => {
+                    // The thread is gathering a batch and nobody watches the
+                    // queue: past the mark, it is woken (once).
+                    let g = &self.gathering;
+                    if g.on.load(Relaxed) && queue.len() >= g.high_water && g.on.swap(false, SeqCst)
+                    {
+                        let _ = self.control.try_send(Control::Wake);
+                    }
+                    return true;
+                }
                 Err(TrySendError::Full(rec)) => rec,
                 // The thread died (it said so in a notice).
                 Err(TrySendError::Disconnected(_)) => {

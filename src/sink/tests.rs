@@ -852,3 +852,55 @@ fn records_a_killed_run_left_in_the_lane_go_out_first_at_the_next_start() {
         "{s:?}"
     );
 }
+
+/// With `flush_delay`, the thread holds a started batch that long for more
+/// records, instead of sending (and waking) once per record.
+#[test]
+fn records_queued_within_the_flush_delay_go_out_together() {
+    let dir = temp_dir("writer-gather");
+    let rx = UnixReceiver::bind(dir.path().join("log"));
+    let cfg = Config {
+        flush_delay: Duration::from_secs(3),
+        ..test_config(Destination::Unix(rx.path.clone()))
+    };
+    let (w, _) = start(&cfg, id_format());
+    submit_all(&w, 0..1);
+    assert!(wait_until(LONG, || w.gathering.on.load(SeqCst)));
+    // Held: nothing is sent while the delay runs.
+    assert!(rx.recv_n(1, Duration::from_millis(300)).is_empty());
+    submit_all(&w, 1..50);
+    let got = rx.recv_n(50, LONG);
+    assert_eq!(ids(&got), (0..50).collect::<Vec<_>>());
+    let s = w.stop(LONG);
+    assert_eq!((s.written, s.dropped), (50, 0));
+}
+
+/// A queue that passes its high-water mark while the thread gathers cuts
+/// the delay short: a flood is never held back by `flush_delay`.
+#[test]
+fn a_queue_past_its_high_water_mark_ends_the_flush_delay() {
+    let dir = temp_dir("writer-gather-flood");
+    let rx = UnixReceiver::bind(dir.path().join("log"));
+    let cfg = Config {
+        flush_delay: Duration::from_secs(600),
+        ..test_config(Destination::Unix(rx.path.clone()))
+    };
+    let (w, _) = start(&cfg, id_format());
+    submit_all(&w, 0..1);
+    assert!(wait_until(LONG, || w.gathering.on.load(SeqCst)));
+    let high = w.gathering.high_water;
+    let n = u32::try_from(high).unwrap() + 300;
+    submit_all(&w, 1..n);
+    // A whole batch arrives long before the 600 s delay would end.
+    let got = rx.recv_n(batch::BATCH, LONG);
+    assert_eq!(got.len(), batch::BATCH);
+    assert_eq!(ids(&got), (0..256).collect::<Vec<_>>());
+    // Stopping flushes the rest at once (read meanwhile: a Unix
+    // receiver's queue is short).
+    let stopping = std::thread::spawn(move || w.stop(LONG));
+    let mut all = got;
+    all.extend(rx.recv_n(n as usize - all.len(), LONG));
+    let s = stopping.join().unwrap();
+    assert_eq!(ids(&all), (0..n).collect::<Vec<_>>());
+    assert_eq!((s.written, s.dropped), (u64::from(n), 0));
+}

@@ -22,7 +22,7 @@ use super::spool::Spool;
 use super::spooling::Spooler;
 use super::stats::{Counts, StatsTimer};
 use super::transport::{self, Transport};
-use super::{Control, FormatFn, StopSignal};
+use super::{Control, FormatFn, Gathering, StopSignal};
 use masqlog_core::config::Config;
 use masqlog_core::format::chain::ChainRecord;
 use masqlog_core::record::FlowRecord;
@@ -101,6 +101,8 @@ pub(super) struct Worker {
     pub(super) stop: Arc<StopSignal>,
     /// Wakes the thread when the deadline was set or a reconnect asked.
     control: Receiver<Control>,
+    /// Set while the thread gathers a batch.
+    gathering: Arc<Gathering>,
     pub(super) outbox: Outbox,
     pub(super) counts: Arc<Counts>,
     pub(super) formatter: Formatter,
@@ -128,7 +130,7 @@ impl Worker {
         cfg: Config,
         inflow: Inflow,
         stop: Arc<StopSignal>,
-        control: Receiver<Control>,
+        (control, gathering): (Receiver<Control>, Arc<Gathering>),
         outbox: Outbox,
         counts: Arc<Counts>,
         format: FormatFn,
@@ -149,6 +151,7 @@ impl Worker {
             queue_closed: false,
             stop,
             control,
+            gathering,
             outbox,
             formatter,
             chain_stopped: false,
@@ -221,7 +224,10 @@ impl Worker {
                 continue;
             }
             match self.wait_for_record() {
-                Wake::Record(rec) => self.fill_live(rec),
+                Wake::Record(rec) => {
+                    self.fill_live(rec);
+                    self.gather();
+                }
                 Wake::Closed => {
                     // Sealing: the run ends with its chain-stop record,
                     // sent like any other; once it is out (the loop came
@@ -284,7 +290,7 @@ impl Worker {
     /// `Err`: the handle vanished without `stop` (leaked): stop listening.
     fn on_control(&mut self, msg: Result<Control, crossbeam_channel::RecvError>) {
         match msg {
-            Ok(Control::Stop) => {}
+            Ok(Control::Stop | Control::Wake) => {}
             Ok(Control::Reconnect) => {
                 self.transport = transport::open(&self.cfg.destination);
                 self.retry_at = None;
@@ -298,6 +304,38 @@ impl Worker {
             }
             Err(_) => self.control = never(),
         }
+    }
+
+    /// A live batch was started and the queue is empty: wait up to
+    /// `flush_delay` for more records before sending, without watching the
+    /// queue, so that `submit` wakes nobody until the queue reaches its
+    /// high-water mark. The thread then wakes once per batch instead of
+    /// once per record; a record waits at most `flush_delay` longer.
+    fn gather(&mut self) {
+        let delay = self.cfg.flush_delay;
+        if delay.is_zero()
+            || self.batch.is_empty()
+            || self.batch.is_full()
+            || self.stop.deadline().is_some()
+        {
+            return;
+        }
+        // Only the delay and the handle end it: the statistics and drop
+        // timers can wait that long (`flush_delay_ms` is at most 1 s).
+        let timer = at(Instant::now() + delay);
+        self.gathering.on.store(true, SeqCst);
+        // A record may have passed the mark before the flag was up.
+        if self.inflow.queue.len() < self.gathering.high_water {
+            let control = select! {
+                recv(self.control) -> m => Some(m),
+                recv(timer) -> _ => None,
+            };
+            if let Some(m) = control {
+                self.on_control(m);
+            }
+        }
+        self.gathering.on.store(false, SeqCst);
+        self.top_up();
     }
 
     fn wait_for_record(&mut self) -> Wake {

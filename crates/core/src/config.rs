@@ -161,6 +161,9 @@ pub struct Config {
     /// `None`: statistics only on SIGUSR1.
     pub stats_interval: Option<Duration>,
     pub send_timeout: Duration,
+    /// How long the writer gathers records after the first of a batch
+    /// (`flush_delay_ms`; zero: no wait).
+    pub flush_delay: Duration,
     pub retry_interval: Duration,
     /// `None`: IDENT lookups are off.
     pub ident: Option<IdentConfig>,
@@ -436,6 +439,7 @@ impl Config {
         let queue_size = r.int("queue_size", 64, 4_194_304)? as usize;
         let stats = r.int("stats_interval", 0, 86_400)? as u64;
         let send_timeout = r.int("send_timeout_ms", 10, 60_000)? as u64;
+        let flush_delay = r.int("flush_delay_ms", 0, 1000)? as u64;
         let retry = r.int("retry_interval_ms", 10, 600_000)? as u64;
         let ident = Self::ident(&r)?;
         let remote = Self::remote(&r)?;
@@ -452,6 +456,7 @@ impl Config {
             queue_size,
             stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
             send_timeout: Duration::from_millis(send_timeout),
+            flush_delay: Duration::from_millis(flush_delay),
             retry_interval: Duration::from_millis(retry),
             ident,
             remote,
@@ -686,6 +691,14 @@ mod tests {
                 .is_none()
         );
         assert!(with("send_timeout_ms", RawValue::Int(60_001)).is_err());
+        assert!(with("flush_delay_ms", RawValue::Int(1001)).is_err());
+        assert!(with("flush_delay_ms", RawValue::Int(-1)).is_err());
+        assert_eq!(
+            with("flush_delay_ms", RawValue::Int(0))
+                .unwrap()
+                .flush_delay,
+            Duration::ZERO
+        );
     }
 
     #[test]

@@ -88,6 +88,12 @@ pub const CONF_KEYS: &[ConfKey] = &[
         help: "milliseconds one send to the destination may block the writer thread (10 .. 60000)",
     },
     ConfKey {
+        name: "flush_delay_ms",
+        kind: ConfKind::Int,
+        default: "5",
+        help: "milliseconds the writer thread gathers records into one batch after the first one arrives, so that it wakes once per batch, not once per record (0 .. 1000; 0 sends each record as soon as it is queued); a record waits at most this long before it is sent",
+    },
+    ConfKey {
         name: "retry_interval_ms",
         kind: ConfKind::Int,
         default: "1000",

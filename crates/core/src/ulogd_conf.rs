@@ -391,6 +391,7 @@ mod tests {
         "queue_size",
         "stats_interval",
         "send_timeout_ms",
+        "flush_delay_ms",
         "retry_interval_ms",
     ];
 
