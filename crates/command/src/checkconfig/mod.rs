@@ -808,6 +808,20 @@ fn check_destination(r: &mut Report, id: &str, dest: &Destination, sys: &dyn Sys
                 format!("{dest}: cannot connect ({e}): is the receiver listening, and does the firewall let the router through?"),
             ),
         },
+        Destination::File(path) => {
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            if sys.read_file(dir).is_some() {
+                r.ok(
+                    subject,
+                    format!("{dest}: its directory exists; the plugin appends to the file, or creates it (mode 0640, owned by the directory's owner)"),
+                );
+            } else {
+                r.fail(
+                    subject,
+                    format!("{dest}: the directory {} does not exist or cannot be read: create it, owned by the user ulogd runs as (`install -d -o ulog -m 0750 {}`)", dir.display(), dir.display()),
+                );
+            }
+        }
         Destination::Udp(_) => r.warn(
             subject,
             format!("{dest}: not checkable (UDP gives no delivery feedback, and nor does the plugin); relp: acknowledges every message"),
