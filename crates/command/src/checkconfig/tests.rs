@@ -626,8 +626,8 @@ fn every_bad_plugin_value_is_named_with_its_line() {
         ),
         (
             "destination",
-            "file:/var/log/masqlog.log",
-            "\"file:/var/log/masqlog.log\"",
+            "file:var/log/masqlog.log",
+            "\"file:var/log/masqlog.log\"",
             "unix:/ABSOLUTE/PATH",
         ),
         (
