@@ -92,7 +92,10 @@ pub fn check_spools(r: &mut Report, uses: &[SpoolUse], refused: &[String], sys: 
                 format!(
                     "{holds} from a run with a spool; with spool_size_mb=0 they are not sent: set spool_size_mb again to send them, {}",
                     match move_to {
-                        Some(t) => format!("or stop ulogd and move the directory to {t}"),
+                        Some(t) => format!(
+                            "or stop ulogd and, once {t} holds no records, put this directory in its place (rm -r {t}; mv {} {t})",
+                            dir.display()
+                        ),
                         None => "or save the directory elsewhere and remove it".to_string(),
                     }
                 )
@@ -101,7 +104,7 @@ pub fn check_spools(r: &mut Report, uses: &[SpoolUse], refused: &[String], sys: 
                     "{holds} that no instance sends (an instance renamed, or its spool_dir changed): only an instance named {name} with spool_dir={} sends them; {}",
                     root.display(),
                     match move_to {
-                        Some(t) => format!("rename it back, or stop ulogd and move the directory to {t}"),
+                        Some(t) => format!("rename it back, or stop ulogd and, once {t} holds no records, put this directory in its place (rm -r {t}; mv {} {t})", dir.display()),
                         None => "rename it back (with spool_size_mb above 0), or save the directory elsewhere and remove it".to_string(),
                     }
                 )

@@ -1057,7 +1057,9 @@ fn spools_no_instance_sends_are_named() {
     for needle in [
         "holds 2 records (22 bytes) that no instance sends",
         &format!("only an instance named old with spool_dir={SPOOL_ROOT} sends them"),
-        &format!("rename it back, or stop ulogd and move the directory to {SPOOL_ROOT}/masq1"),
+        &format!(
+            "rename it back, or stop ulogd and, once {SPOOL_ROOT}/masq1 holds no records, put this directory in its place (rm -r {SPOOL_ROOT}/masq1; mv {SPOOL_ROOT}/old {SPOOL_ROOT}/masq1)"
+        ),
     ] {
         assert!(
             warnings[0].message.contains(needle),
@@ -1119,7 +1121,9 @@ fn spools_no_instance_sends_are_named() {
             &r,
             Status::Warn,
             &format!("spool {SPOOL_ROOT}/masq2"),
-            "move the directory to /srv/spool/masq2"
+            &format!(
+                "put this directory in its place (rm -r /srv/spool/masq2; mv {SPOOL_ROOT}/masq2 /srv/spool/masq2)"
+            )
         ),
         "{}",
         r.render_text()
