@@ -18,7 +18,8 @@ use masqlog_core::config::Destination;
 /// A blocking send waits at most this long before it looks at the limit
 /// again (so that `stop` can cut it short).
 const SLICE: Duration = Duration::from_millis(50);
-/// Messages per write of a TCP batch.
+/// Messages per write of a TCP batch, and per `sendmmsg` of a datagram
+/// batch.
 const TCP_CHUNK: usize = 32;
 /// The shortest timeout handed to a socket (std refuses zero).
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
@@ -105,7 +106,7 @@ pub(super) fn open(dest: &Destination) -> Box<dyn Transport> {
 }
 
 /// A connected datagram socket of some family.
-trait DatagramSocket: Sized + Send {
+trait DatagramSocket: Sized + Send + std::os::fd::AsFd {
     type Addr: Send;
     fn open(to: &Self::Addr) -> io::Result<Self>;
     fn set_send_timeout(&self, t: Duration) -> io::Result<()>;
@@ -215,6 +216,41 @@ impl<S: DatagramSocket> Datagram<S> {
     }
 }
 
+impl<S: DatagramSocket> Datagram<S> {
+    /// Sends what the socket takes of `msgs` at once in one `sendmmsg`,
+    /// without waiting: how many went. Anything else (nothing sent, an
+    /// error) is left to [`Datagram::try_send`], one message, which waits,
+    /// reconnects and tells a full receiver from a message too large.
+    fn send_many(&mut self, msgs: &[Vec<u8>]) -> usize {
+        use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, sendmmsg};
+        let Some(sock) = &self.sock else {
+            return 0;
+        };
+        let iovs: Vec<[io::IoSlice<'_>; 1]> = msgs.iter().map(|m| [io::IoSlice::new(m)]).collect();
+        let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = msgs
+            .iter()
+            .map(|_| SendAncillaryBuffer::default())
+            .collect();
+        let mut hdrs: Vec<MMsgHdr<'_>> = iovs
+            .iter()
+            .zip(controls.iter_mut())
+            .map(|(iov, control)| MMsgHdr::new(iov, control))
+            .collect();
+        // MSG_DONTWAIT: a full receiver ends the call, not the timeout.
+        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+        match sendmmsg(sock, &mut hdrs, flags) {
+            // A datagram goes whole or not at all; a short one is left to
+            // `try_send`, which reports it.
+            Ok(n) => hdrs[..n]
+                .iter()
+                .zip(msgs)
+                .take_while(|(h, m)| h.bytes_sent() == m.len())
+                .count(),
+            Err(_) => 0,
+        }
+    }
+}
+
 impl<S: DatagramSocket> Transport for Datagram<S> {
     fn send(&mut self, msg: &[u8], limit: &Limit<'_>) -> Result<(), SendError> {
         let res = self.try_send(msg, limit);
@@ -222,6 +258,35 @@ impl<S: DatagramSocket> Transport for Datagram<S> {
             self.sock = None;
         }
         res
+    }
+
+    /// The first message alone (it opens the socket and meets any error),
+    /// then up to [`TCP_CHUNK`] at a time with `sendmmsg`; a message the
+    /// socket does not take at once is sent alone again.
+    fn send_batch(
+        &mut self,
+        msgs: &[Vec<u8>],
+        limit: &Limit<'_>,
+    ) -> Result<(), (usize, SendError)> {
+        let mut done = 0;
+        while done < msgs.len() {
+            if done > 0 && limit.yield_now.is_some_and(|y| y()) {
+                return Err((done, SendError::Yield));
+            }
+            let sent = if done > 0 {
+                let end = msgs.len().min(done + TCP_CHUNK);
+                self.send_many(&msgs[done..end])
+            } else {
+                0
+            };
+            if sent > 0 {
+                done += sent;
+            } else {
+                self.send(&msgs[done], limit).map_err(|e| (done, e))?;
+                done += 1;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -464,6 +529,74 @@ mod tests {
             let n = rx.recv(&mut buf).unwrap();
             assert_eq!(&buf[..n], p);
         }
+    }
+
+    fn send_batch(t: &mut dyn Transport, msgs: &[Vec<u8>]) -> Result<(), (usize, SendError)> {
+        let stop = StopSignal::new();
+        t.send_batch(
+            msgs,
+            &Limit {
+                yield_now: None,
+                end: Instant::now() + Duration::from_secs(30),
+                stop: &stop,
+            },
+        )
+    }
+
+    /// A datagram batch goes out in `sendmmsg` calls as far as the
+    /// receiver's short queue (10 datagrams here) takes it, and one message
+    /// at a time with waiting when it is full: every message arrives once,
+    /// whole, in order.
+    #[test]
+    fn a_datagram_batch_arrives_whole_once_and_in_order() {
+        let dir = temp_dir("transport-unix-batch");
+        let path = dir.path().join("log");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let msgs: Vec<Vec<u8>> = (0..500u32)
+            .map(|i| format!("<30>m{i} {}", "x".repeat((i % 97) as usize)).into_bytes())
+            .collect();
+        let want = msgs.clone();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 512];
+            while got.len() < 500 {
+                let n = rx.recv(&mut buf).unwrap();
+                got.push(buf[..n].to_vec());
+            }
+            got
+        });
+        let mut t = open(&Destination::Unix(path));
+        send_batch(&mut *t, &msgs).unwrap();
+        assert_eq!(reader.join().unwrap(), want);
+    }
+
+    /// A message too large for a datagram in the middle of a batch: those
+    /// before it are sent, it is rejected (not retried).
+    #[test]
+    fn an_oversized_datagram_in_a_batch_is_rejected_after_those_before_it() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut t = open(&Destination::Udp(rx.local_addr().unwrap()));
+        let msgs = vec![
+            b"<30>a".to_vec(),
+            b"<30>b".to_vec(),
+            vec![b'x'; 70_000],
+            b"<30>d".to_vec(),
+        ];
+        match send_batch(&mut *t, &msgs) {
+            Err((2, SendError::Reject(_))) => {}
+            other => panic!("{other:?}"),
+        }
+        let mut buf = [0u8; 64];
+        for want in [&b"<30>a"[..], b"<30>b"] {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], want);
+        }
+        // The rest of the batch goes on the next call.
+        send_batch(&mut *t, &msgs[3..]).unwrap();
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"<30>d");
     }
 
     #[test]
