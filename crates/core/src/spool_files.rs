@@ -149,32 +149,16 @@ pub struct Survey {
 ///
 /// When the directory or one of its segments cannot be read.
 pub fn survey(dir: &Path) -> io::Result<Option<Survey>> {
-    let mut nos = Vec::new();
-    let mut is_spool = false;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name == "lock" || name == HEAD {
-            is_spool = true;
-        } else if let Some(no) = seg_no(&name) {
-            is_spool = true;
-            if entry.file_type()?.is_file() {
-                nos.push(no);
-            }
-        }
-    }
-    if !is_spool {
+    let Some(Listing {
+        segs,
+        head_no,
+        head_off,
+    }) = list(dir)?
+    else {
         return Ok(None);
-    }
-    nos.sort_unstable();
-    let mut head = String::new();
-    if let Ok(f) = open_no_follow(&dir.join(HEAD)) {
-        let _ = f.take(256).read_to_string(&mut head);
-    }
-    let (head_no, head_off) = parse_head(&head);
+    };
     let mut s = Survey::default();
-    for no in nos.into_iter().filter(|&no| no >= head_no) {
+    for (no, _) in segs {
         let mut b = Vec::new();
         open_no_follow(&dir.join(seg_name(no)))?
             .take(SEGMENT_BYTES + 2 * (MAX_RECORD as u64 + FRAME))
@@ -198,6 +182,40 @@ pub fn survey(dir: &Path) -> io::Result<Option<Survey>> {
 ///
 /// When the directory cannot be read.
 pub fn pending_bytes(dir: &Path) -> io::Result<Option<u64>> {
+    let Some(Listing {
+        segs,
+        head_no,
+        head_off,
+    }) = list(dir)?
+    else {
+        return Ok(None);
+    };
+    let magic = MAGIC.len() as u64;
+    Ok(Some(
+        segs.into_iter()
+            .map(|(no, len)| {
+                let from = if no == head_no {
+                    head_off.max(magic)
+                } else {
+                    magic
+                };
+                len.saturating_sub(from)
+            })
+            .sum(),
+    ))
+}
+
+/// A spool directory's undelivered segments and its head.
+struct Listing {
+    /// (number, length) of the segments from the head's on, in order.
+    segs: Vec<(u64, u64)>,
+    head_no: u64,
+    head_off: u64,
+}
+
+/// Lists a spool directory without following a symlink; `Ok(None)` when
+/// it is not one (no `lock`, `head` or segment in it).
+fn list(dir: &Path) -> io::Result<Option<Listing>> {
     let mut segs = Vec::new();
     let mut is_spool = false;
     for entry in fs::read_dir(dir)? {
@@ -208,6 +226,7 @@ pub fn pending_bytes(dir: &Path) -> io::Result<Option<u64>> {
             is_spool = true;
         } else if let Some(no) = seg_no(&name) {
             is_spool = true;
+            // `DirEntry::metadata` does not follow a symlink.
             let m = entry.metadata()?;
             if m.is_file() {
                 segs.push((no, m.len()));
@@ -222,20 +241,13 @@ pub fn pending_bytes(dir: &Path) -> io::Result<Option<u64>> {
         let _ = f.take(256).read_to_string(&mut head);
     }
     let (head_no, head_off) = parse_head(&head);
-    let magic = MAGIC.len() as u64;
-    Ok(Some(
-        segs.into_iter()
-            .filter(|&(no, _)| no >= head_no)
-            .map(|(no, len)| {
-                let from = if no == head_no {
-                    head_off.max(magic)
-                } else {
-                    magic
-                };
-                len.saturating_sub(from)
-            })
-            .sum(),
-    ))
+    segs.retain(|&(no, _)| no >= head_no);
+    segs.sort_unstable();
+    Ok(Some(Listing {
+        segs,
+        head_no,
+        head_off,
+    }))
 }
 
 fn open_no_follow(path: &Path) -> io::Result<fs::File> {
