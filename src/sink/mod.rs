@@ -32,6 +32,7 @@ use masqlog_core::record::FlowRecord;
 
 mod batch;
 pub mod drops;
+mod file;
 mod gaps;
 pub mod lane;
 mod notices;

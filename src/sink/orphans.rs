@@ -57,10 +57,11 @@ pub fn notices(root: &Path, id: &str, spool_on: bool) -> Vec<String> {
             )
         } else {
             format!(
-                "spool {} holds {bytes} bytes of records that no running instance sends (an instance renamed, or not started yet): only an instance named {name} with spool_dir={} sends them; rename it back, or stop ulogd and move the directory to {}",
+                "spool {} holds {bytes} bytes of records that no running instance sends (an instance renamed, or not started yet): only an instance named {name} with spool_dir={} sends them; rename it back, or stop ulogd and, once {to} holds no records, put this directory in its place (rm -r {to}; mv {} {to})",
                 dir.display(),
                 root.display(),
-                root.join(id).display()
+                dir.display(),
+                to = root.join(id).display()
             )
         });
     }

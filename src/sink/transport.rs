@@ -100,6 +100,7 @@ pub(super) fn open(dest: &Destination) -> Box<dyn Transport> {
         Destination::Udp(addr) => Box::new(Datagram::<UdpSocket>::new(*addr)),
         Destination::Tcp(addr) => Box::new(Tcp::new(*addr)),
         Destination::Relp(addr) => Box::new(super::relp::Relp::new(*addr)),
+        Destination::File(path) => Box::new(super::file::LogFile::new(path.clone())),
     }
 }
 

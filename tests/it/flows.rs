@@ -129,3 +129,66 @@ fn rfc5424_messages_reach_the_remote_syslog_over_tcp() {
 fn json_lines_reach_the_local_syslog() {
     flows_are_logged("json_lines_reach_the_local_syslog", Example::Json);
 }
+
+/// `destination=file:PATH`: stock ulogd appends the plugin's lines to a
+/// file itself (no syslog daemon between), one message a line; `lookup`
+/// answers a report from that file and `verify` finds its chain intact.
+#[test]
+fn a_file_destination_holds_lines_that_lookup_and_verify_read() {
+    let test = "a_file_destination_holds_lines_that_lookup_and_verify_read";
+    let out = ok(
+        masqlog_lab::tempdir::TempDir::create("file-dest"),
+        "a directory for the log file",
+    );
+    let file = out.join("flows.log");
+    let mut opts = SessionOptions::new(Example::Local);
+    opts.set_key("masq1", "destination", &format!("file:{}", file.display()));
+    let Some(mut env) = harness::session(test, &opts) else {
+        return;
+    };
+    let r = ok(
+        env.flow("alice", FlowProto::Tcp, Family::V4, 700),
+        "a TCP flow",
+    );
+    let spec = r.spec.clone();
+    ok(
+        env.wait_destroyed(std::slice::from_ref(&spec)),
+        "DESTROY event",
+    );
+    let lines = ok(
+        masqlog_lab::wait::poll("the flow's end line in the file", LINE_WAIT, || {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let port = format!(":{} ", spec.sport);
+            Ok((text
+                .lines()
+                .any(|l| l.contains("ev=end") && l.contains(&port)))
+            .then_some(text))
+        }),
+        "the file",
+    );
+    assert!(lines.ends_with('\n'), "a half line at the end:\n{lines}");
+    let status = ok(env.ulogd.stop(), "stopping ulogd");
+    assert!(status.success(), "ulogd exited with {status}");
+    // Nothing went through rsyslog.
+    assert!(
+        env.received().lines.is_empty(),
+        "lines in rsyslog's file too"
+    );
+
+    let log = file.to_string_lossy().into_owned();
+    let (_, key) = ok(env.lab.seal_key(), "the lab's key");
+    let key = key.to_string_lossy().into_owned();
+    let public = format!(
+        "{}:{}",
+        masqlog_lab::topology::masq_addr(Family::V4),
+        spec.sport
+    );
+    let at = masqlog_core::time::utc_string(r.began, true);
+    let l = crate::cli::masqlog(&["lookup", &public, "--at", &at, "--key", &key, &log]);
+    assert_eq!(l.code, Some(0), "{}", l.all());
+    let client = format!("was {}", masqlog_lab::topology::client_addr(Family::V4));
+    assert!(l.first_line().contains(&client), "{}", l.all());
+    let v = crate::cli::masqlog(&["verify", "--key", &key, &log]);
+    assert_eq!(v.code, Some(0), "{}", v.all());
+    assert!(v.out.contains("every chain is intact"), "{}", v.all());
+}

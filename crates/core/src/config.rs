@@ -58,11 +58,13 @@ pub enum Destination {
     Tcp(SocketAddr),
     /// Remote syslog over RELP: every message is acknowledged.
     Relp(SocketAddr),
+    /// A file the plugin appends to, one message a line.
+    File(PathBuf),
 }
 
 impl Destination {
-    /// Whether the destination is a remote host (the message then carries
-    /// the HOSTNAME field).
+    /// Whether the message carries the HOSTNAME field: a remote host, or a
+    /// file (which a collector may gather from many routers).
     pub fn is_remote(&self) -> bool {
         !matches!(self, Destination::Unix(_))
     }
@@ -75,6 +77,7 @@ impl fmt::Display for Destination {
             Destination::Udp(a) => write!(f, "udp:{a}"),
             Destination::Tcp(a) => write!(f, "tcp:{a}"),
             Destination::Relp(a) => write!(f, "relp:{a}"),
+            Destination::File(p) => write!(f, "file:{}", p.display()),
         }
     }
 }
@@ -356,8 +359,18 @@ pub fn parse_destination(s: &str) -> Option<Destination> {
         "tcp" => parse_socket_addr(rest, 514).map(Destination::Tcp),
         // no assigned port; 2514 is what rsyslog's documentation uses
         "relp" => parse_socket_addr(rest, 2514).map(Destination::Relp),
+        "file" if valid_file_path(rest) => Some(Destination::File(PathBuf::from(rest))),
         _ => None,
     }
+}
+
+/// An absolute path to a file: no `.` or `..` component, not a directory.
+fn valid_file_path(s: &str) -> bool {
+    s.starts_with('/')
+        && !s.ends_with('/')
+        && s.len() < 4096
+        && !s.bytes().any(|b| b.is_ascii_control())
+        && !s.split('/').any(|c| c == "." || c == "..")
 }
 
 fn valid_tag(s: &str) -> bool {
@@ -413,7 +426,7 @@ impl Config {
         let destination = parse_destination(dest).ok_or_else(|| ConfigError {
             key: "destination",
             value: format!("{dest:?}"),
-            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT, tcp:IP:PORT or relp:IP:PORT (IPv6 as [ADDR]:PORT)".into(),
+            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT, tcp:IP:PORT, relp:IP:PORT (IPv6 as [ADDR]:PORT) or file:/ABSOLUTE/PATH".into(),
         })?;
         let facility = r.choice("facility", FACILITIES).map_err(|e| ConfigError {
             allowed: format!("one of {}", names(FACILITIES)),
@@ -663,6 +676,16 @@ mod tests {
             c.destination,
             Destination::Tcp("[2001:db8::1]:6514".parse().unwrap())
         );
+        let c = with(
+            "destination",
+            RawValue::Str("file:/var/log/masqlog/flows.log".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            c.destination,
+            Destination::File("/var/log/masqlog/flows.log".into())
+        );
+        assert!(c.destination.is_remote());
         let c = with("destination", RawValue::Str("udp:192.0.2.9".into())).unwrap();
         assert_eq!(
             c.destination,
@@ -672,7 +695,9 @@ mod tests {
             "tcp:loghost:514",
             "udp:1.2.3.4:0",
             "unix:relative",
-            "file:/x",
+            "file:relative.log",
+            "file:/var/log/",
+            "file:/var/log/../etc/shadow",
             "tcp:1.2.3.4:99999",
         ] {
             let e = with("destination", RawValue::Str(bad.into())).unwrap_err();

@@ -1,7 +1,9 @@
 //! The three namespaces and their wiring: veth pairs, addresses, routes,
 //! the router's sysctls and its masquerade rule.
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
@@ -301,8 +303,9 @@ impl Lab {
 
     /// The lab's sealing key, made at the first call: the sealing state
     /// every ulogd of the lab uses (`seal.state`) and the verification key
-    /// (`verify.key`, returned), as `masqlog keygen` makes them, for the
-    /// router host `<prefix>-router`.
+    /// (`verify.key`, returned), as `masqlog keygen` makes them (mode 0600,
+    /// in the lab's directory, mode 0700), for the router host
+    /// `<prefix>-router`.
     pub fn seal_key(&self) -> Result<(PathBuf, PathBuf), LabError> {
         let state = self.path("seal.state");
         let key = self.path("verify.key");
@@ -316,7 +319,13 @@ impl Lab {
             )
             .map_err(|e| LabError::io("making the lab's key", std::io::Error::other(e)))?;
             for (path, text) in [(&key, k.to_text()), (&state, k.initial_state().to_text())] {
-                std::fs::write(path, text)
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(text.as_bytes()))
                     .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
             }
         }

@@ -1,13 +1,16 @@
 //! The real machine behind [`System`]: /proc/sys, sockets, `ulogd -i`,
-//! `nft` and `ip`, each bounded by a timeout.
+//! `nft` and `ip`, each bounded by a timeout; files looked at with `lstat`,
+//! spools read without their lock.
 
+use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::System;
-use masqlog_core::process;
+use super::{FileInfo, FileKind, SpoolContents, System};
+use masqlog_core::{process, spool_files};
 
 /// How long one external command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,5 +82,50 @@ impl System for Machine {
             return Some(names.join("\n"));
         }
         std::fs::read_to_string(path).ok()
+    }
+
+    fn file_info(&self, path: &Path) -> io::Result<FileInfo> {
+        let m = std::fs::symlink_metadata(path)?;
+        let t = m.file_type();
+        let kind = if t.is_symlink() {
+            FileKind::Symlink
+        } else if t.is_file() {
+            FileKind::File
+        } else if t.is_dir() {
+            FileKind::Dir
+        } else {
+            FileKind::Other
+        };
+        Ok(FileInfo {
+            kind,
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+        })
+    }
+
+    fn subdirs(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            // DirEntry::file_type does not follow a symlink
+            if entry.file_type()?.is_dir() {
+                // an instance id is text; another name is nobody's spool
+                if let Ok(name) = entry.file_name().into_string() {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn spool_contents(&self, dir: &Path) -> io::Result<Option<SpoolContents>> {
+        let Some(survey) = spool_files::survey(dir)? else {
+            return Ok(None);
+        };
+        Ok(Some(SpoolContents {
+            records: survey.records,
+            bytes: spool_files::pending_bytes(dir)?.unwrap_or(0),
+        }))
     }
 }

@@ -2,13 +2,15 @@
 //! validates every MASQLOG section with the plugin's own code
 //! ([`Config::from_values`]), and checks what the plugin needs around it:
 //! the plugin file, the NFCT section that feeds it, the conntrack sysctls,
-//! the syslog destination and, for transparent IDENT, the router's policy
+//! the syslog destination, the sealing state and the files around it,
+//! spools no instance sends and, for transparent IDENT, the router's policy
 //! routing. Each finding is `ok`, `warn` or `FAIL` and says what to change.
 //!
 //! The checks read the machine through [`System`], so that the logic is
 //! tested without root; [`Machine`] is the real one.
 
 pub mod machine;
+pub mod spools;
 pub mod ulogdconf;
 
 use std::net::SocketAddr;
@@ -22,6 +24,8 @@ use masqlog_core::keys::{CONF_KEYS, ConfKind};
 use ulogdconf::{ConfFile, IntSyntax, Section, int_syntax, parse_stack, strtoul_int};
 
 pub use machine::Machine;
+pub use spools::SpoolContents;
+use spools::SpoolUse;
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -160,6 +164,25 @@ impl Report {
     }
 }
 
+/// What a path is, not following a symlink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    /// A socket, a device, a fifo.
+    Other,
+}
+
+/// What `lstat` says about a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    pub kind: FileKind,
+    /// The permission bits (`mode & 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+}
+
 /// What the checks read from the machine.
 pub trait System {
     /// A sysctl under `/proc/sys/` (`net/netfilter/nf_conntrack_acct`).
@@ -178,6 +201,14 @@ pub trait System {
     fn command(&self, argv: &[&str]) -> Result<String, String>;
     /// A file's text; a directory reads as its entry names, one a line.
     fn read_file(&self, path: &Path) -> Option<String>;
+    /// The kind, mode and owner of `path` itself (a symlink is not
+    /// followed).
+    fn file_info(&self, path: &Path) -> std::io::Result<FileInfo>;
+    /// The names of the directories in `path` (symlinks left out), sorted.
+    fn subdirs(&self, path: &Path) -> std::io::Result<Vec<String>>;
+    /// What the spool directory `dir` still holds; `Ok(None)` when it is
+    /// no spool directory.
+    fn spool_contents(&self, dir: &Path) -> std::io::Result<Option<SpoolContents>>;
 }
 
 /// The NFCT keys of ulogd 2.0.5 .. 2.0.9 (`ulogd -i ulogd_inpflow_NFCT.so`).
@@ -257,6 +288,8 @@ pub fn check(file: &Path, text: &[u8], sys: &dyn System) -> Report {
     check_plugin(&mut r, &global, stacks.first().map(|(l, _)| *l), sys);
 
     let mut configs: Vec<(String, Config)> = Vec::new();
+    let mut spool_uses: Vec<SpoolUse> = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
     let mut nfct_seen: Vec<String> = Vec::new();
     for (line, els) in &stacks {
         let subject = format!("stack (line {line})");
@@ -284,8 +317,16 @@ pub fn check(file: &Path, text: &[u8], sys: &dyn System) -> Report {
             if configs.iter().any(|(id, _)| *id == el.id) {
                 continue;
             }
-            if let Some(cfg) = check_masqlog(&mut r, &conf, &el.id) {
-                configs.push((el.id.clone(), cfg));
+            match check_masqlog(&mut r, &conf, &el.id) {
+                Some((cfg, root)) => {
+                    spool_uses.push(SpoolUse {
+                        id: el.id.clone(),
+                        root,
+                        on: cfg.spool.is_some(),
+                    });
+                    configs.push((el.id.clone(), cfg));
+                }
+                None => refused.push(el.id.clone()),
             }
         }
     }
@@ -294,6 +335,7 @@ pub fn check(file: &Path, text: &[u8], sys: &dyn System) -> Report {
         check_destination(&mut r, id, &cfg.destination, sys);
         check_seal(&mut r, id, &cfg.seal, sys);
     }
+    spools::check_spools(&mut r, &spool_uses, &refused, sys);
     let transparent: Vec<&str> = configs
         .iter()
         .filter(|(_, c)| {
@@ -586,8 +628,9 @@ fn check_nfct(r: &mut Report, conf: &ConfFile, id: &str) {
 
 /// A MASQLOG section: keys known, integers readable, every value valid by
 /// the plugin's own code. Returns the config when the plugin would accept
-/// it.
-fn check_masqlog(r: &mut Report, conf: &ConfFile, id: &str) -> Option<Config> {
+/// it, with the `spool_dir` as configured ([`Config::spool_root`], also
+/// with the spool off).
+fn check_masqlog(r: &mut Report, conf: &ConfFile, id: &str) -> Option<(Config, Option<PathBuf>)> {
     let subject = format!("[{id}] MASQLOG");
     let section = match conf.section(id) {
         Ok(s) => s,
@@ -601,7 +644,8 @@ fn check_masqlog(r: &mut Report, conf: &ConfFile, id: &str) -> Option<Config> {
             &subject,
             format!("no [{id}] section: the plugin uses every default (format=text, destination=unix:/dev/log); add one to say so"),
         );
-        return Some(Config::default());
+        let root = Config::spool_root(&masqlog_core::config::default_values());
+        return Some((Config::default(), root));
     };
     let names: Vec<&str> = CONF_KEYS.iter().map(|k| k.name).collect();
     let mut bad = false;
@@ -707,7 +751,7 @@ fn check_masqlog(r: &mut Report, conf: &ConfFile, id: &str) -> Option<Config> {
                     ),
                 );
             }
-            Some(cfg)
+            Some((cfg, Config::spool_root(&values)))
         }
         Err(e) => {
             if !bad {
@@ -747,8 +791,10 @@ fn check_sysctls(r: &mut Report, sys: &dyn System) {
 }
 
 /// Whether the instance's records will be sealed: the sealing state
-/// `masqlog keygen` makes, readable and well formed. Nothing secret is
-/// shown.
+/// `masqlog keygen` makes, readable and well formed, and safe where it is.
+/// It holds the forward-secure signing key: whoever reads it can seal
+/// forged records from its epoch on, and whoever can replace it (or the
+/// directory's entry) chooses the key. Nothing secret is shown.
 fn check_seal(r: &mut Report, id: &str, seal: &SealConfig, sys: &dyn System) {
     let subject = format!("[{id}] seal");
     let path = seal.state.display();
@@ -759,32 +805,173 @@ fn check_seal(r: &mut Report, id: &str, seal: &SealConfig, sys: &dyn System) {
         );
         return;
     }
-    let Some(text) = sys.read_file(&seal.state) else {
+    let missing = |r: &mut Report| {
         let why = format!(
             "{path} does not exist (or cannot be read): records are not sealed; run `masqlog keygen --owner ulog` (the user ulogd runs as) and keep the verification key it prints off the router"
         );
         if seal.mode == SealMode::On {
-            r.fail(subject, format!("{why}; with seal=on ulogd does not start"));
+            r.fail(
+                &subject,
+                format!("{why}; with seal=on ulogd does not start"),
+            );
         } else {
-            r.warn(subject, why);
+            r.warn(&subject, why);
         }
+    };
+    let info = match sys.file_info(&seal.state) {
+        Ok(i) => i,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            missing(r);
+            return;
+        }
+        Err(e) => {
+            r.fail(
+                &subject,
+                format!("{path} cannot be looked at ({e}): ulogd does not start with it"),
+            );
+            return;
+        }
+    };
+    match info.kind {
+        FileKind::File => {}
+        FileKind::Symlink => {
+            r.fail(
+                &subject,
+                format!("{path} is a symlink: the plugin refuses it (ulogd does not start), and whoever can change the link chooses the key; put the file itself there (mv the target to {path}), then chmod 600 {path}"),
+            );
+            return;
+        }
+        kind => {
+            r.fail(
+                &subject,
+                format!(
+                    "{path} is not a regular file (a {}): ulogd does not start with it; move it away and run `masqlog keygen`",
+                    if kind == FileKind::Dir { "directory" } else { "socket, device or fifo" }
+                ),
+            );
+            return;
+        }
+    }
+    let Some(text) = sys.read_file(&seal.state) else {
+        missing(r);
         return;
     };
+    let mut safe = true;
+    if info.mode & 0o077 != 0 {
+        safe = false;
+        let who = match (info.mode & 0o070 != 0, info.mode & 0o007 != 0) {
+            (true, true) => "its group and others",
+            (true, false) => "its group",
+            _ => "others",
+        };
+        let may = match (info.mode & 0o044 != 0, info.mode & 0o022 != 0) {
+            (true, true) => {
+                "read and write it: whoever reads the key can seal forged records from this epoch on, whoever writes it chooses the key"
+            }
+            (true, false) => {
+                "read it: whoever reads the key can seal forged records from this epoch on"
+            }
+            (false, true) => "write it: whoever writes it chooses the key",
+            (false, false) => "execute it; only its owner needs it, to read and write",
+        };
+        r.fail(
+            &subject,
+            format!(
+                "{path} has mode {:04o}: {who} may {may}; chmod 600 {path}",
+                info.mode
+            ),
+        );
+    }
+    let dir = match seal.state.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir_s = dir.display();
+    match sys.file_info(dir) {
+        Err(e) => {
+            safe = false;
+            r.fail(
+                &subject,
+                format!("{dir_s}, the directory of {path}, cannot be looked at ({e})"),
+            );
+        }
+        Ok(d) if d.kind != FileKind::Dir => {
+            safe = false;
+            r.fail(
+                &subject,
+                format!("{dir_s}, the directory of {path}, is a symlink or no directory: the plugin refuses it (ulogd does not start); make it a real directory, mode 0700"),
+            );
+        }
+        Ok(d) => {
+            if d.mode & 0o022 != 0 {
+                safe = false;
+                r.fail(
+                    &subject,
+                    format!(
+                        "{dir_s}, the directory of {path}, has mode {:04o}: {} may write to it, so they can replace the sealing state and choose the key; the plugin refuses it (ulogd does not start); chmod go-w {dir_s}",
+                        d.mode,
+                        if d.mode & 0o020 != 0 && d.mode & 0o002 != 0 {
+                            "its group and others"
+                        } else if d.mode & 0o020 != 0 {
+                            "its group"
+                        } else {
+                            "others"
+                        }
+                    ),
+                );
+            }
+            // The owner of the state (ulog, when ulogd runs with --uid ulog)
+            // must own the directory too: the plugin replaces the state there.
+            if d.uid != 0 && d.uid != info.uid {
+                safe = false;
+                r.fail(
+                    &subject,
+                    format!(
+                        "{dir_s}, the directory of {path}, is owned by {}, neither root nor the owner of {path} ({}): that user can replace the sealing state and choose the key; chown {} {dir_s}",
+                        user_name(sys, d.uid),
+                        user_name(sys, info.uid),
+                        if info.uid == 0 { "root".to_string() } else { user_name(sys, info.uid) }
+                    ),
+                );
+            }
+        }
+    }
     match masqlog_core::seal::SealState::parse(&text) {
-        Ok(st) => r.ok(
+        Ok(st) if safe => r.ok(
             subject,
             format!(
-                "{path}: records are sealed as {}/{id}, epoch {} of {} s",
+                "{path} (owner {}, mode {:04o}): records are sealed as {}/{id}, epoch {} of {} s",
+                user_name(sys, info.uid),
+                info.mode,
                 st.host,
                 st.epoch(),
                 st.epochs.epoch_secs
             ),
         ),
+        Ok(_) => {}
         Err(e) => r.fail(
             subject,
             format!("{path}: {e}: ulogd does not start with it; make a new key with `masqlog keygen` after moving this file away"),
         ),
     }
+}
+
+/// The name of user `uid` from /etc/passwd, else `uid N`.
+fn user_name(sys: &dyn System, uid: u32) -> String {
+    sys.read_file(Path::new("/etc/passwd"))
+        .and_then(|passwd| {
+            passwd.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| {
+            if uid == 0 {
+                "root".to_string()
+            } else {
+                format!("uid {uid}")
+            }
+        })
 }
 
 fn check_destination(r: &mut Report, id: &str, dest: &Destination, sys: &dyn System) {
@@ -808,6 +995,20 @@ fn check_destination(r: &mut Report, id: &str, dest: &Destination, sys: &dyn Sys
                 format!("{dest}: cannot connect ({e}): is the receiver listening, and does the firewall let the router through?"),
             ),
         },
+        Destination::File(path) => {
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            if sys.read_file(dir).is_some() {
+                r.ok(
+                    subject,
+                    format!("{dest}: its directory exists; the plugin appends to the file, or creates it (mode 0640, owned by the directory's owner)"),
+                );
+            } else {
+                r.fail(
+                    subject,
+                    format!("{dest}: the directory {} does not exist or cannot be read: create it, owned by the user ulogd runs as (`install -d -o ulog -m 0750 {}`)", dir.display(), dir.display()),
+                );
+            }
+        }
         Destination::Udp(_) => r.warn(
             subject,
             format!("{dest}: not checkable (UDP gives no delivery feedback, and nor does the plugin); relp: acknowledges every message"),

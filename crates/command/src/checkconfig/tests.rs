@@ -25,7 +25,23 @@ struct Fake {
     capable: bool,
     commands: HashMap<String, String>,
     texts: HashMap<PathBuf, String>,
+    /// What `lstat` says; a path missing here is a file (mode 0600, root's)
+    /// when it has a text, else not there.
+    infos: HashMap<PathBuf, FileInfo>,
+    /// The directories in a directory.
+    dirs: HashMap<PathBuf, Vec<String>>,
+    /// Spool directories and what they hold.
+    spools: HashMap<PathBuf, SpoolContents>,
     ran: RefCell<Vec<String>>,
+}
+
+/// What the default sealing state's directory is.
+const SEAL_DIR: &str = "/var/lib/masqlog";
+/// The default `spool_dir`.
+const SPOOL_ROOT: &str = "/var/spool/masqlog";
+
+fn info(kind: FileKind, mode: u32, uid: u32) -> FileInfo {
+    FileInfo { kind, mode, uid }
 }
 
 impl Default for Fake {
@@ -70,6 +86,9 @@ impl Default for Fake {
                     .initial_state()
                     .to_text(),
             )]),
+            infos: HashMap::from([(PathBuf::from(SEAL_DIR), info(FileKind::Dir, 0o700, 0))]),
+            dirs: HashMap::new(),
+            spools: HashMap::new(),
             ran: RefCell::new(Vec::new()),
         }
     }
@@ -140,6 +159,25 @@ impl System for Fake {
 
     fn read_file(&self, path: &Path) -> Option<String> {
         self.texts.get(path).cloned()
+    }
+
+    fn file_info(&self, path: &Path) -> io::Result<FileInfo> {
+        match self.infos.get(path) {
+            Some(i) => Ok(*i),
+            None if self.texts.contains_key(path) => Ok(info(FileKind::File, 0o600, 0)),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    fn subdirs(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.dirs
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
+
+    fn spool_contents(&self, dir: &Path) -> io::Result<Option<SpoolContents>> {
+        Ok(self.spools.get(dir).copied())
     }
 }
 
@@ -588,8 +626,8 @@ fn every_bad_plugin_value_is_named_with_its_line() {
         ),
         (
             "destination",
-            "file:/var/log/masqlog.log",
-            "\"file:/var/log/masqlog.log\"",
+            "file:var/log/masqlog.log",
+            "\"file:var/log/masqlog.log\"",
             "unix:/ABSOLUTE/PATH",
         ),
         (
@@ -791,4 +829,326 @@ fn the_sealing_state_is_checked_without_showing_it() {
         "{}",
         r.render_text()
     );
+}
+
+/// A sealing state that is a symlink, or that others may read, fails with
+/// the fix; a safe one is ok with its owner and mode.
+#[test]
+fn the_sealing_state_must_be_a_private_file_in_a_safe_directory() {
+    let state = PathBuf::from(SEAL_STATE);
+    let mut sys = Fake::default();
+    sys.texts.insert(
+        "/etc/passwd".into(),
+        "root:x:0:0:root:/root:/bin/bash\nulog:x:101:102::/var/log/ulog:/usr/sbin/nologin\n".into(),
+    );
+    sys.infos
+        .insert(state.clone(), info(FileKind::File, 0o600, 101));
+    let r = run(&good(), &sys);
+    assert!(
+        has(
+            &r,
+            Status::Ok,
+            "[masq1] seal",
+            &format!("{SEAL_STATE} (owner ulog, mode 0600): records are sealed as gw1/masq1")
+        ),
+        "{}",
+        r.render_text()
+    );
+    assert_eq!(r.count(Status::Fail), 0, "{}", r.render_text());
+
+    // A symlink is never followed: a failure, and the state is not read.
+    sys.infos
+        .insert(state.clone(), info(FileKind::Symlink, 0o777, 0));
+    let r = run(&good(), &sys);
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1] seal",
+            &format!("{SEAL_STATE} is a symlink")
+        ),
+        "{}",
+        r.render_text()
+    );
+    assert!(
+        !has(&r, Status::Ok, "[masq1] seal", ""),
+        "{}",
+        r.render_text()
+    );
+
+    // Readable by everyone: a failure with chmod, and no ok line.
+    sys.infos
+        .insert(state.clone(), info(FileKind::File, 0o644, 0));
+    let r = run(&good(), &sys);
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1] seal",
+            &format!("{SEAL_STATE} has mode 0644: its group and others may read it")
+        ),
+        "{}",
+        r.render_text()
+    );
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1] seal",
+            &format!("chmod 600 {SEAL_STATE}")
+        ),
+        "{}",
+        r.render_text()
+    );
+    assert!(
+        !has(&r, Status::Ok, "[masq1] seal", ""),
+        "{}",
+        r.render_text()
+    );
+
+    // Writable by its group only.
+    sys.infos
+        .insert(state.clone(), info(FileKind::File, 0o620, 0));
+    let r = run(&good(), &sys);
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1] seal",
+            "mode 0620: its group may write it"
+        ),
+        "{}",
+        r.render_text()
+    );
+
+    // A directory: not a regular file.
+    sys.infos
+        .insert(state.clone(), info(FileKind::Dir, 0o700, 0));
+    let r = run(&good(), &sys);
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1] seal",
+            "is not a regular file (a directory)"
+        ),
+        "{}",
+        r.render_text()
+    );
+}
+
+/// The directory of the sealing state: nobody but its owner writes to it,
+/// and it is root's or the state owner's.
+#[test]
+fn the_sealing_states_directory_must_be_safe() {
+    let state = PathBuf::from(SEAL_STATE);
+    let mut sys = Fake::default();
+    sys.texts.insert(
+        "/etc/passwd".into(),
+        "root:x:0:0:root:/root:/bin/bash\nulog:x:101:102::/var/log/ulog:/usr/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/sh\n".into(),
+    );
+    // keygen --owner ulog: the state and its directory are ulog's
+    sys.infos
+        .insert(state.clone(), info(FileKind::File, 0o600, 101));
+    sys.infos
+        .insert(SEAL_DIR.into(), info(FileKind::Dir, 0o700, 101));
+    let r = run(&good(), &sys);
+    assert!(
+        has(&r, Status::Ok, "[masq1] seal", "(owner ulog, mode 0600)"),
+        "{}",
+        r.render_text()
+    );
+
+    // A directory others may write to.
+    sys.infos
+        .insert(SEAL_DIR.into(), info(FileKind::Dir, 0o1777, 0));
+    let r = run(&good(), &sys);
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1] seal",
+            &format!(
+                "{SEAL_DIR}, the directory of {SEAL_STATE}, has mode 1777: its group and others may write to it"
+            )
+        ),
+        "{}",
+        r.render_text()
+    );
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1] seal",
+            &format!("chmod go-w {SEAL_DIR}")
+        ),
+        "{}",
+        r.render_text()
+    );
+    assert!(
+        !has(&r, Status::Ok, "[masq1] seal", ""),
+        "{}",
+        r.render_text()
+    );
+
+    // A directory of another user than root and the state's owner.
+    sys.infos
+        .insert(SEAL_DIR.into(), info(FileKind::Dir, 0o755, 1000));
+    let r = run(&good(), &sys);
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1] seal",
+            &format!("is owned by alice, neither root nor the owner of {SEAL_STATE} (ulog)")
+        ),
+        "{}",
+        r.render_text()
+    );
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1] seal",
+            &format!("chown ulog {SEAL_DIR}")
+        ),
+        "{}",
+        r.render_text()
+    );
+
+    // A symlinked directory.
+    sys.infos
+        .insert(SEAL_DIR.into(), info(FileKind::Symlink, 0o777, 0));
+    let r = run(&good(), &sys);
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[masq1] seal",
+            "is a symlink or no directory"
+        ),
+        "{}",
+        r.render_text()
+    );
+}
+
+fn spool(records: u64, bytes: u64) -> SpoolContents {
+    SpoolContents { records, bytes }
+}
+
+/// A spool a renamed instance left, and one of an instance with the spool
+/// off, are warned about; the instance's own spool and an empty one are
+/// not.
+#[test]
+fn spools_no_instance_sends_are_named() {
+    let root = PathBuf::from(SPOOL_ROOT);
+    let mut sys = Fake::default();
+    sys.dirs.insert(
+        root.clone(),
+        vec!["empty".into(), "masq1".into(), "old".into()],
+    );
+    sys.spools.insert(root.join("masq1"), spool(5, 120));
+    sys.spools.insert(root.join("old"), spool(2, 22));
+    sys.spools.insert(root.join("empty"), spool(0, 0));
+    let r = run(&good(), &sys);
+    let warnings: Vec<&CheckResult> = r.with(Status::Warn).collect();
+    assert_eq!(warnings.len(), 1, "{}", r.render_text());
+    assert_eq!(warnings[0].subject, format!("spool {SPOOL_ROOT}/old"));
+    for needle in [
+        "holds 2 records (22 bytes) that no instance sends",
+        &format!("only an instance named old with spool_dir={SPOOL_ROOT} sends them"),
+        &format!(
+            "rename it back, or stop ulogd and, once {SPOOL_ROOT}/masq1 holds no records, put this directory in its place (rm -r {SPOOL_ROOT}/masq1; mv {SPOOL_ROOT}/old {SPOOL_ROOT}/masq1)"
+        ),
+    ] {
+        assert!(
+            warnings[0].message.contains(needle),
+            "{needle}: {}",
+            r.render_text()
+        );
+    }
+
+    // The spool switched off: masq1's own records are not sent either.
+    let off = good().replace("[masq1]\n", "[masq1]\nspool_size_mb=0\n");
+    let r = run(&off, &sys);
+    assert!(
+        has(
+            &r,
+            Status::Warn,
+            &format!("spool {SPOOL_ROOT}/masq1"),
+            "holds 5 records (120 bytes) from a run with a spool; with spool_size_mb=0 they are not sent: set spool_size_mb again"
+        ),
+        "{}",
+        r.render_text()
+    );
+    assert!(
+        has(
+            &r,
+            Status::Warn,
+            &format!("spool {SPOOL_ROOT}/old"),
+            "or save the directory elsewhere and remove it"
+        ),
+        "{}",
+        r.render_text()
+    );
+    assert!(!has(&r, Status::Warn, "empty", ""), "{}", r.render_text());
+
+    // A second instance spooling elsewhere: its spool under the first
+    // one's root is named, with where it spools now.
+    let two = format!(
+        "{}[masq2]\nspool_dir=/srv/spool\n",
+        good().replace(
+            "stack=ct1:NFCT,masq1:MASQLOG\n",
+            "stack=ct1:NFCT,masq1:MASQLOG\nstack=ct1:NFCT,masq2:MASQLOG\n"
+        )
+    );
+    sys.dirs
+        .insert(root.clone(), vec!["masq1".into(), "masq2".into()]);
+    sys.spools.insert(root.join("masq2"), spool(1, 9));
+    let r = run(&two, &sys);
+    assert!(
+        has(
+            &r,
+            Status::Warn,
+            &format!("spool {SPOOL_ROOT}/masq2"),
+            "holds 1 record (9 bytes) that no instance sends"
+        ),
+        "{}",
+        r.render_text()
+    );
+    assert!(
+        has(
+            &r,
+            Status::Warn,
+            &format!("spool {SPOOL_ROOT}/masq2"),
+            &format!(
+                "put this directory in its place (rm -r /srv/spool/masq2; mv {SPOOL_ROOT}/masq2 /srv/spool/masq2)"
+            )
+        ),
+        "{}",
+        r.render_text()
+    );
+    assert!(
+        !has(&r, Status::Warn, &format!("spool {SPOOL_ROOT}/masq1"), ""),
+        "{}",
+        r.render_text()
+    );
+}
+
+/// A spool held by an instance whose section the plugin refuses is not
+/// judged: that instance fails already.
+#[test]
+fn a_refused_instances_spool_is_left_to_its_failure() {
+    let root = PathBuf::from(SPOOL_ROOT);
+    let mut sys = Fake::default();
+    sys.dirs.insert(root.clone(), vec!["masq1".into()]);
+    sys.spools.insert(root.join("masq1"), spool(3, 30));
+    let bad = good().replace("format=text", "format=xml");
+    let r = run(&bad, &sys);
+    assert!(
+        has(&r, Status::Fail, "[masq1] format", "xml"),
+        "{}",
+        r.render_text()
+    );
+    assert!(!has(&r, Status::Warn, "spool", ""), "{}", r.render_text());
 }

@@ -22,6 +22,13 @@ Checks, each reported as ok, warn or FAIL with what to change:
   - the sysctls net.netfilter.nf_conntrack_acct and nf_conntrack_timestamp
   - the syslog destination: the unix socket accepts a datagram socket, the
     TCP receiver accepts a connection (2 s); UDP cannot be checked
+  - the sealing state (seal_state): it exists and reads as one, and it is
+    safe: a regular file (not a symlink), mode 0600 (no access for group or
+    others), in a directory only its owner writes to, owned by root or by
+    the state's owner
+  - orphaned spools: a directory under a spool_dir that holds records no
+    instance sends (an instance renamed, or spool_size_mb=0), with the
+    number of records and how to get them sent
   - ident=transparent: CAP_NET_ADMIN, the nftables `socket transparent` mark
     rule, the fwmark ip rule and the `local` route of its table
 
