@@ -1,6 +1,6 @@
 //! The daemons of a bench run, started under the lab's guards: ulogd in the
-//! router (with its own /dev/log), the receivers (rsyslog), the identd that
-//! never answers.
+//! router (with its own /dev/log), the receivers (rsyslog: local, TCP and
+//! RELP), the identd that never answers.
 //!
 //! /dev/log: stock SYSLOG calls syslog(3), which always writes to /dev/log,
 //! and masqlog's examples send there too. The lab never touches the host's
@@ -134,6 +134,17 @@ impl Ulogd {
     }
 }
 
+/// What a receiver listens on.
+#[derive(Clone, Copy, Debug)]
+enum Listen {
+    /// imuxsock on a socket in its directory.
+    Unix,
+    /// imtcp.
+    Tcp(SocketAddr),
+    /// imrelp (Debian's rsyslog-relp).
+    Relp(SocketAddr),
+}
+
 /// An rsyslogd that writes every message it receives, as received
 /// (`%rawmsg%`), one a line, into one file. The lab's own receiver writes
 /// three files per message; the bench wants the receiver to cost as little
@@ -148,15 +159,20 @@ impl Receiver {
     /// A local receiver in the router namespace (as on a real router):
     /// imuxsock on `<dir>/<name>/log.sock`, rate limiting off.
     pub fn local(lab: &Lab, name: &str) -> Result<Receiver> {
-        Receiver::start(lab, name, Role::Router, None)
+        Receiver::start(lab, name, Role::Router, Listen::Unix)
     }
 
     /// A remote receiver in the server namespace: imtcp on `addr`.
     pub fn remote(lab: &Lab, name: &str, addr: SocketAddr) -> Result<Receiver> {
-        Receiver::start(lab, name, Role::Server, Some(addr))
+        Receiver::start(lab, name, Role::Server, Listen::Tcp(addr))
     }
 
-    fn start(lab: &Lab, name: &str, role: Role, tcp: Option<SocketAddr>) -> Result<Receiver> {
+    /// A RELP receiver in the server namespace: imrelp on `addr`.
+    pub fn relp(lab: &Lab, name: &str, addr: SocketAddr) -> Result<Receiver> {
+        Receiver::start(lab, name, Role::Server, Listen::Relp(addr))
+    }
+
+    fn start(lab: &Lab, name: &str, role: Role, listen: Listen) -> Result<Receiver> {
         let dir = lab.path(name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let d = dir.display();
@@ -165,21 +181,29 @@ impl Receiver {
              global(workDirectory=\"{d}\" maxMessageSize=\"64k\")\n\
              module(load=\"imuxsock\" SysSock.Use=\"off\")\n"
         );
-        let socket = match tcp {
-            None => {
+        let (socket, tcp) = match listen {
+            Listen::Unix => {
                 conf.push_str(&format!(
                     "input(type=\"imuxsock\" Socket=\"{d}/log.sock\" CreatePath=\"on\"\n      \
                      RateLimit.Interval=\"0\" UseSpecialParser=\"off\" ParseHostname=\"off\")\n"
                 ));
-                Some(dir.join("log.sock"))
+                (Some(dir.join("log.sock")), None)
             }
-            Some(a) => {
+            Listen::Tcp(a) => {
                 conf.push_str(&format!(
                     "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"{}\" port=\"{}\")\n",
                     a.ip(),
                     a.port()
                 ));
-                None
+                (None, Some(a))
+            }
+            Listen::Relp(a) => {
+                conf.push_str(&format!(
+                    "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"{}\" port=\"{}\")\n",
+                    a.ip(),
+                    a.port()
+                ));
+                (None, Some(a))
             }
         };
         conf.push_str(&format!(

@@ -6,10 +6,13 @@
 //! bench/flowgen sends one packet per flow from the client (each a new
 //! conntrack entry, masqueraded); the router's short UDP and SYN_SENT
 //! timeouts make the DESTROY events follow. For each row the table shows
-//! the flows, the lines that reached the sink, the lines lost, ulogd's
-//! "losing events" messages, ulogd's CPU time (all threads) per event and
-//! what the output adds above the floor (a no-op output, bench/noop.c), and
-//! ulogd's peak RSS. See bench/README section in the main README.
+//! ulogd's CPU time (all threads, and its main thread) per event in both
+//! phases and what the output adds above the floor (a no-op output,
+//! bench/noop.c), as a ratio to LOGEMU's and SYSLOG's; the flows, the lines
+//! that reached the sink, the lines lost, ulogd's "losing events" messages,
+//! ulogd's peak RSS and the wake-ups of MASQLOG's writer thread; then the
+//! targets, each with its verdict per rate. See bench/README section in the
+//! main README.
 //!
 //! Run it through `bench/run`, which builds everything first.
 
@@ -35,15 +38,19 @@ use masqlog_lab::{Lab, Role};
 
 use crate::daemons::{Receiver, silent_identd};
 use crate::rows::{ConfCtx, Output, Proto, Row};
-use crate::runner::{Env, Rate, RowResult};
+use crate::runner::{Env, Rate, RowError, RowResult};
 
 /// Steady-phase flows, steady rate and flood flows per row, of a full run
 /// and of `--quick`.
 const FULL_FLOWS: u64 = 20_000;
 const QUICK_FLOWS: u64 = 8_000;
-const STEADY_RATE: u64 = 10_000;
+const STEADY_RATE: u64 = 20_000;
 const FULL_FLOOD: u64 = 100_000;
 const QUICK_FLOOD: u64 = 20_000;
+/// The RELP receiver's port in the server namespace: below
+/// `measure::FIRST_FLOW_PORT`, whose traffic the server's counters drop (the
+/// lab's own RELP port, 20514, is above it).
+const RELP_PORT: u16 = 2514;
 /// Flows and rate of a `--profile` run (ulogd is ~50x slower under
 /// callgrind); no flood.
 const PROFILE_FLOWS: u64 = 4_000;
@@ -59,13 +66,15 @@ const PERF_FLOWS: u64 = 100_000;
     long_about = "masqlog under load. Builds the namespace lab (client -> router with \
                   masquerade -> server), and for each row starts stock ulogd in the router \
                   with the same NFCT input and one output stack (a no-op floor, LOGEMU, SYSLOG, \
-                  JSON, MASQLOG in three formats to a local rsyslog and text to a remote one), \
-                  sends the same new flows from the client (a steady phase at a set rate, then a \
-                  flood as fast as one core sends), waits until every conntrack entry has \
-                  expired, and reports flows, lines, lines lost, \"losing \
-                  events\" messages, ulogd's CPU time per event above the floor, and peak RSS. \
-                  The masqlog rows are repeated with IDENT on TCP flows against an identd that \
-                  never answers. Prints the table and writes it to bench/results-DATE.txt.\n\n\
+                  JSON, MASQLOG in three formats to a local rsyslog, text to a remote one over \
+                  TCP and over RELP, and text into a file), sends the same new flows from the \
+                  client (a steady phase at a set rate, then a flood as fast as one core sends), \
+                  waits until every conntrack entry has expired, and reports ulogd's CPU time \
+                  per event above the floor in both phases, flows, lines, lines lost, \"losing \
+                  events\" messages, peak RSS and the wake-ups of MASQLOG's writer thread, then \
+                  the targets. The masqlog rows are repeated on TCP flows without and with \
+                  IDENT against an identd that never answers. Prints the table and writes it to \
+                  bench/results-DATE.txt.\n\n\
                   Example: sudo bench/run --quick\n\n\
                   Exit status: 0 every target met, 1 a target missed, 2 error."
 )]
@@ -75,7 +84,7 @@ struct Args {
     #[arg(long)]
     flows: Option<u64>,
     /// Flows per second in the steady phase (bursts of 64 packets spaced
-    /// evenly), or `max` [default: 10000].
+    /// evenly), or `max` [default: 20000].
     #[arg(long)]
     rate: Option<String>,
     /// Flows per row in the flood phase, sent as fast as one core allows,
@@ -83,7 +92,7 @@ struct Args {
     /// 100000, 20000 with --quick].
     #[arg(long)]
     flood: Option<u64>,
-    /// Fewer flows per row: the whole table in one to two minutes.
+    /// Fewer flows per row: the whole table in a few minutes.
     #[arg(long)]
     quick: bool,
     /// Runs every row's steady phase N times, in rounds (the flood only in
@@ -92,9 +101,10 @@ struct Args {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=9))]
     repeat: Option<u32>,
     /// Only these rows, comma-separated: keys such as `udp:floor`,
-    /// `udp:masqlog-text`, `tcp:masqlog-json+ident`, `tcp:stock` (the
-    /// cheapest stock output), or a section (`udp`, `tcp`). `list` prints
-    /// the keys.
+    /// `udp:masqlog-text`, `tcp:masqlog-json+ident`, `udp:stock` (the
+    /// section's stock outputs), or a section (`udp`, `tcp`). `list` prints
+    /// the keys. A CPU ratio needs the section's floor and the stock output
+    /// it compares with.
     #[arg(long)]
     rows: Option<String>,
     /// Changes a key of the `[ct1]` (NFCT) section of every row, e.g.
@@ -108,7 +118,8 @@ struct Args {
     profile: Option<String>,
     /// Runs one row's steady phase (a key as in --rows) with `perf record
     /// -e cpu-clock -g` attached to ulogd for 4 s instead of the table;
-    /// writes bench/target/profile/ [default flows: 100000 at 10000/s].
+    /// writes bench/target/profile/ [default flows: 100000 at the steady
+    /// rate].
     #[arg(long, value_name = "ROW", conflicts_with = "profile")]
     perf: Option<String>,
     /// Where to write the results [default: bench/results-DATE.txt, or
@@ -130,15 +141,21 @@ struct Args {
     noop: Option<PathBuf>,
 }
 
-/// What the columns mean (also in the README).
+/// What the columns mean.
 const LEGEND: &str = r#"
 Columns (steady phase: flows in bursts of 64 at the set rate; flood: as fast as one core sends)
+ CPU table, per phase:
+  CPU us/ev      ulogd's CPU time (user+system, all threads) from the generator's start until every
+                 line arrived, per event it handled (NOOP's and MASQLOG's own counts; lines for the
+                 stock outputs); steady: the median run
+  +floor us/ev   that minus the NOOP floor's (same section, same phase): what the output adds
+  x LOGEMU       +floor / LOGEMU's +floor (the target of MASQLOG to tcp, relp, a file: <= 0.5)
+  x SYSLOG       +floor / SYSLOG's +floor (the target of MASQLOG on unix:/dev/log: <= 1.0)
+  main us/ev     ulogd's main thread alone (netlink, every interp); +floor: minus the floor's
+  spread         (max - min) / median of the steady CPU per event over the rounds (--repeat)
+ Lines table:
   steady flows   flows of the steady phase that passed the NAT (counted at the server)
-  CPU us/ev      ulogd's CPU time (user+system, all threads) per event it handled, steady phase
-  +floor us/ev   that minus the NOOP floor's: what the output adds
-  x stock        +floor / the cheapest stock output's +floor (same section)
-  main us/ev     ulogd's main thread alone (netlink, every interp), steady phase
-  flood flows/s  the generator's rate in the flood
+  flood flows    the same of the flood; flows/s: the generator's rate in the flood
   lines          start and end lines that reached the sink, both phases
   ident          IDENT lines (ident=plain rows)
   lost           2 x flows (NEW + DESTROY) - lines, both phases (floor: events NOOP did not see)
@@ -147,7 +164,10 @@ Columns (steady phase: flows in bursts of 64 at the set rate; flood: as fast as 
   losing         "losing events" messages in ulogd's log
   NEW lag s      flood: seconds from the generator's end until the last start line arrived
                  (- for a buffered file, or when start lines were lost)
-  RSS MiB        ulogd's peak resident set (VmHWM) after the flood; x stock: / the cheapest stock's
+  RSS MiB        ulogd's peak resident set (VmHWM) after the flood
+  writer         steady phase, MASQLOG's writer thread (masqlog-writer): its context switches
+                 (voluntary + involuntary: each one is followed by a wake-up) per 1000 events
+                 handled, and events per wake-up
 "#;
 
 fn main() -> ExitCode {
@@ -180,36 +200,29 @@ fn need(path: PathBuf, what: &str) -> Result<PathBuf> {
 }
 
 fn all_row_keys() -> Vec<String> {
-    let mut keys: Vec<String> = rows::udp_rows().iter().map(Row::key).collect();
-    keys.extend(rows::tcp_rows(Output::Logemu).iter().map(|r| {
-        if r.output.is_stock() {
-            "tcp:stock".to_string()
-        } else {
-            r.key()
-        }
-    }));
-    keys
+    rows::udp_rows()
+        .iter()
+        .chain(rows::tcp_rows().iter())
+        .map(Row::key)
+        .collect()
 }
 
 fn selected(filter: &Option<Vec<String>>, row: &Row) -> bool {
     let Some(f) = filter else { return true };
     let key = row.key();
+    let stock = format!("{}:stock", row.proto.name());
     f.iter().any(|item| {
-        item == &key
-            || item == row.proto.name()
-            || (item == "tcp:stock" && row.proto == Proto::Tcp && row.output.is_stock())
+        item == &key || item == row.proto.name() || (item == &stock && row.output.is_stock())
     })
 }
 
 fn find_row(key: &str) -> Result<Row> {
     let mut all = rows::udp_rows();
-    all.extend(rows::tcp_rows(Output::Logemu));
-    for o in [Output::Syslog, Output::Json] {
-        all.push(Row {
-            proto: Proto::Tcp,
-            output: o,
-        });
-    }
+    all.extend(rows::tcp_rows());
+    all.push(Row {
+        proto: Proto::Tcp,
+        output: Output::Json,
+    });
     all.into_iter()
         .find(|r| r.key() == key)
         .ok_or_else(|| anyhow::anyhow!("no row {key}; --rows list prints them"))
@@ -364,6 +377,12 @@ fn run(args: &Args) -> Result<bool> {
     let remote_addr = SocketAddr::new(SERVER_V4.into(), REMOTE_PORT);
     let local = Receiver::local(&lab, "rsyslog-local")?;
     let remote = Receiver::remote(&lab, "rsyslog-remote", remote_addr)?;
+    // Without imrelp (Debian's rsyslog-relp) only the RELP rows fail.
+    let relp_addr = SocketAddr::new(SERVER_V4.into(), RELP_PORT);
+    let relp = Receiver::relp(&lab, "rsyslog-relp", relp_addr).map_err(|e| {
+        eprintln!("masqlog-bench: no RELP receiver, the RELP rows will fail: {e:#}");
+        format!("{e:#}")
+    });
 
     let subs = Substitutions {
         plugin_dir: default_plugin_dir(),
@@ -392,6 +411,7 @@ fn run(args: &Args) -> Result<bool> {
         masqlog_so: installed,
         noop_so: noop,
         remote: remote_addr,
+        relp: relp_addr,
         ct1,
     };
     let mut env = Env {
@@ -400,6 +420,7 @@ fn run(args: &Args) -> Result<bool> {
         flowgen: flowgen.clone(),
         local,
         remote,
+        relp,
         steady_flows: flows,
         steady_rate: rate,
         flood_flows: flood,
@@ -456,22 +477,24 @@ fn run(args: &Args) -> Result<bool> {
         return Ok(true);
     }
 
-    let udp: Vec<Row> = rows::udp_rows()
+    let planned: Vec<Row> = rows::udp_rows()
         .into_iter()
+        .chain(rows::tcp_rows())
         .filter(|r| selected(&filter, r))
         .collect();
+    if planned.is_empty() {
+        bail!("--rows selects no row; --rows list prints them");
+    }
     let mut results: Vec<RowResult> = Vec::new();
-    let total_rows = {
-        let tcp_n = rows::tcp_rows(Output::Logemu)
-            .iter()
-            .filter(|r| selected(&filter, r))
-            .count();
-        (udp.len() + tcp_n) * repeat as usize
-    };
+    let mut failures: Vec<RowError> = Vec::new();
+    let total_rows = planned.len() * repeat as usize;
     let mut done = 0;
-    let mut run_rows = |env: &mut Env, rows: &[Row], results: &mut Vec<RowResult>| -> Result<()> {
+    // Section by section (UDP, then TCP), every row of a section once per
+    // round; a row that fails is reported and the others go on.
+    for proto in [Proto::Udp, Proto::Tcp] {
+        let rows: Vec<&Row> = planned.iter().filter(|r| r.proto == proto).collect();
         for round in 1..=repeat {
-            for row in rows {
+            for row in &rows {
                 done += 1;
                 eprint!(
                     "masqlog-bench: [{done}/{total_rows}] {}{} ... ",
@@ -482,46 +505,38 @@ fn run(args: &Args) -> Result<bool> {
                         String::new()
                     }
                 );
-                let r = env
+                match env
                     .run_row(row, round == 1)
-                    .with_context(|| format!("row {}", row.key()))?;
-                eprintln!(
-                    "{} us/ev steady; flood at {:.0}/s; {} flows, {} lines, {} lost; {:.0} s",
-                    r.cpu_us().map_or("-".into(), |c| format!("{c:.2}")),
-                    r.flood_rate(),
-                    r.flows(),
-                    r.counts.flow_lines(),
-                    r.lost(),
-                    r.wall_secs
-                );
-                results.push(r);
+                    .with_context(|| format!("row {}", row.key()))
+                {
+                    Ok(r) => {
+                        eprintln!(
+                            "{} us/ev steady, {} flood at {:.0}/s; {} flows, {} lines, {} lost; {:.0} s",
+                            r.cpu_us().map_or("-".into(), |c| format!("{c:.2}")),
+                            r.flood
+                                .as_ref()
+                                .and_then(|f| f.cpu_us())
+                                .map_or("-".into(), |c| format!("{c:.2}")),
+                            r.flood_rate(),
+                            r.flows(),
+                            r.counts.flow_lines(),
+                            r.lost(),
+                            r.wall_secs
+                        );
+                        results.push(r);
+                    }
+                    Err(e) => {
+                        let error = format!("{e:?}");
+                        eprintln!("failed: {}", report::short_error(&error));
+                        failures.push(RowError {
+                            row: (*row).clone(),
+                            error,
+                        });
+                    }
+                }
             }
         }
-        Ok(())
-    };
-    run_rows(&mut env, &udp, &mut results)?;
-
-    // The TCP section compares with the cheapest stock output of the UDP
-    // section (LOGEMU when the UDP section had none).
-    let cheapest = {
-        let summaries = report::summarise(&results);
-        let floor = summaries
-            .iter()
-            .find(|s| s.shown.row.output.is_floor())
-            .and_then(|s| s.cpu_us)
-            .unwrap_or(0.0);
-        summaries
-            .iter()
-            .filter(|s| s.shown.row.output.is_stock())
-            .filter_map(|s| s.cpu_us.map(|c| (s.shown.row.output, c - floor)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map_or(Output::Logemu, |(o, _)| o)
-    };
-    let tcp: Vec<Row> = rows::tcp_rows(cheapest)
-        .into_iter()
-        .filter(|r| selected(&filter, r))
-        .collect();
-    run_rows(&mut env, &tcp, &mut results)?;
+    }
     if args.keep {
         let script = lab.keep()?;
         eprintln!(
@@ -539,8 +554,14 @@ fn run(args: &Args) -> Result<bool> {
     } else {
         rate.describe()
     };
-    let table = report::table(&summaries, repeat);
-    let (targets, all_met) = report::targets(&summaries, &flood_desc);
+    let table = report::table(&planned, &summaries, &failures, repeat, &rate.describe());
+    let (targets, all_met) = report::targets(
+        &planned,
+        &summaries,
+        &failures,
+        &rate.describe(),
+        &flood_desc,
+    );
     let load_after = measure::loadavg();
     let now = jiff::Timestamp::now();
     let date = now.strftime("%Y-%m-%d").to_string();
@@ -567,7 +588,7 @@ fn run(args: &Args) -> Result<bool> {
     });
     let full = format!(
         "{text}{}",
-        report::details(&results, measure::clock_ticks())
+        report::details(&results, &failures, measure::clock_ticks())
     );
     std::fs::write(&out, full).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("masqlog-bench: wrote {}", out.display());

@@ -1,6 +1,6 @@
-//! What the bench reads from the kernel: a process's CPU time (all threads)
-//! and peak memory from /proc, the router's conntrack count, the server's
-//! packet counters.
+//! What the bench reads from the kernel: a process's CPU time (all threads),
+//! a thread's context switches and the process's peak memory from /proc, the
+//! router's conntrack count, the server's packet counters.
 
 use std::path::Path;
 use std::time::Duration;
@@ -85,6 +85,62 @@ pub fn cpu(pid: u32) -> Result<Cpu> {
         utime: num(11)?,
         stime: num(12)?,
         threads,
+    })
+}
+
+/// Context switches of one thread (/proc/PID/task/TID/status): each is the
+/// thread going off a CPU, so each is followed by a wake-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Switches {
+    /// It waited (`voluntary_ctxt_switches`).
+    pub voluntary: u64,
+    /// It was preempted (`nonvoluntary_ctxt_switches`).
+    pub involuntary: u64,
+}
+
+impl Switches {
+    pub fn total(&self) -> u64 {
+        self.voluntary + self.involuntary
+    }
+
+    /// The switches between `earlier` and `self`.
+    pub fn since(&self, earlier: &Switches) -> Switches {
+        Switches {
+            voluntary: self.voluntary.saturating_sub(earlier.voluntary),
+            involuntary: self.involuntary.saturating_sub(earlier.involuntary),
+        }
+    }
+}
+
+/// The thread of `pid` whose name (/proc/PID/task/TID/comm) is `name`.
+pub fn thread_named(pid: u32, name: &str) -> Option<u32> {
+    let task = Path::new("/proc").join(pid.to_string()).join("task");
+    std::fs::read_dir(task).ok()?.flatten().find_map(|e| {
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        (comm.trim_end() == name)
+            .then(|| e.file_name().to_str()?.parse().ok())
+            .flatten()
+    })
+}
+
+/// The context switches of thread `tid` of `pid`.
+pub fn switches(pid: u32, tid: u32) -> Result<Switches> {
+    let path = Path::new("/proc")
+        .join(pid.to_string())
+        .join("task")
+        .join(tid.to_string())
+        .join("status");
+    let status = read(&path)?;
+    let field = |key: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| anyhow!("{}: no {key}", path.display()))
+    };
+    Ok(Switches {
+        voluntary: field("voluntary_ctxt_switches:")?,
+        involuntary: field("nonvoluntary_ctxt_switches:")?,
     })
 }
 
@@ -224,5 +280,26 @@ mod tests {
         assert!(c.threads >= 1);
         assert!(c.all_ns >= c.main_ns);
         assert!(vm_hwm_kib(me).unwrap() > 0);
+    }
+
+    #[test]
+    fn a_named_thread_and_its_switches_are_found() {
+        let me = std::process::id();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::Builder::new()
+            .name("bench-probe".into())
+            .spawn(move || rx.recv())
+            .unwrap();
+        let tid = (0..200)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(5));
+                thread_named(me, "bench-probe")
+            })
+            .expect("the named thread");
+        let s = switches(me, tid).unwrap();
+        assert!(s.total() >= 1, "it waited at least once: {s:?}");
+        assert_eq!(thread_named(me, "no-such-thread"), None);
+        tx.send(()).unwrap();
+        t.join().unwrap().unwrap();
     }
 }

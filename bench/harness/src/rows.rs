@@ -44,6 +44,40 @@ impl Format {
     }
 }
 
+/// Where MASQLOG sends its lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// `unix:/dev/log`: the local rsyslog, the transport of stock SYSLOG.
+    DevLog,
+    /// `tcp:IP:PORT`: the remote rsyslog (imtcp) in the server namespace.
+    Tcp,
+    /// `relp:IP:PORT`: a remote rsyslog with imrelp in the server namespace.
+    Relp,
+    /// `file:/ABS/PATH`: a file in the lab directory.
+    File,
+}
+
+impl Dest {
+    /// The suffix of the row's key (`masqlog-text-remote`, ...).
+    fn key_suffix(self) -> &'static str {
+        match self {
+            Dest::DevLog => "",
+            Dest::Tcp => "-remote",
+            Dest::Relp => "-relp",
+            Dest::File => "-file",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Dest::DevLog => "/dev/log",
+            Dest::Tcp => "tcp",
+            Dest::Relp => "relp",
+            Dest::File => "file",
+        }
+    }
+}
+
 /// The output side of a stack: everything after `ct1:NFCT`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
@@ -55,12 +89,11 @@ pub enum Output {
     Syslog,
     /// IP2STR, JSON to a file (Debian's ulogd2-json).
     Json,
-    /// MASQLOG from the ulogd-conf/ example of the format; `remote`: to the
-    /// TCP receiver in the server namespace instead of /dev/log; `ident`:
-    /// `ident=plain`.
+    /// MASQLOG from the ulogd-conf/ example of the format (of RELP for
+    /// the RELP row), sending to `dest`; `ident`: `ident=plain`.
     Masqlog {
         format: Format,
-        remote: bool,
+        dest: Dest,
         ident: bool,
     },
 }
@@ -70,12 +103,15 @@ pub enum Output {
 pub enum Sink {
     /// No lines (the floor).
     Nothing,
-    /// A file ulogd writes itself (LOGEMU, JSON), in the lab directory.
-    File(PathBuf),
+    /// A file ulogd writes itself, in the lab directory: LOGEMU and JSON
+    /// through a stdio buffer (`buffered`), MASQLOG's file destination.
+    File { path: PathBuf, buffered: bool },
     /// The local rsyslog on the router (a unix socket at /dev/log).
     Local,
     /// The remote rsyslog in the server namespace (imtcp).
     Remote,
+    /// The RELP rsyslog in the server namespace (imrelp).
+    Relp,
 }
 
 impl Output {
@@ -91,6 +127,23 @@ impl Output {
         self == Output::Noop
     }
 
+    /// A MASQLOG row with `ident=plain`.
+    pub fn has_ident(self) -> bool {
+        matches!(self, Output::Masqlog { ident: true, .. })
+    }
+
+    /// The same output without IDENT (itself when it has none).
+    pub fn without_ident(self) -> Output {
+        match self {
+            Output::Masqlog { format, dest, .. } => Output::Masqlog {
+                format,
+                dest,
+                ident: false,
+            },
+            o => o,
+        }
+    }
+
     /// A short name, also the `--rows` key.
     pub fn key(self) -> String {
         match self {
@@ -100,12 +153,12 @@ impl Output {
             Output::Json => "json".into(),
             Output::Masqlog {
                 format,
-                remote,
+                dest,
                 ident,
             } => format!(
                 "masqlog-{}{}{}",
                 format.name(),
-                if remote { "-remote" } else { "" },
+                dest.key_suffix(),
                 if ident { "+ident" } else { "" }
             ),
         }
@@ -120,12 +173,12 @@ impl Output {
             Output::Json => "JSON file".into(),
             Output::Masqlog {
                 format,
-                remote,
+                dest,
                 ident,
             } => format!(
                 "MASQLOG {} {}{}",
                 format.name(),
-                if remote { "tcp" } else { "/dev/log" },
+                dest.label(),
                 if ident { " +ident" } else { "" }
             ),
         }
@@ -146,61 +199,51 @@ impl Row {
     }
 }
 
-const MASQLOG_ROWS: [(Format, bool); 4] = [
-    (Format::Text, false),
-    (Format::Json, false),
-    (Format::Rfc5424, false),
-    (Format::Text, true),
+/// masqlog's rows of both sections (the TCP section adds each with IDENT).
+const MASQLOG_ROWS: [(Format, Dest); 4] = [
+    (Format::Text, Dest::DevLog),
+    (Format::Json, Dest::DevLog),
+    (Format::Rfc5424, Dest::DevLog),
+    (Format::Text, Dest::Tcp),
 ];
 
-/// The UDP section: the floor, the three stock outputs, masqlog's four.
-pub fn udp_rows() -> Vec<Row> {
-    let mut rows = vec![Output::Noop, Output::Logemu, Output::Syslog, Output::Json];
-    rows.extend(
-        MASQLOG_ROWS
-            .iter()
-            .map(|&(format, remote)| Output::Masqlog {
-                format,
-                remote,
-                ident: false,
-            }),
-    );
-    rows.into_iter()
-        .map(|output| Row {
-            proto: Proto::Udp,
-            output,
-        })
+/// masqlog's rows of the UDP section only: the other destinations.
+const MASQLOG_UDP_ONLY: [(Format, Dest); 2] =
+    [(Format::Text, Dest::Relp), (Format::Text, Dest::File)];
+
+fn masqlog(rows: &[(Format, Dest)], ident: bool) -> impl Iterator<Item = Output> + '_ {
+    rows.iter().map(move |&(format, dest)| Output::Masqlog {
+        format,
+        dest,
+        ident,
+    })
+}
+
+fn with_proto(outputs: Vec<Output>, proto: Proto) -> Vec<Row> {
+    outputs
+        .into_iter()
+        .map(|output| Row { proto, output })
         .collect()
 }
 
-/// The TCP section (IDENT looks up TCP flows only): the floor, the
-/// cheapest stock output of the UDP section, masqlog text without IDENT,
-/// and masqlog's four rows with `ident=plain`.
-pub fn tcp_rows(cheapest_stock: Output) -> Vec<Row> {
-    let mut rows = vec![
-        Output::Noop,
-        cheapest_stock,
-        Output::Masqlog {
-            format: Format::Text,
-            remote: false,
-            ident: false,
-        },
-    ];
-    rows.extend(
-        MASQLOG_ROWS
-            .iter()
-            .map(|&(format, remote)| Output::Masqlog {
-                format,
-                remote,
-                ident: true,
-            }),
-    );
-    rows.into_iter()
-        .map(|output| Row {
-            proto: Proto::Tcp,
-            output,
-        })
-        .collect()
+/// The UDP section: the floor, the three stock outputs, masqlog's four rows
+/// and its text lines over RELP and into a file.
+pub fn udp_rows() -> Vec<Row> {
+    let mut rows = vec![Output::Noop, Output::Logemu, Output::Syslog, Output::Json];
+    rows.extend(masqlog(&MASQLOG_ROWS, false));
+    rows.extend(masqlog(&MASQLOG_UDP_ONLY, false));
+    with_proto(rows, Proto::Udp)
+}
+
+/// The TCP section (IDENT looks up TCP flows only): the floor, the stock
+/// outputs the targets compare with (LOGEMU, SYSLOG), masqlog's four rows
+/// without IDENT and the same four with `ident=plain`, so that IDENT's cost
+/// is the difference of two rows on the same flows.
+pub fn tcp_rows() -> Vec<Row> {
+    let mut rows = vec![Output::Noop, Output::Logemu, Output::Syslog];
+    rows.extend(masqlog(&MASQLOG_ROWS, false));
+    rows.extend(masqlog(&MASQLOG_ROWS, true));
+    with_proto(rows, Proto::Tcp)
 }
 
 /// What every config needs to know.
@@ -210,8 +253,10 @@ pub struct ConfCtx {
     /// The plugin as installed in the lab directory.
     pub masqlog_so: PathBuf,
     pub noop_so: PathBuf,
-    /// The remote receiver (server namespace).
+    /// The remote receiver (server namespace, imtcp).
     pub remote: SocketAddr,
+    /// The RELP receiver (server namespace, imrelp).
+    pub relp: SocketAddr,
     /// The `[ct1]` section of every row: the keys of
     /// `ulogd-conf/masqlog-local.conf`, with the command line's changes.
     pub ct1: Vec<(String, String)>,
@@ -253,25 +298,44 @@ pub fn render(row: &Row, ctx: &ConfCtx, dir: &Path, name: &str) -> Result<Render
     let (mut conf, sink) = match row.output {
         Output::Masqlog {
             format,
-            remote,
+            dest,
             ident,
         } => {
-            let example = Example::for_format(format.name())
-                .with_context(|| format!("no example config for format {}", format.name()))?;
+            let example = if dest == Dest::Relp {
+                Example::Relp
+            } else {
+                Example::for_format(format.name())
+                    .with_context(|| format!("no example config for format {}", format.name()))?
+            };
             let subs = Substitutions {
                 plugin_dir: ctx.plugin_dir.clone(),
                 masqlog_so: ctx.masqlog_so.clone(),
                 logfile: logfile.clone(),
                 syslog_socket: Some("/dev/log".into()),
-                remote: Some(ctx.remote),
+                remote: Some(if dest == Dest::Relp {
+                    ctx.relp
+                } else {
+                    ctx.remote
+                }),
             };
             let mut conf = UlogdConf::from_example(example, &subs)?;
+            conf.set("masq1", "format", format.name());
             // The rfc5424 example sends to a remote receiver: every row
             // says where it sends.
-            let destination = if remote {
-                format!("tcp:{}", ctx.remote)
-            } else {
-                "unix:/dev/log".to_string()
+            let (destination, sink) = match dest {
+                Dest::DevLog => ("unix:/dev/log".to_string(), Sink::Local),
+                Dest::Tcp => (format!("tcp:{}", ctx.remote), Sink::Remote),
+                Dest::Relp => (format!("relp:{}", ctx.relp), Sink::Relp),
+                Dest::File => {
+                    let path = dir.join(format!("{name}.out.log"));
+                    (
+                        format!("file:{}", path.display()),
+                        Sink::File {
+                            path,
+                            buffered: false,
+                        },
+                    )
+                }
             };
             conf.set("masq1", "destination", &destination);
             // A spool of the bench's own, emptied by every row's stop or
@@ -280,7 +344,7 @@ pub fn render(row: &Row, ctx: &ConfCtx, dir: &Path, name: &str) -> Result<Render
             if ident {
                 conf.set("masq1", "ident", "plain");
             }
-            (conf, if remote { Sink::Remote } else { Sink::Local })
+            (conf, sink)
         }
         output => {
             let out_file = dir.join(format!("{name}.out.log"));
@@ -324,7 +388,10 @@ pub fn render(row: &Row, ctx: &ConfCtx, dir: &Path, name: &str) -> Result<Render
             let sink = match output {
                 Output::Noop => Sink::Nothing,
                 Output::Syslog => Sink::Local,
-                _ => Sink::File(out_file),
+                _ => Sink::File {
+                    path: out_file,
+                    buffered: true,
+                },
             };
             (UlogdConf::from_text(&text), sink)
         }

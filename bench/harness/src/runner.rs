@@ -7,9 +7,12 @@
 //!   is skewed by a backlog (a stalled ulogd reads many events per wakeup
 //!   and looks cheaper per event);
 //! - flood: as fast as one core sends; lines lost, "losing events" and the
-//!   peak RSS are read here.
+//!   peak RSS are read here, and ulogd's CPU time per event again (a
+//!   backlogged ulogd's figure: what the outputs cost when events come in
+//!   bulk).
 //!
-//! Then ulogd stops and the lines are counted.
+//! In both phases the MASQLOG writer thread's context switches are read
+//! too (its wake-ups). Then ulogd stops and the lines are counted.
 
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -22,7 +25,7 @@ use masqlog_lab::ulogd::{LOSING_EVENTS, StatsLine, parse_stats};
 use masqlog_lab::{Lab, Role, Signal, wait};
 
 use crate::daemons::{Receiver, Ulogd};
-use crate::measure::{self, Cpu};
+use crate::measure::{self, Cpu, Switches};
 use crate::rows::{self, ConfCtx, Output, Row, Sink};
 use crate::sink::{Counts, Tail};
 
@@ -36,6 +39,9 @@ const FEW_ENTRIES: u64 = 64;
 /// Lines a buffered file (LOGEMU, JSON: 4 KiB of stdio buffer) may hold
 /// back until ulogd stops.
 const BUFFERED_LINES: u64 = 128;
+
+/// The name of MASQLOG's writer thread (/proc/PID/task/TID/comm).
+pub const WRITER_THREAD: &str = "masqlog-writer";
 
 /// The router's UDP and SYN_SENT timeouts: entries expire this long after
 /// their packet.
@@ -74,6 +80,9 @@ pub struct Env<'a> {
     pub flowgen: PathBuf,
     pub local: Receiver,
     pub remote: Receiver,
+    /// The RELP receiver, or why it did not start (then only the RELP
+    /// rows fail).
+    pub relp: std::result::Result<Receiver, String>,
     /// Flows and rate of the steady phase.
     pub steady_flows: u64,
     pub steady_rate: Rate,
@@ -129,6 +138,14 @@ pub struct Phase {
     /// the stock outputs, lines (one per event).
     pub handled: u64,
     pub cpu: Cpu,
+    /// MASQLOG's writer thread's context switches during the phase (None:
+    /// no such thread).
+    pub writer: Option<Switches>,
+    /// Batches MASQLOG sent during the phase, when its statistics count
+    /// them (`batches=`).
+    pub batches: Option<u64>,
+    /// Seconds from the generator's start until the phase was measured.
+    pub secs: f64,
     /// Seconds from the generator's end until the last start line arrived
     /// (None: the sink is a buffered file, or not every start line came).
     pub new_lag: Option<f64>,
@@ -149,6 +166,18 @@ impl Phase {
     pub fn main_us(&self) -> Option<f64> {
         (self.handled > 0).then(|| self.cpu.main_ns as f64 / self.handled as f64 / 1000.0)
     }
+
+    /// The writer thread's wake-ups per 1000 events handled.
+    pub fn wakeups_per_1000(&self) -> Option<f64> {
+        let w = self.writer?;
+        (self.handled > 0).then(|| w.total() as f64 * 1000.0 / self.handled as f64)
+    }
+
+    /// Events handled per wake-up of the writer thread.
+    pub fn events_per_wakeup(&self) -> Option<f64> {
+        let w = self.writer?;
+        (w.total() > 0).then(|| self.handled as f64 / w.total() as f64)
+    }
 }
 
 /// The measurements of one run of one row.
@@ -167,6 +196,8 @@ pub struct RowResult {
     pub hwm_kib: u64,
     /// MASQLOG's final statistics line.
     pub masq: Option<StatsLine>,
+    /// MASQLOG's `flush_delay_ms` in the row's config.
+    pub flush_delay_ms: Option<String>,
     pub wall_secs: f64,
     pub notes: Vec<String>,
 }
@@ -203,6 +234,15 @@ impl RowResult {
             .as_ref()
             .map_or(self.steady.generator.rate(), |f| f.generator.rate())
     }
+}
+
+/// A row that could not be run (ulogd refused its config, a receiver is
+/// missing, ...): the other rows go on.
+#[derive(Clone, Debug)]
+pub struct RowError {
+    pub row: Row,
+    /// The error with its causes, one a line.
+    pub error: String,
 }
 
 fn file_name(row: &Row, seq: u32) -> String {
@@ -305,16 +345,36 @@ pub fn generate(
     Ok(g)
 }
 
-/// The event count the output keeps itself, asked for with SIGUSR1 (NOOP:
-/// "NOOP[noop1] events=N"; MASQLOG: its statistics line's `events=`).
-fn ask_events(ulogd: &mut Ulogd, output: Output) -> Result<Option<u64>> {
-    let count = |log: &str| -> Vec<u64> {
+/// What the output counted itself: events (NOOP and MASQLOG) and batches
+/// (MASQLOG, when its statistics have `batches=`).
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    events: u64,
+    batches: Option<u64>,
+}
+
+/// The counts the output keeps itself, asked for with SIGUSR1 (NOOP:
+/// "NOOP[noop1] events=N"; MASQLOG: its statistics line's `events=` and
+/// `batches=`).
+fn ask_tally(ulogd: &mut Ulogd, output: Output) -> Result<Option<Tally>> {
+    let count = |log: &str| -> Vec<Tally> {
         match output {
-            Output::Noop => noop_counts(log),
+            Output::Noop => noop_counts(log)
+                .into_iter()
+                .map(|events| Tally {
+                    events,
+                    batches: None,
+                })
+                .collect(),
             Output::Masqlog { .. } => parse_stats(log)
                 .into_iter()
                 .filter(|s| s.instance == "masq1" && s.what == "stats")
-                .filter_map(|s| s.all.get("events").copied())
+                .filter_map(|s| {
+                    Some(Tally {
+                        events: s.all.get("events").copied()?,
+                        batches: s.all.get("batches").copied(),
+                    })
+                })
                 .collect(),
             _ => Vec::new(),
         }
@@ -368,15 +428,18 @@ impl Env<'_> {
         sink: &Sink,
         flows: u64,
         rate: Rate,
-        handled_before: &mut u64,
+        tally_before: &mut Tally,
     ) -> Result<Phase> {
         let proto = row.proto.name();
         let ct0 = measure::conntrack_count(self.lab)?;
         let srv0 = measure::server_packets(self.lab, proto)?;
         let pid = ulogd.pid();
         let lines0 = tail.as_ref().map(|t| t.counts).unwrap_or_default();
+        let writer_tid = measure::thread_named(pid, WRITER_THREAD);
+        let sw0 = writer_tid.and_then(|t| measure::switches(pid, t).ok());
         let cpu0 = measure::cpu(pid)?;
         let m0 = measure::machine_jiffies();
+        let t0 = Instant::now();
 
         let dport = self.take_dports(flows)?;
         let perf = match (&self.perf_out, rate) {
@@ -445,8 +508,8 @@ impl Env<'_> {
                     // every DESTROY event delivered: NOOP is done at once
                     Sink::Nothing => at.elapsed() >= Duration::from_millis(300),
                     // LOGEMU and JSON write through a stdio buffer
-                    Sink::File(_) => got + BUFFERED_LINES >= 2 * flows_seen,
-                    Sink::Local | Sink::Remote => got >= 2 * flows_seen,
+                    Sink::File { buffered: true, .. } => got + BUFFERED_LINES >= 2 * flows_seen,
+                    _ => got >= 2 * flows_seen,
                 };
                 let quiet = last_change.elapsed() >= Duration::from_millis(1500)
                     && at.elapsed() >= Duration::from_millis(1000);
@@ -463,24 +526,36 @@ impl Env<'_> {
             .map(|t| t.duration_since(gen_end).as_secs_f64())
             .unwrap_or_else(|| gen_end.elapsed().as_secs_f64());
         let cpu1 = measure::cpu(pid)?;
+        let sw1 = writer_tid.and_then(|t| measure::switches(pid, t).ok());
         let m1 = measure::machine_jiffies();
+        let secs = t0.elapsed().as_secs_f64();
         let flows = measure::server_packets(self.lab, proto)? - srv0;
         let lines = tail
             .as_ref()
             .map(|t| t.counts.minus(&lines0))
             .unwrap_or_default();
-        let handled = match ask_events(ulogd, row.output)? {
-            Some(total) => {
-                let h = total.saturating_sub(*handled_before);
-                *handled_before = total;
-                h
+        let (handled, batches) = match ask_tally(ulogd, row.output)? {
+            Some(now) => {
+                let h = now.events.saturating_sub(tally_before.events);
+                let b = match (now.batches, tally_before.batches) {
+                    (Some(n), Some(b)) => Some(n.saturating_sub(b)),
+                    (Some(n), None) => Some(n),
+                    _ => None,
+                };
+                *tally_before = now;
+                (h, b)
             }
-            None => lines.total(),
+            None => (lines.total(), None),
         };
         let new_lag = match sink {
-            Sink::Local | Sink::Remote if lines.start >= flows && flows > 0 => {
+            Sink::Nothing | Sink::File { buffered: true, .. } => None,
+            _ if lines.start >= flows && flows > 0 => {
                 Some(last_start_at.duration_since(gen_end).as_secs_f64())
             }
+            _ => None,
+        };
+        let writer = match (sw0, sw1) {
+            (Some(a), Some(b)) => Some(b.since(&a)),
             _ => None,
         };
         let (busy, total) = (m1.0.saturating_sub(m0.0), m1.1.saturating_sub(m0.1));
@@ -490,6 +565,9 @@ impl Env<'_> {
             lines,
             handled,
             cpu: cpu1.since(&cpu0),
+            writer,
+            batches,
+            secs,
             new_lag,
             drain_secs,
             drained,
@@ -515,7 +593,11 @@ impl Env<'_> {
         }
         let mut tail = match &rendered.sink {
             Sink::Nothing => None,
-            Sink::File(p) => Some(Tail::from_end(p)),
+            Sink::File { path, .. } => {
+                // A file of an earlier run of the row would be appended to.
+                let _ = std::fs::remove_file(path);
+                Some(Tail::from_end(path))
+            }
             Sink::Local => {
                 self.local.check_running()?;
                 self.local.truncate()?;
@@ -525,6 +607,15 @@ impl Env<'_> {
                 self.remote.check_running()?;
                 self.remote.truncate()?;
                 Some(Tail::from_end(&self.remote.file))
+            }
+            Sink::Relp => {
+                let relp = self
+                    .relp
+                    .as_mut()
+                    .map_err(|e| anyhow!("no RELP receiver: {e}"))?;
+                relp.check_running()?;
+                relp.truncate()?;
+                Some(Tail::from_end(&relp.file))
             }
         };
         let devlog = self
@@ -544,7 +635,7 @@ impl Env<'_> {
         // Let the plugins' threads and connections settle.
         thread::sleep(Duration::from_millis(300));
 
-        let mut handled = 0;
+        let mut handled = Tally::default();
         let steady = self.phase(
             row,
             &mut ulogd,
@@ -628,8 +719,8 @@ impl Env<'_> {
         {
             notes.push(format!("MASQLOG dropped {} records", s.dropped));
         }
-        if let Sink::File(p) = &rendered.sink {
-            let _ = std::fs::remove_file(p);
+        if let Sink::File { path, .. } = &rendered.sink {
+            let _ = std::fs::remove_file(path);
         }
         Ok(RowResult {
             row: row.clone(),
@@ -640,6 +731,11 @@ impl Env<'_> {
             losing,
             hwm_kib,
             masq,
+            flush_delay_ms: row
+                .output
+                .is_masqlog()
+                .then(|| rendered.conf.get("masq1", "flush_delay_ms"))
+                .flatten(),
             wall_secs: t_row.elapsed().as_secs_f64(),
             notes,
         })
