@@ -364,7 +364,7 @@ impl Instance {
             .map(|st| format!(" {}", st.pool.stats()))
             .unwrap_or_default();
         format!(
-            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} spooled={} events_lost={} events={} logged={} untranslated={} incomplete={}{ident}",
+            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} spooled={} events_lost={} batches={} events={} logged={} untranslated={} incomplete={}{ident}",
             self.id,
             s.waiting,
             s.written,
@@ -372,6 +372,7 @@ impl Instance {
             s.dropped,
             s.spooled,
             s.events_lost,
+            s.batches,
             c.events,
             c.logged,
             c.untranslated,

@@ -243,6 +243,7 @@ impl Worker {
             stop: &self.stop,
             yield_now: spill.then_some(&backlog as &dyn Fn() -> bool),
         };
+        self.counts.batches.fetch_add(1, SeqCst);
         let result = self.transport.send_batch(&self.batch.msgs, &limit);
         let (done, err) = match result {
             Ok(()) => (self.batch.len(), None),

@@ -23,15 +23,25 @@ pub struct SinkStats {
     /// Conntrack events the kernel could not hand to ulogd (netlink socket
     /// overruns), each period written into the log as a gap record.
     pub events_lost: u64,
+    /// Batches handed to the destination (send attempts): the writer
+    /// thread wakes about once per batch.
+    pub batches: u64,
 }
 
 impl fmt::Display for SinkStats {
-    /// `stats: waiting=N written=N failed=N dropped=N spooled=N`
+    /// `stats: waiting=N written=N failed=N dropped=N spooled=N
+    /// events_lost=N batches=N`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "stats: waiting={} written={} failed={} dropped={} spooled={} events_lost={}",
-            self.waiting, self.written, self.failed, self.dropped, self.spooled, self.events_lost
+            "stats: waiting={} written={} failed={} dropped={} spooled={} events_lost={} batches={}",
+            self.waiting,
+            self.written,
+            self.failed,
+            self.dropped,
+            self.spooled,
+            self.events_lost,
+            self.batches
         )
     }
 }
@@ -64,6 +74,8 @@ pub(super) struct Counts {
     pub(super) gaps: AtomicU64,
     /// The thread: conntrack events lost, from the netlink drop counter.
     pub(super) events_lost: AtomicU64,
+    /// The thread: send attempts of a batch.
+    pub(super) batches: AtomicU64,
 }
 
 impl Counts {
@@ -91,6 +103,7 @@ impl Counts {
             dropped: refused + lost,
             spooled: (initial + to_spool).saturating_sub(spool_done),
             events_lost: self.events_lost.load(SeqCst),
+            batches: self.batches.load(SeqCst),
         }
     }
 }

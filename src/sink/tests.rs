@@ -67,10 +67,11 @@ fn stats_display_is_exact() {
         dropped: 4444,
         spooled: 55555,
         events_lost: 6,
+        batches: 7,
     };
     assert_eq!(
         s.to_string(),
-        "stats: waiting=1 written=22 failed=333 dropped=4444 spooled=55555 events_lost=6"
+        "stats: waiting=1 written=22 failed=333 dropped=4444 spooled=55555 events_lost=6 batches=7"
     );
 }
 
@@ -101,6 +102,8 @@ fn unix_destination_gets_the_exact_bytes_without_hostname() {
     // daemon.info = 3 * 8 + 6; no HOSTNAME on a local socket
     assert_eq!(got[7], format!("<30>- masqlog[{pid}]: id=7").as_bytes());
     let s = w.stop(LONG);
+    // Ten records in at least one batch, at most one each.
+    assert!((1..=10).contains(&s.batches), "{s:?}");
     assert_eq!(
         s,
         SinkStats {
@@ -110,6 +113,7 @@ fn unix_destination_gets_the_exact_bytes_without_hostname() {
             dropped: 0,
             spooled: 0,
             events_lost: 0,
+            batches: s.batches,
         }
     );
 }
@@ -453,7 +457,8 @@ fn statistics_are_left_as_info_notices_every_interval() {
         notices
             .iter()
             .filter(|n| {
-                n.message == "stats: waiting=0 written=3 failed=0 dropped=0 spooled=0 events_lost=0"
+                n.message
+                    .starts_with("stats: waiting=0 written=3 failed=0 dropped=0 spooled=0 events_lost=0 batches=")
             })
             .count()
             >= 2

@@ -735,7 +735,8 @@ pub fn targets(
                         opt(st.events_per_wakeup(), 1)
                     );
                     let v = match st.batches {
-                        Some(b) => Verdict::of(w.total() <= b),
+                        // Waits, not preemptions: what the plugin decides.
+                        Some(b) => Verdict::of(w.voluntary <= b),
                         None => Verdict::Unjudged {
                             why: "no batch count (see below)".into(),
                             fails: false,
