@@ -79,7 +79,7 @@ pub(crate) enum Control {
     Stop,
     /// Drop the connection and open a new one (SIGHUP).
     Reconnect,
-    /// The queue passed its high-water mark while the thread was gathering
+    /// The queue reached its high-water mark while the thread was gathering
     /// a batch (see [`Gathering`]): send now.
     Wake,
 }
@@ -281,7 +281,9 @@ impl Writer {
         let stop = Arc::new(StopSignal::new());
         let gathering = Arc::new(Gathering {
             on: std::sync::atomic::AtomicBool::new(false),
-            high_water: (window / 2).max(1),
+            // A whole batch waiting: nothing to gather for; and well below
+            // the half-full queue at which the backlog goes to the spool.
+            high_water: batch::BATCH.min(window / 4).max(1),
         });
         let mut worker = worker::Worker::new(
             cfg.clone(),
