@@ -122,6 +122,9 @@ pub(super) struct Worker {
     pub(super) gaps: Vec<Vec<u8>>,
     /// The chain-stop record was made (the queue is closed).
     chain_stopped: bool,
+    /// The last live batch came from the queue: records are flowing (see
+    /// `next_warm_batch`).
+    warm: bool,
 }
 
 impl Worker {
@@ -155,6 +158,7 @@ impl Worker {
             outbox,
             formatter,
             chain_stopped: false,
+            warm: false,
             transport: transport::open(&cfg.destination),
             batch: Batch::default(),
             spooler: Spooler::new(spool, Arc::clone(&counts)),
@@ -223,10 +227,15 @@ impl Worker {
                 self.spool_queued();
                 continue;
             }
+            if std::mem::take(&mut self.warm) && self.may_pause() {
+                self.warm = self.next_warm_batch();
+                continue;
+            }
             match self.wait_for_record() {
                 Wake::Record(rec) => {
                     self.fill_live(rec);
                     self.gather();
+                    self.warm = true;
                 }
                 Wake::Closed => {
                     // Sealing: the run ends with its chain-stop record,
@@ -312,17 +321,44 @@ impl Worker {
     /// high-water mark. The thread then wakes once per batch instead of
     /// once per record; a record waits at most `flush_delay` longer.
     fn gather(&mut self) {
-        let delay = self.cfg.flush_delay;
-        if delay.is_zero()
-            || self.batch.is_empty()
-            || self.batch.is_full()
-            || self.stop.deadline().is_some()
-        {
+        if self.batch.is_empty() || self.batch.is_full() || !self.may_pause() {
             return;
         }
+        self.pause();
+        self.top_up();
+    }
+
+    fn may_pause(&self) -> bool {
+        !self.cfg.flush_delay.is_zero() && self.stop.deadline().is_none()
+    }
+
+    /// While records flow: instead of blocking on the queue (and being
+    /// woken by the next record, then pausing again to gather), the thread
+    /// pauses once for `flush_delay` and takes what came meanwhile, which
+    /// waited no longer than that. One wake-up per batch; when nothing came,
+    /// `false`, and the thread blocks on the queue again.
+    fn next_warm_batch(&mut self) -> bool {
+        if let Some(rec) = self.inflow.try_next() {
+            self.fill_live(rec);
+            self.gather();
+            return true;
+        }
+        self.pause();
+        match self.inflow.try_next() {
+            Some(rec) => {
+                self.fill_live(rec);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sleeps `flush_delay` with the queue unwatched (see [`Gathering`]),
+    /// unless the queue reaches its high-water mark or the handle calls.
+    fn pause(&mut self) {
         // Only the delay and the handle end it: the statistics and drop
         // timers can wait that long (`flush_delay_ms` is at most 1 s).
-        let timer = at(Instant::now() + delay);
+        let timer = at(Instant::now() + self.cfg.flush_delay);
         self.gathering.on.store(true, SeqCst);
         // A record may have passed the mark before the flag was up.
         if self.inflow.queue.len() < self.gathering.high_water {
@@ -335,7 +371,6 @@ impl Worker {
             }
         }
         self.gathering.on.store(false, SeqCst);
-        self.top_up();
     }
 
     fn wait_for_record(&mut self) -> Wake {
