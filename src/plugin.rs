@@ -161,6 +161,12 @@ impl Instance {
             }
         }
         self.writer = Some(writer);
+        // Read in ulogd's network namespace, the one whose conntrack it logs.
+        for warning in masqlog_core::config::sysctls_off(|key| {
+            std::fs::read_to_string(std::path::Path::new("/proc/sys").join(key))
+        }) {
+            host.log(Level::Error, &format!("MASQLOG[{}] {warning}", self.id));
+        }
         if let Some(root) = &self.spool_root {
             for line in orphans::notices(root, &self.id, self.cfg.spool.is_some()) {
                 host.log(Level::Notice, &format!("MASQLOG[{}] {line}", self.id));

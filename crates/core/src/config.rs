@@ -337,6 +337,37 @@ impl Reader<'_> {
     }
 }
 
+/// The conntrack sysctls (under `net.netfilter.`) the records depend on,
+/// and what a record lacks while one is 0.
+pub const CONNTRACK_SYSCTLS: &[(&str, &str)] = &[
+    ("nf_conntrack_acct", "end lines carry 0 packets and 0 bytes"),
+    (
+        "nf_conntrack_timestamp",
+        "end lines lack the kernel's start and end times",
+    ),
+];
+
+/// How to turn a conntrack sysctl on now and after a reboot.
+pub fn sysctl_fix(name: &str) -> String {
+    format!(
+        "run `sysctl -w net.netfilter.{name}=1` and put net.netfilter.{name}=1 into /etc/sysctl.d/90-masqlog.conf"
+    )
+}
+
+/// The warnings for conntrack sysctls that are off, from `read` (the
+/// value of `net/netfilter/NAME` under `/proc/sys`). One that cannot be
+/// read (nf_conntrack not loaded yet) gives none.
+pub fn sysctls_off(read: impl Fn(&str) -> std::io::Result<String>) -> Vec<String> {
+    CONNTRACK_SYSCTLS
+        .iter()
+        .filter_map(|(name, what)| {
+            let v = read(&format!("net/netfilter/{name}")).ok()?;
+            (v.trim() == "0")
+                .then(|| format!("net.netfilter.{name} is 0: {what}; {}", sysctl_fix(name)))
+        })
+        .collect()
+}
+
 /// Parses `HOST:PORT` where HOST is an IPv4 literal or a bracketed IPv6
 /// literal; a bare address gets `default_port`.
 fn parse_socket_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
@@ -703,6 +734,22 @@ mod tests {
             let e = with("destination", RawValue::Str(bad.into())).unwrap_err();
             assert_eq!(e.key, "destination", "{bad}");
         }
+    }
+
+    #[test]
+    fn a_conntrack_sysctl_at_0_is_named_with_its_fix_and_an_unreadable_one_is_not() {
+        let w = sysctls_off(|k| match k {
+            "net/netfilter/nf_conntrack_acct" => Ok("0\n".into()),
+            _ => Err(std::io::ErrorKind::NotFound.into()),
+        });
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("net.netfilter.nf_conntrack_acct is 0: end lines carry 0 packets"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("/etc/sysctl.d/90-masqlog.conf"), "{w:?}");
+        assert!(sysctls_off(|_| Ok("1\n".into())).is_empty());
+        assert_eq!(sysctls_off(|_| Ok("0".into())).len(), 2);
     }
 
     #[test]

@@ -231,15 +231,6 @@ const NFCT_KEYS: &[&str] = &[
 const BUFFER_HINT: &str =
     "netlink_socket_buffer_size=217088 and netlink_socket_buffer_maxsize=1085440";
 
-/// The sysctls the plugin's records depend on: (name, what is lost without).
-const SYSCTLS: &[(&str, &str)] = &[
-    ("nf_conntrack_acct", "end lines carry 0 packets and 0 bytes"),
-    (
-        "nf_conntrack_timestamp",
-        "end lines lack the kernel's start and end times",
-    ),
-];
-
 /// Where the packaged example of transparent IDENT routing is.
 pub const IDENT_EXAMPLE: &str = "/usr/share/doc/masqlog/examples/ident-transparent.sh";
 
@@ -770,15 +761,16 @@ fn destination_is_remote(section: &Section) -> bool {
 }
 
 fn check_sysctls(r: &mut Report, sys: &dyn System) {
-    for (name, what) in SYSCTLS {
+    for (name, what) in masqlog_core::config::CONNTRACK_SYSCTLS {
         let subject = format!("sysctl net.netfilter.{name}");
         match sys.read_sysctl(&format!("net/netfilter/{name}")) {
             Ok(v) if v.trim() == "1" => r.ok(subject, "1"),
             Ok(v) => r.fail(
                 subject,
                 format!(
-                    "is {}: {what}; run `sysctl -w net.netfilter.{name}=1` and put net.netfilter.{name}=1 into /etc/sysctl.d/90-masqlog.conf",
-                    v.trim()
+                    "is {}: {what}; {}",
+                    v.trim(),
+                    masqlog_core::config::sysctl_fix(name)
                 ),
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => r.warn(
