@@ -34,9 +34,6 @@ pub(super) struct LogFile {
 
 struct Open {
     file: File,
-    /// The file's length: where the next batch starts (ulogd's thread is
-    /// the only writer the plugin knows of).
-    len: u64,
     /// (device, inode) of the open file.
     id: (u64, u64),
     checked: Instant,
@@ -115,7 +112,6 @@ impl LogFile {
         }
         Ok(Open {
             file,
-            len: m.len(),
             id: (m.dev(), m.ino()),
             checked: Instant::now(),
         })
@@ -196,7 +192,6 @@ impl Transport for LogFile {
         }
         match Self::write(o, &self.buf, limit) {
             Ok(()) => {
-                o.len += self.buf.len() as u64;
                 if ends.len() < msgs.len() {
                     // The message with the line break, on its own next time.
                     return Err((ends.len(), SendError::Yield));
@@ -207,12 +202,16 @@ impl Transport for LogFile {
                 let whole = ends.iter().take_while(|&&end| end <= written).count();
                 let keep = if whole == 0 { 0 } else { ends[whole - 1] };
                 // No half line stays behind: cut the file back to the last
-                // whole line; if even that fails, the next open starts anew
-                // (a half line then stays, and the line is sent again).
-                let cut = o.file.set_len(o.len + keep as u64);
-                if cut.is_ok() {
-                    o.len += keep as u64;
-                } else {
+                // whole line (from its length now, which also holds after a
+                // rotation by truncation); if even that fails, the next open
+                // starts anew (a half line then stays, and the line is sent
+                // again).
+                let half = (written - keep) as u64;
+                let cut = o
+                    .file
+                    .metadata()
+                    .and_then(|m| o.file.set_len(m.len().saturating_sub(half)));
+                if cut.is_err() {
                     self.open = None;
                 }
                 Err((whole, SendError::Retry(e)))
