@@ -251,6 +251,15 @@ fn the_debian_package_installs_works_and_purges_clean() {
             "dpkg -L lacks {must_have}"
         );
     }
+    // The config holds remote_hash_key: root's alone, as /etc/ulogd.conf.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(EXAMPLE_CONF)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{EXAMPLE_CONF} has mode {mode:o}");
+    }
     let conffiles = must(&["dpkg-query", "-W", "-f=${Conffiles}", "masqlog"], None);
     for c in [EXAMPLE_CONF, RSYSLOG_DROPIN, LOGROTATE] {
         assert!(conffiles.contains(c), "{c} is not a conffile: {conffiles}");
