@@ -229,7 +229,7 @@ const NFCT_KEYS: &[&str] = &[
 
 /// The buffer sizes README and the examples suggest.
 const BUFFER_HINT: &str =
-    "netlink_socket_buffer_size=217088 and netlink_socket_buffer_maxsize=1085440";
+    "netlink_socket_buffer_size=8388608 and netlink_socket_buffer_maxsize=16777216";
 
 /// Where the packaged example of transparent IDENT routing is.
 pub const IDENT_EXAMPLE: &str = "/usr/share/doc/masqlog/examples/ident-transparent.sh";

@@ -186,7 +186,7 @@ pub fn render(version: &str) -> String {
          plugin=\"/usr/lib/x86_64-linux-gnu/ulogd/ulogd_output_MASQLOG.so\"\n\
          stack=ct1:NFCT,masq1:MASQLOG\n\n\
          [ct1]\nhash_enable=0\nevent_mask=0x00000005\n\
-         netlink_socket_buffer_size=217088\nnetlink_socket_buffer_maxsize=1085440\nreliable=1\n\n\
+         netlink_socket_buffer_size=8388608\nnetlink_socket_buffer_maxsize=16777216\nreliable=1\n\n\
          [masq1]\nformat=text\ndestination=unix:/dev/log",
     );
     m.push_str(".SH DESCRIPTION\n");
@@ -228,7 +228,7 @@ pub fn render(version: &str) -> String {
         ),
         (
             "netlink_socket_buffer_size, netlink_socket_buffer_maxsize",
-            "e.g. 217088 and 1085440: the buffer grows from the first to the second when the kernel reports an overrun.",
+            "e.g. 8388608 and 16777216 (the shipped examples): the buffer grows from the first to the second when the kernel reports an overrun; with reliable=1 ulogd never sees one, so the first is what counts.",
         ),
         (
             "reliable=1",
