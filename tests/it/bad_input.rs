@@ -1139,3 +1139,57 @@ fn check_config_a_file_that_is_no_ulogd_conf_fails_and_a_directory_exits_2() {
     assert_eq!(r.code, Some(2), "{}", r.all());
     assert!(r.err.contains("Is a directory"), "{}", r.all());
 }
+
+/// Runs `masqlog ARGS...` as a user that may not read the test files: as
+/// nobody (through setpriv) when the tests run as root, else as is.
+fn as_unprivileged(args: &[&str]) -> Ran {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&*crate::cli::BIN);
+        c
+    } else {
+        Command::new(&*crate::cli::BIN)
+    };
+    let out = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running masqlog");
+    Ran {
+        cmd: format!("masqlog {}", args.join(" ")),
+        code: out.status.code(),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_file_masqlog_may_not_read_is_named_with_how_to_read_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let d = Dir::new("eacces");
+    std::fs::set_permissions(d.0.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("opening the test directory");
+    let log = d.file("syslog", &good_log());
+    let conf = d.file("ulogd.conf", b"[global]\n");
+    for f in [&log, &conf] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o000))
+            .expect("closing a test file");
+    }
+    let hint = "or as a member of group adm, which can read /var/log on Debian";
+    let r = as_unprivileged(&["lookup", PUBLIC, "--at", AT, &log]);
+    assert_eq!(r.code, Some(2), "{}", r.all());
+    assert!(
+        r.err.contains(&format!(
+            "{log}: Permission denied (os error 13): run masqlog as root (sudo) to read {log}, {hint}"
+        )),
+        "{}",
+        r.all()
+    );
+    let r = as_unprivileged(&["check-config", &conf]);
+    r.refused(&format!(
+        "cannot read {conf}: Permission denied (os error 13): run masqlog as root (sudo) to read {conf}, {hint}"
+    ));
+}
