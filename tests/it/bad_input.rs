@@ -253,7 +253,7 @@ fn lookup_a_time_that_cannot_be_read_exits_2_and_says_why() {
     let log = d.file("syslog", &good_log());
     let example = "(write e.g. `2026-11-21 13:37:42 CET`, `2026-11-21T12:37:42Z` or `@1795264662`)";
     for (at, why) in [
-        ("yesterday at tea time", "unknown date form"),
+        ("tea time", "unknown date form"),
         ("12:37:42", "unknown date form"),
         ("2026-11-21", "no time of day after the date"),
         (
@@ -267,6 +267,14 @@ fn lookup_a_time_that_cannot_be_read_exits_2_and_says_why() {
         r.refused(&format!(
             "masqlog: cannot read {at:?} as a time: {why} {example}"
         ));
+    }
+    // A relative time: the forms that are read, and date(1) to write one.
+    for at in ["2 hours ago", "yesterday at tea time"] {
+        let r = masqlog(&["lookup", PUBLIC, "--at", at, &log]);
+        r.refused(&format!(
+            "cannot read {at:?} as a time: relative times are not read; give a date and time with a zone (`2026-11-21 13:37:42 CET`"
+        ));
+        r.refused(&format!("--at \"$(date -d '{at}' '+%F %T %z')\""));
     }
     // A zone that is no zone, one that names several, a skipped local time.
     let r = masqlog(&["lookup", PUBLIC, "--at", "2026-11-21 12:37:42 XYZ", &log]);
