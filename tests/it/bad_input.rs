@@ -1201,3 +1201,25 @@ fn a_file_masqlog_may_not_read_is_named_with_how_to_read_it() {
         "cannot read {conf}: Permission denied (os error 13): run masqlog as root (sudo) to read {conf}, {hint}"
     ));
 }
+
+#[test]
+fn lookup_with_the_time_and_address_swapped_says_which_comes_first() {
+    let d = Dir::new("swapped");
+    let log = d.file("syslog", &good_log());
+    let usage = "the public address comes first: masqlog lookup IP:PORT --at TIME [LOG...]";
+    let r = masqlog(&["lookup", AT, "--at", PUBLIC, &log]);
+    r.refused(&format!(
+        "masqlog: \"{AT}\" is a time, not IP:PORT: {usage}"
+    ));
+    let r = masqlog(&["lookup", "2026-11-21 12:37:42 UTC", PUBLIC, &log]);
+    r.refused(&format!(
+        "masqlog: \"2026-11-21 12:37:42 UTC\" is a time, not IP:PORT: {usage}"
+    ));
+    let r = masqlog(&["lookup", "--at", PUBLIC, "192.0.2.1:53501", &log]);
+    r.refused(&format!(
+        "masqlog: --at \"{PUBLIC}\" is an address, not a time: {usage}"
+    ));
+    // Neither: the endpoint's own error.
+    let r = masqlog(&["lookup", "tea", "--at", AT, &log]);
+    r.refused("masqlog: invalid endpoint \"tea\"");
+}

@@ -249,16 +249,38 @@ fn build_query(
     remote: Option<&str>,
     proto: Option<&str>,
 ) -> Result<AbuseReport, LookupError> {
-    let (public_ip, public_port) = query::parse_public(public)?;
+    let (public_ip, public_port) = query::parse_public(public).map_err(|e| {
+        if is_time(public) {
+            swapped(format!("{public:?} is a time, not IP:PORT"))
+        } else {
+            e
+        }
+    })?;
+    let at = when::parse_report_time(at, &c.zone).map_err(|e| {
+        if query::parse_public(at).is_ok() {
+            swapped(format!("--at {at:?} is an address, not a time"))
+        } else {
+            e.into()
+        }
+    })?;
     Ok(AbuseReport {
         public_ip,
         public_port,
-        at: when::parse_report_time(at, &c.zone)?,
+        at,
         remote: remote.map(query::parse_remote).transpose()?,
         proto: proto.map(query::parse_proto).transpose()?,
         slack: c.slack,
         max_age: c.max_age,
     })
+}
+
+/// Whether `s` reads as a report time (in UTC if it names no zone).
+fn is_time(s: &str) -> bool {
+    when::parse_report_time(s, &Ok(Zone::utc())).is_ok()
+}
+
+fn swapped(what: String) -> LookupError {
+    LookupError::Swapped { what }
 }
 
 /// Prints what went wrong while reading: unreadable inputs and masqlog
@@ -350,7 +372,13 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
 
     if single {
         let (Some(public), Some(at)) = (&args.public, &args.at) else {
-            return Err(LookupError::NoQuery);
+            // `masqlog lookup TIME IP:PORT`: the time where the address goes.
+            return Err(match &args.public {
+                Some(p) if query::parse_public(p).is_err() && is_time(p) => {
+                    swapped(format!("{p:?} is a time, not IP:PORT"))
+                }
+                _ => LookupError::NoQuery,
+            });
         };
         let q = build_query(
             &common,
