@@ -67,7 +67,7 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
         Ok(t) => t,
         Err(e) => {
             eprintln!(
-                "masqlog: cannot read {}: {}",
+                "error: cannot read {}: {}",
                 args.file.display(),
                 access::why(&args.file, &e)
             );

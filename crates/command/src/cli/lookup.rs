@@ -287,7 +287,7 @@ fn swapped(what: String) -> LookupError {
 /// lines that do not parse (the first 100; the count always).
 fn report_problems(err: &mut dyn Write, scan: &Scan) -> io::Result<()> {
     for (name, why) in &scan.unreadable {
-        writeln!(err, "masqlog: {name}: {why}")?;
+        writeln!(err, "error: {name}: {why}")?;
     }
     const SHOWN: usize = 100;
     for b in scan.bad_lines.iter().take(SHOWN) {
@@ -296,7 +296,7 @@ fn report_problems(err: &mut dyn Write, scan: &Scan) -> io::Result<()> {
     if scan.bad_lines.len() > SHOWN {
         writeln!(
             err,
-            "masqlog: ... and {} more masqlog lines that could not be read ({} in all)",
+            "error: ... and {} more masqlog lines that could not be read ({} in all)",
             scan.bad_lines.len() - SHOWN,
             scan.bad_lines.len()
         )?;
@@ -479,7 +479,7 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
         match q {
             Err(why) => {
                 bad_lines += 1;
-                writeln!(io.err, "masqlog: {source}:{line}: {why}")?;
+                writeln!(io.err, "error: {source}:{line}: {why}")?;
                 if args.json {
                     let j = Json::obj([
                         ("report_line", Json::Int(*line as i64)),
@@ -816,11 +816,7 @@ mod tests {
             None,
         );
         assert_eq!(code(&r), 2);
-        assert!(
-            r.err.contains(&format!("masqlog: {missing}: ")),
-            "{}",
-            r.err
-        );
+        assert!(r.err.contains(&format!("error: {missing}: ")), "{}", r.err);
         let r = run_args(
             &args(&[
                 "192.0.2.1:53500",
