@@ -243,7 +243,7 @@ fn lookup_a_public_endpoint_that_cannot_be_read_exits_2_and_says_why() {
         ("", "expected ip:port"),
     ] {
         let r = masqlog(&["lookup", public, "--at", AT, &log]);
-        r.refused(&format!("masqlog: invalid endpoint {public:?}: {why}"));
+        r.refused(&format!("error: invalid endpoint {public:?}: {why}"));
     }
 }
 
@@ -253,7 +253,7 @@ fn lookup_a_time_that_cannot_be_read_exits_2_and_says_why() {
     let log = d.file("syslog", &good_log());
     let example = "(write e.g. `2026-11-21 13:37:42 CET`, `2026-11-21T12:37:42Z` or `@1795264662`)";
     for (at, why) in [
-        ("yesterday at tea time", "unknown date form"),
+        ("tea time", "unknown date form"),
         ("12:37:42", "unknown date form"),
         ("2026-11-21", "no time of day after the date"),
         (
@@ -265,14 +265,22 @@ fn lookup_a_time_that_cannot_be_read_exits_2_and_says_why() {
     ] {
         let r = masqlog(&["lookup", PUBLIC, "--at", at, &log]);
         r.refused(&format!(
-            "masqlog: cannot read {at:?} as a time: {why} {example}"
+            "error: cannot read {at:?} as a time: {why} {example}"
         ));
+    }
+    // A relative time: the forms that are read, and date(1) to write one.
+    for at in ["2 hours ago", "yesterday at tea time"] {
+        let r = masqlog(&["lookup", PUBLIC, "--at", at, &log]);
+        r.refused(&format!(
+            "cannot read {at:?} as a time: relative times are not read; give a date and time with a zone (`2026-11-21 13:37:42 CET`"
+        ));
+        r.refused(&format!("--at \"$(date -d '{at}' '+%F %T %z')\""));
     }
     // A zone that is no zone, one that names several, a skipped local time.
     let r = masqlog(&["lookup", PUBLIC, "--at", "2026-11-21 12:37:42 XYZ", &log]);
-    r.refused("masqlog: unknown time zone \"XYZ\": not a numeric offset, not an abbreviation masqlog knows and not in the system's time-zone database");
+    r.refused("error: unknown time zone \"XYZ\": not a numeric offset, not an abbreviation masqlog knows and not in the system's time-zone database");
     let r = masqlog(&["lookup", PUBLIC, "--at", "2026-11-21 12:37:42 IST", &log]);
-    r.refused("masqlog: the time-zone abbreviation IST is ambiguous (India +05:30, Ireland +01:00 or Israel +02:00): give a numeric offset or a zone name");
+    r.refused("error: the time-zone abbreviation IST is ambiguous (India +05:30, Ireland +01:00 or Israel +02:00): give a numeric offset or a zone name");
     let r = masqlog(&[
         "lookup",
         PUBLIC,
@@ -292,7 +300,7 @@ fn lookup_a_bad_zone_duration_protocol_or_remote_exits_2_and_says_why() {
     for (flags, why) in [
         (
             &["--tz", "Nowhere/Special"][..],
-            "masqlog: unknown time zone \"Nowhere/Special\"",
+            "error: unknown time zone \"Nowhere/Special\"",
         ),
         (
             &["--tz", "IST"],
@@ -300,25 +308,25 @@ fn lookup_a_bad_zone_duration_protocol_or_remote_exits_2_and_says_why() {
         ),
         (
             &["--slack", "soon"],
-            "masqlog: invalid duration \"soon\": write e.g. 90s, 2m, 1h30m, 24h or 2d",
+            "error: invalid duration \"soon\": write e.g. 90s, 2m, 1h30m, 24h or 2d",
         ),
-        (&["--slack=-5m"], "masqlog: invalid duration \"-5m\""),
+        (&["--slack=-5m"], "error: invalid duration \"-5m\""),
         (
             &["--max-age", "forever"],
-            "masqlog: invalid duration \"forever\"",
+            "error: invalid duration \"forever\"",
         ),
         (
             &["--proto", "tcpp"],
-            "masqlog: unknown protocol \"tcpp\": give a name (tcp, udp, icmp, ...) or a number",
+            "error: unknown protocol \"tcpp\": give a name (tcp, udp, icmp, ...) or a number",
         ),
-        (&["--proto", "256"], "masqlog: unknown protocol \"256\""),
+        (&["--proto", "256"], "error: unknown protocol \"256\""),
         (
             &["--remote", "gw1.example.org"],
-            "masqlog: invalid endpoint \"gw1.example.org\": expected ip:port",
+            "error: invalid endpoint \"gw1.example.org\": expected ip:port",
         ),
         (
             &["--remote", "203.0.113.7:99999"],
-            "masqlog: invalid endpoint \"203.0.113.7:99999\": the port is out of range",
+            "error: invalid endpoint \"203.0.113.7:99999\": the port is out of range",
         ),
     ] {
         let r = lookup(flags, &[&log]);
@@ -362,14 +370,14 @@ fn lookup_without_a_question_exits_2() {
         &["lookup", PUBLIC, log.as_str()],
         &["lookup"],
     ] {
-        masqlog(args).refused("masqlog: give the public endpoint and --at, or --reports FILE");
+        masqlog(args).refused("error: give the public endpoint and --at, or --reports FILE");
     }
     let r = masqlog(&["lookup", PUBLIC, "--at", AT, "--reports", &log]);
     r.refused("the argument '--at <TIME>' cannot be used with '--reports <FILE>'");
     let missing = d.path("reports.csv");
     let r = masqlog(&["lookup", "--reports", &missing, &log]);
     r.refused(&format!(
-        "masqlog: cannot read the reports {missing}: No such file or directory"
+        "error: cannot read the reports {missing}: No such file or directory"
     ));
 }
 
@@ -382,7 +390,7 @@ fn lookup_missing_logs_are_named_and_make_not_found_exit_2() {
     assert_eq!(r.code, Some(2), "{}", r.all());
     assert!(
         r.err
-            .contains(&format!("masqlog: {missing}: No such file or directory")),
+            .contains(&format!("error: {missing}: No such file or directory")),
         "{}",
         r.all()
     );
@@ -404,7 +412,7 @@ fn lookup_missing_logs_are_named_and_make_not_found_exit_2() {
     // A missing port-block state directory: nothing is read.
     let r = lookup(&["--portblock-state", &d.path("nope")], &[&log]);
     r.refused(&format!(
-        "masqlog: port-block history: cannot list {}: No such file or directory",
+        "error: port-block history: cannot list {}: No such file or directory",
         d.path("nope")
     ));
 }
@@ -646,7 +654,7 @@ fn lookup_a_truncated_gzip_file_is_named_and_the_lines_before_count() {
     assert!(r.out.contains(CLIENT), "{}", r.all());
     assert!(
         r.err.starts_with(&format!(
-            "masqlog: {before}: truncated or corrupt compressed data after "
+            "error: {before}: truncated or corrupt compressed data after "
         )) && r
             .err
             .contains("incomplete deflate stream; the lines before were used"),
@@ -739,7 +747,7 @@ fn lookup_corrupt_or_unsupported_compressed_files_are_named() {
     assert_eq!(r.code, Some(2), "{}", r.all());
     assert!(
         r.err.contains(&format!(
-            "masqlog: {bad}: truncated or corrupt compressed data after 0 bytes of text (line 1): corrupt deflate stream; the lines before were used"
+            "error: {bad}: truncated or corrupt compressed data after 0 bytes of text (line 1): corrupt deflate stream; the lines before were used"
         )),
         "{}",
         r.all()
@@ -751,7 +759,7 @@ fn lookup_corrupt_or_unsupported_compressed_files_are_named() {
     let r = lookup(&[], &[&junk]);
     assert_eq!(r.code, Some(0), "{}", r.all());
     assert!(
-        r.err.contains(&format!("masqlog: {junk}: ")) && r.err.contains("invalid gzip header"),
+        r.err.contains(&format!("error: {junk}: ")) && r.err.contains("invalid gzip header"),
         "{}",
         r.all()
     );
@@ -762,7 +770,7 @@ fn lookup_corrupt_or_unsupported_compressed_files_are_named() {
     assert_eq!(r.code, Some(0), "{}", r.all());
     assert!(
         r.err.contains(&format!(
-            "masqlog: {zst}: truncated or corrupt compressed data after "
+            "error: {zst}: truncated or corrupt compressed data after "
         )) && r.err.contains("incomplete frame"),
         "{}",
         r.all()
@@ -777,7 +785,7 @@ fn lookup_corrupt_or_unsupported_compressed_files_are_named() {
         assert_eq!(r.code, Some(2), "{}", r.all());
         assert!(
             r.err.contains(&format!(
-                "masqlog: {f}: {}-compressed, which masqlog does not read: pipe it in (`{tool} FILE | masqlog lookup ... -`)",
+                "error: {f}: {}-compressed, which masqlog does not read: pipe it in (`{tool} FILE | masqlog lookup ... -`)",
                 tool.split(' ').next().unwrap()
             )),
             "{}",
@@ -970,7 +978,7 @@ fn portblock_test_refuses_bad_queries_and_foreign_or_broken_rule_files() {
         "192.0.2.1:32000",
     ])
     .refused(
-        "masqlog: invalid time \"yesterday\": not UNIX seconds nor YYYY-MM-DDTHH:MM:SS with a zone",
+        "error: invalid time \"yesterday\": cannot read \"yesterday\" as a time: relative times are not read",
     );
     test(&[
         "--state-dir",
@@ -993,7 +1001,7 @@ fn portblock_test_refuses_bad_queries_and_foreign_or_broken_rule_files() {
     // Files that are not masqlog's, or not whole.
     let foreign = d.file("nftables.conf", b"#!/usr/sbin/nft -f\nflush ruleset\n");
     test(&["--rules", &foreign, "--public", "192.0.2.1:32000"]).refused(&format!(
-        "masqlog: {foreign}: not a masqlog portblock rule file: its first line is not masqlog's generated-at line"
+        "error: {foreign}: not a masqlog portblock rule file: its first line is not masqlog's generated-at line"
     ));
     test(&[
         "--rules",
@@ -1008,7 +1016,7 @@ fn portblock_test_refuses_bad_queries_and_foreign_or_broken_rule_files() {
     );
     test(&["--state-dir", &state, "--at", "1790000600", "--public", "192.0.2.1:32000"]).refused(
         &format!(
-            "masqlog: {cut}: not a masqlog portblock rule file: it has no complete `elements = {{ ... }}` list of blocks"
+            "error: {cut}: not a masqlog portblock rule file: it has no complete `elements = {{ ... }}` list of blocks"
         ),
     );
     // lookup reads the whole history: the broken file stops it, even for a
@@ -1022,7 +1030,7 @@ fn portblock_test_refuses_bad_queries_and_foreign_or_broken_rule_files() {
         &state,
     ])
     .refused(&format!(
-        "masqlog: port-block history: {cut}: not a masqlog portblock rule file"
+        "error: port-block history: {cut}: not a masqlog portblock rule file"
     ));
     std::fs::remove_file(&cut).unwrap();
     // Hand-edited: two clients on one block; the later one's line is named.
@@ -1034,7 +1042,7 @@ fn portblock_test_refuses_bad_queries_and_foreign_or_broken_rule_files() {
         + 1;
     let edited = d.file("edited.nft", edited.as_bytes());
     test(&["--rules", &edited, "--public", "192.0.2.1:32000"]).refused(&format!(
-        "masqlog: {edited}:{line}: the blocks of 10.8.0.2 and 10.8.0.3 overlap on 192.0.2.1 \
+        "error: {edited}:{line}: the blocks of 10.8.0.2 and 10.8.0.3 overlap on 192.0.2.1 \
          (30720-31743 and 30720-31743): a port would name two clients"
     ));
     // Two files for one second.
@@ -1051,10 +1059,10 @@ fn portblock_test_refuses_bad_queries_and_foreign_or_broken_rule_files() {
     std::fs::remove_file(&twin).unwrap();
     // A time before the first file; no current symlink; one made by hand.
     test(&["--state-dir", &state, "--at", "1", "--public", "192.0.2.1:32000"]).refused(&format!(
-        "masqlog: no rule file of {state} was in force at 1970-01-01T00:00:01Z: the oldest is from 2026-09-21T14:13:20Z"
+        "error: no rule file of {state} was in force at 1970-01-01T00:00:01Z: the oldest is from 2026-09-21T14:13:20Z"
     ));
     test(&["--state-dir", &state, "--public", "192.0.2.1:32000"]).refused(&format!(
-        "masqlog: no rules are in force: {state} has no current symlink"
+        "error: no rules are in force: {state} has no current symlink"
     ));
     std::os::unix::fs::symlink("/etc/passwd", d.0.path().join("state/current")).unwrap();
     test(&["--state-dir", &state, "--public", "192.0.2.1:32000"])
@@ -1068,7 +1076,7 @@ fn portblock_test_refuses_bad_queries_and_foreign_or_broken_rule_files() {
         "192.0.2.1:32000",
     ])
     .refused(&format!(
-        "masqlog: cannot list {}: No such file or directory",
+        "error: cannot list {}: No such file or directory",
         d.path("nope")
     ));
 }
@@ -1104,7 +1112,7 @@ fn portblock_apply_refuses_a_bad_or_unreachable_syslog_before_writing_anything()
     assert_eq!(r.code, Some(2), "{}", r.all());
     assert!(
         r.err.contains(&format!(
-            "masqlog: cannot send the configuration record to syslog at unix:{sock}: No such file or directory"
+            "error: cannot send the configuration record to syslog at unix:{sock}: No such file or directory"
         )),
         "{}",
         r.all()
@@ -1138,4 +1146,78 @@ fn check_config_a_file_that_is_no_ulogd_conf_fails_and_a_directory_exits_2() {
     let r = masqlog(&["check-config", &d.path("")]);
     assert_eq!(r.code, Some(2), "{}", r.all());
     assert!(r.err.contains("Is a directory"), "{}", r.all());
+}
+
+/// Runs `masqlog ARGS...` as a user that may not read the test files: as
+/// nobody (through setpriv) when the tests run as root, else as is.
+fn as_unprivileged(args: &[&str]) -> Ran {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&*crate::cli::BIN);
+        c
+    } else {
+        Command::new(&*crate::cli::BIN)
+    };
+    let out = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running masqlog");
+    Ran {
+        cmd: format!("masqlog {}", args.join(" ")),
+        code: out.status.code(),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_file_masqlog_may_not_read_is_named_with_how_to_read_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let d = Dir::new("eacces");
+    std::fs::set_permissions(d.0.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("opening the test directory");
+    let log = d.file("syslog", &good_log());
+    let conf = d.file("ulogd.conf", b"[global]\n");
+    for f in [&log, &conf] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o000))
+            .expect("closing a test file");
+    }
+    let hint = "or as a member of group adm, which can read /var/log on Debian";
+    let r = as_unprivileged(&["lookup", PUBLIC, "--at", AT, &log]);
+    assert_eq!(r.code, Some(2), "{}", r.all());
+    assert!(
+        r.err.contains(&format!(
+            "{log}: Permission denied (os error 13): run masqlog as root (sudo) to read {log}, {hint}"
+        )),
+        "{}",
+        r.all()
+    );
+    let r = as_unprivileged(&["check-config", &conf]);
+    r.refused(&format!(
+        "cannot read {conf}: Permission denied (os error 13): run masqlog as root (sudo) to read {conf}, {hint}"
+    ));
+}
+
+#[test]
+fn lookup_with_the_time_and_address_swapped_says_which_comes_first() {
+    let d = Dir::new("swapped");
+    let log = d.file("syslog", &good_log());
+    let usage = "the public address comes first: masqlog lookup IP:PORT --at TIME [LOG...]";
+    let r = masqlog(&["lookup", AT, "--at", PUBLIC, &log]);
+    r.refused(&format!("error: \"{AT}\" is a time, not IP:PORT: {usage}"));
+    let r = masqlog(&["lookup", "2026-11-21 12:37:42 UTC", PUBLIC, &log]);
+    r.refused(&format!(
+        "error: \"2026-11-21 12:37:42 UTC\" is a time, not IP:PORT: {usage}"
+    ));
+    let r = masqlog(&["lookup", "--at", PUBLIC, "192.0.2.1:53501", &log]);
+    r.refused(&format!(
+        "error: --at \"{PUBLIC}\" is an address, not a time: {usage}"
+    ));
+    // Neither: the endpoint's own error.
+    let r = masqlog(&["lookup", "tea", "--at", AT, &log]);
+    r.refused("error: invalid endpoint \"tea\"");
 }

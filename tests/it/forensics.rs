@@ -596,7 +596,7 @@ fn flow_logs_alone_name_the_client_and_fail_clearly() {
     assert!(r.out.is_empty(), "{}", r.all());
     assert!(
         r.err
-            .starts_with("masqlog: cannot read \"yesterday at tea time\" as a time: "),
+            .starts_with("error: cannot read \"yesterday at tea time\" as a time: "),
         "{}",
         r.all()
     );
@@ -605,7 +605,7 @@ fn flow_logs_alone_name_the_client_and_fail_clearly() {
     // used, and the answer marked as possibly incomplete.
     let gz = truncated_gzip(&env.rsyslog.messages_path(), env.lab.dir());
     let gz_s = path_str(&gz);
-    let damaged = format!("masqlog: {gz_s}: truncated or corrupt compressed data after ");
+    let damaged = format!("error: {gz_s}: truncated or corrupt compressed data after ");
     let r = masqlog(&["lookup", &public, "--at", &at, &gz_s]);
     assert_eq!(r.code, Some(0), "{}", r.all());
     assert!(r.err.starts_with(&damaged), "{}", r.all());

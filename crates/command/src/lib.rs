@@ -5,6 +5,7 @@
 //! never on the plugin or the lab.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod checkconfig;
 pub mod json;
 pub mod lookup;

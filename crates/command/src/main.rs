@@ -91,7 +91,7 @@ fn main() -> ExitCode {
 }
 
 /// The exit status for what [`run`] returned. An error prints as
-/// `masqlog: {err:#}` and exits 2, except a broken pipe anywhere in its
+/// `error: {err:#}` (the prefix of clap's usage errors) and exits 2, except a broken pipe anywhere in its
 /// chain: the reader of the output went away (`masqlog lookup ... | head`),
 /// which is no failure of ours and there is no one left to tell, so it
 /// exits 0 quietly, as ripgrep does.
@@ -100,7 +100,7 @@ fn exit_status(result: anyhow::Result<ExitCode>) -> ExitCode {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("masqlog: {err:#}");
+            eprintln!("error: {err:#}");
             ExitCode::from(2)
         }
     }

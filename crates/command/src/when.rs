@@ -105,6 +105,14 @@ pub enum TimeError {
          `2026-11-21T12:37:42Z` or `@1795264662`)"
     )]
     Unrecognized { input: String, why: String },
+    /// A relative phrase (`2 hours ago`, `yesterday`): not read.
+    #[error(
+        "cannot read {input:?} as a time: relative times are not read; give a date and \
+         time with a zone (`2026-11-21 13:37:42 CET`, `2026-11-21T12:37:42+01:00`), a mail, \
+         access-log or date(1) date, or UNIX time (`@1795264662`); for a relative time let \
+         date(1) write it: --at \"$(date -d '{phrase}' '+%F %T %z')\""
+    )]
+    Relative { input: String, phrase: String },
     #[error(
         "unknown time zone {name:?}: not a numeric offset, not an abbreviation masqlog knows \
          and not in the system's time-zone database"
@@ -729,6 +737,43 @@ fn local_string(c: Civil) -> String {
     )
 }
 
+/// Whether `s` reads as a relative time: `2 hours ago`, `yesterday`,
+/// `now`, `last monday`, `-2h`, `in 3 days`.
+fn is_relative(s: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "ago",
+        "now",
+        "today",
+        "yesterday",
+        "tomorrow",
+        "last",
+        "next",
+        "this",
+        "in",
+        "since",
+        "before",
+        "earlier",
+    ];
+    const UNITS: &[&str] = &[
+        "s", "sec", "secs", "second", "seconds", "m", "min", "mins", "minute", "minutes", "h",
+        "hr", "hrs", "hour", "hours", "d", "day", "days", "w", "week", "weeks", "month", "months",
+        "year", "years",
+    ];
+    let lower = s.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.iter().any(|w| WORDS.contains(w)) {
+        return true;
+    }
+    // `-2h`, `+30m`, `2 hours`: a count and a unit, nothing else.
+    let joined: String = words.concat();
+    let body = joined.trim_start_matches(['+', '-']);
+    let digits = body.len() - body.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    digits > 0 && UNITS.contains(&&body[digits..])
+}
+
 /// Reads a report's time. `default` is the zone for times written without
 /// one (see [`default_zone`]); it is only looked at then.
 pub fn parse_report_time(
@@ -745,7 +790,20 @@ pub fn parse_report_time(
         input: input.to_string(),
         why,
     };
-    let written = parse_written(s).map_err(unrecognized)?;
+    let written = parse_written(s).map_err(|why| {
+        if is_relative(s) {
+            TimeError::Relative {
+                input: input.to_string(),
+                phrase: if s.contains('\'') {
+                    "2 hours ago".to_string()
+                } else {
+                    s.to_string()
+                },
+            }
+        } else {
+            unrecognized(why)
+        }
+    })?;
     let (civil, zone_text) = match written {
         Written::Epoch(t) => {
             let zone = default.clone().unwrap_or_else(|_| Zone::utc());
@@ -934,6 +992,31 @@ pub fn human_duration(micros: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relative_time_is_refused_with_the_forms_that_are_read() {
+        for input in [
+            "2 hours ago",
+            "yesterday",
+            "now",
+            "-2h",
+            "30 minutes",
+            "last monday",
+        ] {
+            let e = parse_report_time(input, &utc()).unwrap_err().to_string();
+            assert!(e.contains("relative times are not read"), "{input}: {e}");
+            assert!(e.contains("`2026-11-21 13:37:42 CET`"), "{e}");
+            assert!(
+                e.contains(&format!("--at \"$(date -d '{input}' '+%F %T %z')\"")),
+                "{e}"
+            );
+        }
+        // What only fails to parse says why, as before.
+        for input in ["12:37:42", "tea time", "2026-11-21"] {
+            let e = parse_report_time(input, &utc()).unwrap_err();
+            assert!(matches!(e, TimeError::Unrecognized { .. }), "{input}: {e}");
+        }
+    }
 
     fn ams() -> Result<Zone, TimeError> {
         parse_zone("Europe/Amsterdam")

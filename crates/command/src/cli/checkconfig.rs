@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
+use masqlog_command::access;
 use masqlog_command::checkconfig::{self, Machine};
 
 const AFTER_HELP: &str = "\
@@ -65,7 +66,11 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
     let text = match std::fs::read(&args.file) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("masqlog: cannot read {}: {e}", args.file.display());
+            eprintln!(
+                "error: cannot read {}: {}",
+                args.file.display(),
+                access::why(&args.file, &e)
+            );
             return Ok(ExitCode::from(2));
         }
     };

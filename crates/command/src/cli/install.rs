@@ -35,6 +35,13 @@ pub struct InstallArgs {
 pub enum InstallError {
     #[error("no built plugin at {0}: run `cargo build --release` first or pass --from")]
     NoLibrary(PathBuf),
+    /// Run from the package (/usr/bin): there is no built library, and
+    /// the package installs the plugin itself.
+    #[error(
+        "nothing to install: this masqlog is the packaged one, and the masqlog package \
+         installs the plugin itself as {0}{1}; to install another build, pass --from PATH"
+    )]
+    Packaged(PathBuf, &'static str),
     #[error(
         "no ulogd plugin directory found (looked for ulogd_inpflow_NFCT.so in {0}): is ulogd2 installed? pass --dir"
     )]
@@ -65,6 +72,27 @@ fn default_library() -> Option<PathBuf> {
     Some(exe.parent()?.join("libmasqlog.so"))
 }
 
+/// Where the masqlog package puts the plugin, when `exe` is the packaged
+/// binary (/usr/bin/masqlog: debian-pkg/build installs the plugin as
+/// /usr/lib/MULTIARCH/ulogd/ulogd_output_MASQLOG.so); `None` for a binary
+/// run from a source tree (target/release/).
+fn packaged_plugin(exe: &Path) -> Option<PathBuf> {
+    if !exe.starts_with("/usr/bin") {
+        return None;
+    }
+    let multiarch = if cfg!(target_arch = "aarch64") {
+        "aarch64-linux-gnu"
+    } else {
+        "x86_64-linux-gnu"
+    };
+    Some(
+        Path::new("/usr/lib")
+            .join(multiarch)
+            .join("ulogd")
+            .join(PLUGIN_FILE),
+    )
+}
+
 /// Copies the library to `DIR/ulogd_output_MASQLOG.so` through a temporary
 /// file in the same directory (fsync, then rename), so that a running or
 /// starting ulogd never sees half a file. Returns the installed path.
@@ -75,6 +103,17 @@ pub fn run(args: &InstallArgs) -> Result<PathBuf, InstallError> {
         .or_else(default_library)
         .unwrap_or_else(|| PathBuf::from("libmasqlog.so"));
     if !from.is_file() {
+        if args.from.is_none()
+            && let Ok(exe) = std::env::current_exe()
+            && let Some(plugin) = packaged_plugin(&exe)
+        {
+            let state = if plugin.exists() {
+                " (it is there)"
+            } else {
+                ", which is missing: reinstall the package (apt install --reinstall masqlog)"
+            };
+            return Err(InstallError::Packaged(plugin, state));
+        }
         return Err(InstallError::NoLibrary(from));
     }
     let dir = match &args.dir {
@@ -120,4 +159,29 @@ pub fn run(args: &InstallArgs) -> Result<PathBuf, InstallError> {
         }
     }
     Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packaged_binary_names_the_packaged_plugin_not_cargo() {
+        let plugin = packaged_plugin(Path::new("/usr/bin/masqlog")).expect("packaged");
+        assert!(
+            plugin.starts_with("/usr/lib") && plugin.ends_with("ulogd/ulogd_output_MASQLOG.so"),
+            "{}",
+            plugin.display()
+        );
+        let msg = InstallError::Packaged(plugin, " (it is there)").to_string();
+        assert!(
+            msg.contains("the masqlog package installs the plugin itself as /usr/lib/")
+                && !msg.contains("cargo"),
+            "{msg}"
+        );
+        assert_eq!(
+            packaged_plugin(Path::new("/home/me/masqlog/target/release/masqlog")),
+            None
+        );
+    }
 }

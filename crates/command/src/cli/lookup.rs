@@ -249,11 +249,24 @@ fn build_query(
     remote: Option<&str>,
     proto: Option<&str>,
 ) -> Result<AbuseReport, LookupError> {
-    let (public_ip, public_port) = query::parse_public(public)?;
+    let (public_ip, public_port) = query::parse_public(public).map_err(|e| {
+        if is_time(public) {
+            swapped(format!("{public:?} is a time, not IP:PORT"))
+        } else {
+            e
+        }
+    })?;
+    let at = when::parse_report_time(at, &c.zone).map_err(|e| {
+        if query::parse_public(at).is_ok() {
+            swapped(format!("--at {at:?} is an address, not a time"))
+        } else {
+            e.into()
+        }
+    })?;
     Ok(AbuseReport {
         public_ip,
         public_port,
-        at: when::parse_report_time(at, &c.zone)?,
+        at,
         remote: remote.map(query::parse_remote).transpose()?,
         proto: proto.map(query::parse_proto).transpose()?,
         slack: c.slack,
@@ -261,11 +274,20 @@ fn build_query(
     })
 }
 
+/// Whether `s` reads as a report time (in UTC if it names no zone).
+fn is_time(s: &str) -> bool {
+    when::parse_report_time(s, &Ok(Zone::utc())).is_ok()
+}
+
+fn swapped(what: String) -> LookupError {
+    LookupError::Swapped { what }
+}
+
 /// Prints what went wrong while reading: unreadable inputs and masqlog
 /// lines that do not parse (the first 100; the count always).
 fn report_problems(err: &mut dyn Write, scan: &Scan) -> io::Result<()> {
     for (name, why) in &scan.unreadable {
-        writeln!(err, "masqlog: {name}: {why}")?;
+        writeln!(err, "error: {name}: {why}")?;
     }
     const SHOWN: usize = 100;
     for b in scan.bad_lines.iter().take(SHOWN) {
@@ -274,7 +296,7 @@ fn report_problems(err: &mut dyn Write, scan: &Scan) -> io::Result<()> {
     if scan.bad_lines.len() > SHOWN {
         writeln!(
             err,
-            "masqlog: ... and {} more masqlog lines that could not be read ({} in all)",
+            "error: ... and {} more masqlog lines that could not be read ({} in all)",
             scan.bad_lines.len() - SHOWN,
             scan.bad_lines.len()
         )?;
@@ -350,7 +372,13 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
 
     if single {
         let (Some(public), Some(at)) = (&args.public, &args.at) else {
-            return Err(LookupError::NoQuery);
+            // `masqlog lookup TIME IP:PORT`: the time where the address goes.
+            return Err(match &args.public {
+                Some(p) if query::parse_public(p).is_err() && is_time(p) => {
+                    swapped(format!("{p:?} is a time, not IP:PORT"))
+                }
+                _ => LookupError::NoQuery,
+            });
         };
         let q = build_query(
             &common,
@@ -451,7 +479,7 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
         match q {
             Err(why) => {
                 bad_lines += 1;
-                writeln!(io.err, "masqlog: {source}:{line}: {why}")?;
+                writeln!(io.err, "error: {source}:{line}: {why}")?;
                 if args.json {
                     let j = Json::obj([
                         ("report_line", Json::Int(*line as i64)),
@@ -788,11 +816,7 @@ mod tests {
             None,
         );
         assert_eq!(code(&r), 2);
-        assert!(
-            r.err.contains(&format!("masqlog: {missing}: ")),
-            "{}",
-            r.err
-        );
+        assert!(r.err.contains(&format!("error: {missing}: ")), "{}", r.err);
         let r = run_args(
             &args(&[
                 "192.0.2.1:53500",

@@ -294,7 +294,7 @@ fn print(text: &str) -> Result<(), PortblockError> {
 fn checked_plan(opts: &PlanOpts) -> Result<Plan, PortblockError> {
     let plan = Plan::new(&opts.input())?;
     for w in localports::warnings(&plan, &LocalPorts::read()) {
-        eprintln!("masqlog: warning: {w}");
+        eprintln!("warning: {w}");
     }
     Ok(plan)
 }

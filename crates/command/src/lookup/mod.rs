@@ -107,6 +107,9 @@ pub enum LookupError {
          (`zcat syslog.2.gz | masqlog lookup ... -`)"
     )]
     NoInput,
+    /// A time where the public endpoint belongs, or an endpoint as --at.
+    #[error("{what}: the public address comes first: masqlog lookup IP:PORT --at TIME [LOG...]")]
+    Swapped { what: String },
     #[error("give the public endpoint and --at, or --reports FILE")]
     NoQuery,
     #[error("cannot read the reports {path}: {why}")]

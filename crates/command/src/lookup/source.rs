@@ -19,6 +19,7 @@
 //! read as streams; xz and bzip2 are refused with the command to use
 //! instead.
 
+use crate::access;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -166,9 +167,9 @@ pub fn expand(inputs: &[Input]) -> (Vec<Spec>, Vec<String>, Vec<(String, String)
         match input {
             Input::Stdin => stdin = true,
             Input::Path(p) => match fs::metadata(p) {
-                Err(e) => problems.push((p.display().to_string(), e.to_string())),
+                Err(e) => problems.push((p.display().to_string(), access::why(p, &e))),
                 Ok(m) if m.is_dir() => match fs::read_dir(p) {
-                    Err(e) => problems.push((p.display().to_string(), e.to_string())),
+                    Err(e) => problems.push((p.display().to_string(), access::why(p, &e))),
                     Ok(rd) => {
                         let mut skipped = Vec::new();
                         for entry in rd.flatten() {
@@ -183,9 +184,8 @@ pub fn expand(inputs: &[Input]) -> (Vec<Spec>, Vec<String>, Vec<(String, String)
                             match looks_binary(&path) {
                                 Ok(false) => files.push(path),
                                 Ok(true) => skipped.push(path),
-                                Err(e) => {
-                                    problems.push((path.display().to_string(), e.to_string()))
-                                }
+                                Err(e) => problems
+                                    .push((path.display().to_string(), access::why(&path, &e))),
                             }
                         }
                         if !skipped.is_empty() {
@@ -284,7 +284,7 @@ fn decoded(
 /// process substitution (`<(zcat FILE)`) is read as a stream, without
 /// seeking.
 pub fn open_file(path: &Path) -> Result<Opened, String> {
-    let mut file = File::open(path).map_err(|e| e.to_string())?;
+    let mut file = File::open(path).map_err(|e| access::why(path, &e))?;
     let meta = file.metadata().map_err(|e| e.to_string())?;
     let magic = read_magic(&mut file, 6).map_err(|e| e.to_string())?;
     if meta.is_file() && sniff(&magic)? == Compression::None {

@@ -125,13 +125,15 @@ mod tests {
         assert!(parse_time("2024-13-01T00:00:00Z", None).is_err());
         assert!(parse_time("yesterday", None).is_err());
         assert!(parse_time("", None).is_err());
-        let e = parse_time("yesterday", None).unwrap_err().to_string();
+        let e = parse_time("tea time", None).unwrap_err().to_string();
         assert!(
             e.starts_with(
-                "invalid time \"yesterday\": not UNIX seconds nor YYYY-MM-DDTHH:MM:SS with a zone"
+                "invalid time \"tea time\": not UNIX seconds nor YYYY-MM-DDTHH:MM:SS with a zone"
             ),
             "{e}"
         );
+        let e = parse_time("yesterday", None).unwrap_err().to_string();
+        assert!(e.contains("relative times are not read"), "{e}");
         let ams = when::parse_zone("Europe/Amsterdam").unwrap();
         let e = parse_time("2026-03-29 02:30:00", Some(&ams))
             .unwrap_err()
