@@ -39,6 +39,13 @@ struct Open {
     checked: Instant,
 }
 
+impl Open {
+    /// Whether `path` still names the open file.
+    fn still_at(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
+    }
+}
+
 fn refuse(path: &Path, why: &str) -> io::Error {
     io::Error::other(format!("{} is refused: {why}", path.display()))
 }
@@ -117,11 +124,6 @@ impl LogFile {
         })
     }
 
-    /// Whether the path still names the open file.
-    fn still_there(&self, o: &Open) -> bool {
-        std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == o.id)
-    }
-
     /// Writes `buf` at the end of the file; `Err((written, e))` after what
     /// the kernel took.
     fn write(o: &mut Open, buf: &[u8], limit: &Limit<'_>) -> Result<(), (usize, io::Error)> {
@@ -155,13 +157,11 @@ impl Transport for LogFile {
         msgs: &[Vec<u8>],
         limit: &Limit<'_>,
     ) -> Result<(), (usize, SendError)> {
-        if let Some(o) = &self.open
+        if let Some(o) = &mut self.open
             && o.checked.elapsed() >= REOPEN_CHECK
         {
-            if self.still_there(o) {
-                if let Some(o) = &mut self.open {
-                    o.checked = Instant::now();
-                }
+            if o.still_at(&self.path) {
+                o.checked = Instant::now();
             } else {
                 self.open = None;
             }

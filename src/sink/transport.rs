@@ -44,6 +44,12 @@ impl Limit<'_> {
         end.saturating_duration_since(Instant::now())
     }
 
+    /// Whether a batch sent in parts stops before its next part, `done`
+    /// messages in (never before the first): `yield_now` asked.
+    pub(super) fn yields_after(&self, done: usize) -> bool {
+        done > 0 && self.yield_now.is_some_and(|y| y())
+    }
+
     /// The socket timeout for the next blocking call: the time left, at
     /// most one slice; `None` once the limit passed.
     pub(super) fn slice(&self) -> Option<Duration> {
@@ -85,7 +91,7 @@ pub(super) trait Transport: Send {
         limit: &Limit<'_>,
     ) -> Result<(), (usize, SendError)> {
         for (i, m) in msgs.iter().enumerate() {
-            if i > 0 && limit.yield_now.is_some_and(|y| y()) {
+            if limit.yields_after(i) {
                 return Err((i, SendError::Yield));
             }
             self.send(m, limit).map_err(|e| (i, e))?;
@@ -214,9 +220,7 @@ impl<S: DatagramSocket> Datagram<S> {
             }
         }
     }
-}
 
-impl<S: DatagramSocket> Datagram<S> {
     /// Sends what the socket takes of `msgs` at once in one `sendmmsg`,
     /// without waiting: how many went. Anything else (nothing sent, an
     /// error) is left to [`Datagram::try_send`], one message, which waits,
@@ -270,7 +274,7 @@ impl<S: DatagramSocket> Transport for Datagram<S> {
     ) -> Result<(), (usize, SendError)> {
         let mut done = 0;
         while done < msgs.len() {
-            if done > 0 && limit.yield_now.is_some_and(|y| y()) {
+            if limit.yields_after(done) {
                 return Err((done, SendError::Yield));
             }
             let sent = if done > 0 {
@@ -389,7 +393,7 @@ impl Transport for Tcp {
         let mut done = 0;
         let mut ends = Vec::with_capacity(TCP_CHUNK);
         for chunk in msgs.chunks(TCP_CHUNK) {
-            if done > 0 && limit.yield_now.is_some_and(|y| y()) {
+            if limit.yields_after(done) {
                 return Err((done, SendError::Yield));
             }
             self.frame.clear();

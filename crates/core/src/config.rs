@@ -422,7 +422,6 @@ fn valid_hostname(s: &str) -> bool {
 }
 
 impl Config {
-    /// Validates the values of every key in `CONF_KEYS` order.
     /// The `spool_dir` as configured, also when the spool is off
     /// (`spool_size_mb=0`): where a spool from an earlier run may be left.
     /// `None` when it is not an absolute path.
@@ -434,6 +433,7 @@ impl Config {
             .map(PathBuf::from)
     }
 
+    /// Validates the values of every key in `CONF_KEYS` order.
     pub fn from_values(values: &[RawValue]) -> Result<Config, ConfigError> {
         assert_eq!(values.len(), CONF_KEYS.len(), "one value per key");
         let r = Reader { values };
