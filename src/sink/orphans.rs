@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use masqlog_core::spool_files::pending_bytes;
+use masqlog_core::spool_files::{pending_bytes, spool_names};
 use rustix::fs::{FlockOperation, OFlags};
 
 /// Whether another process holds the spool's lock (an instance using it).
@@ -28,16 +28,10 @@ fn in_use(dir: &Path) -> bool {
 /// `spool_dir`) that holds records and that neither this instance (`id`,
 /// whose spool is on when `spool_on`) nor another running process uses.
 pub fn notices(root: &Path, id: &str, spool_on: bool) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(root) else {
+    let Ok(names) = spool_names(root) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    let mut names: Vec<String> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
     for name in names {
         let own = name == id;
         if own && spool_on {

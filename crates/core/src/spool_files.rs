@@ -137,6 +137,8 @@ pub struct Survey {
     pub records: u64,
     /// Bytes of its segments.
     pub bytes: u64,
+    /// Bytes of records not yet delivered, as [`pending_bytes`] counts them.
+    pub pending_bytes: u64,
     /// Segment files.
     pub segments: u64,
 }
@@ -149,15 +151,18 @@ pub struct Survey {
 ///
 /// When the directory or one of its segments cannot be read.
 pub fn survey(dir: &Path) -> io::Result<Option<Survey>> {
-    let Some(Listing {
+    let Some(listing) = list(dir)? else {
+        return Ok(None);
+    };
+    let mut s = Survey {
+        pending_bytes: listing.pending_bytes(),
+        ..Survey::default()
+    };
+    let Listing {
         segs,
         head_no,
         head_off,
-    }) = list(dir)?
-    else {
-        return Ok(None);
-    };
-    let mut s = Survey::default();
+    } = listing;
     for (no, _) in segs {
         let mut b = Vec::new();
         open_no_follow(&dir.join(seg_name(no)))?
@@ -173,6 +178,28 @@ pub fn survey(dir: &Path) -> io::Result<Option<Survey>> {
     Ok(Some(s))
 }
 
+/// The names of the directories under `root` (a `spool_dir`) that may be
+/// instances' spools, sorted: subdirectories (a symlink is not followed)
+/// whose names are text, as an instance id is.
+///
+/// # Errors
+///
+/// When `root` cannot be read.
+pub fn spool_names(root: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(root)? {
+        let entry = entry?;
+        // `DirEntry::file_type` does not follow a symlink.
+        if entry.file_type()?.is_dir()
+            && let Ok(name) = entry.file_name().into_string()
+        {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Bytes of records a spool directory still holds, from file sizes alone
 /// (the segments from the head's on, less the head's offset and the
 /// segments' magic): cheap for a spool of any size. `Ok(None)`: not a
@@ -182,27 +209,7 @@ pub fn survey(dir: &Path) -> io::Result<Option<Survey>> {
 ///
 /// When the directory cannot be read.
 pub fn pending_bytes(dir: &Path) -> io::Result<Option<u64>> {
-    let Some(Listing {
-        segs,
-        head_no,
-        head_off,
-    }) = list(dir)?
-    else {
-        return Ok(None);
-    };
-    let magic = MAGIC.len() as u64;
-    Ok(Some(
-        segs.into_iter()
-            .map(|(no, len)| {
-                let from = if no == head_no {
-                    head_off.max(magic)
-                } else {
-                    magic
-                };
-                len.saturating_sub(from)
-            })
-            .sum(),
-    ))
+    Ok(list(dir)?.map(|l| l.pending_bytes()))
 }
 
 /// A spool directory's undelivered segments and its head.
@@ -211,6 +218,24 @@ struct Listing {
     segs: Vec<(u64, u64)>,
     head_no: u64,
     head_off: u64,
+}
+
+impl Listing {
+    /// The segments' bytes from the head on, less their magic.
+    fn pending_bytes(&self) -> u64 {
+        let magic = MAGIC.len() as u64;
+        self.segs
+            .iter()
+            .map(|&(no, len)| {
+                let from = if no == self.head_no {
+                    self.head_off.max(magic)
+                } else {
+                    magic
+                };
+                len.saturating_sub(from)
+            })
+            .sum()
+    }
 }
 
 /// Lists a spool directory without following a symlink; `Ok(None)` when
@@ -304,6 +329,7 @@ mod tests {
         assert_eq!(s.segments, 2);
         assert_eq!(s.bytes, (b1.len() + b2.len()) as u64);
         assert_eq!(pending_bytes(dir.path()).unwrap(), Some(8 + 2 + 8 + 3));
+        assert_eq!(s.pending_bytes, 8 + 2 + 8 + 3);
         // Delivered segments (before the head's) do not count.
         fs::write(dir.path().join(HEAD), format!("4 {}\n", MAGIC.len())).unwrap();
         assert_eq!(survey(dir.path()).unwrap().unwrap().records, 1);

@@ -104,19 +104,7 @@ impl System for Machine {
     }
 
     fn subdirs(&self, path: &Path) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(path)? {
-            let entry = entry?;
-            // DirEntry::file_type does not follow a symlink
-            if entry.file_type()?.is_dir() {
-                // an instance id is text; another name is nobody's spool
-                if let Ok(name) = entry.file_name().into_string() {
-                    names.push(name);
-                }
-            }
-        }
-        names.sort();
-        Ok(names)
+        spool_files::spool_names(path)
     }
 
     fn spool_contents(&self, dir: &Path) -> io::Result<Option<SpoolContents>> {
@@ -125,7 +113,7 @@ impl System for Machine {
         };
         Ok(Some(SpoolContents {
             records: survey.records,
-            bytes: spool_files::pending_bytes(dir)?.unwrap_or(0),
+            bytes: survey.pending_bytes,
         }))
     }
 }
