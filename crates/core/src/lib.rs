@@ -7,6 +7,7 @@
 pub mod config;
 pub mod format;
 pub mod ident;
+pub mod ipfix;
 pub mod keys;
 pub mod process;
 pub mod record;
