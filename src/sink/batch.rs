@@ -13,7 +13,7 @@ use super::notices::{Level, REMINDER_INTERVAL, describe, panic_message};
 use super::sealer::Sealer;
 use super::transport::{Limit, SendError};
 use super::worker::Worker;
-use masqlog_core::config::{Config, Format};
+use masqlog_core::config::{Config, Destination, Format};
 use masqlog_core::format::Header;
 use masqlog_core::format::chain::{self, ChainRecord};
 use masqlog_core::format::gap::{self, Gap};
@@ -82,6 +82,9 @@ pub(super) struct Formatter {
     origin: Origin,
     /// Seals every message when sealing is on.
     pub(super) sealer: Option<Sealer>,
+    /// IPFIX export: records are encoded by `format`, and there are no
+    /// gap records.
+    ipfix: bool,
 }
 
 /// What the header of every message says of its sender.
@@ -110,6 +113,7 @@ impl Formatter {
         Formatter {
             format,
             sealer,
+            ipfix: cfg.destination.is_ipfix(),
             kind: cfg.format,
             origin: Origin {
                 pri: cfg.facility.min(23) * 8 + cfg.severity.min(7),
@@ -140,8 +144,12 @@ impl Formatter {
         Ok(())
     }
 
-    /// The gap record of `gap`, stamped with its end.
+    /// The gap record of `gap`, stamped with its end; empty for IPFIX,
+    /// which has no such record (the notice in ulogd's log remains).
     pub(super) fn gap(&mut self, gap: &Gap) -> Vec<u8> {
+        if self.ipfix {
+            return Vec::new();
+        }
         let mut msg = Vec::with_capacity(256);
         let start = gap::write_syslog(self.kind, &self.origin.header(gap.to), gap, &mut msg);
         if let Some(s) = &mut self.sealer {
@@ -226,6 +234,13 @@ impl Worker {
     fn push_live(&mut self, r: &FlowRecord) {
         let mut buf = self.batch.buffer();
         if self.format_into(r, &mut buf) {
+            if buf.is_empty() {
+                // An event the format has nothing for (IPFIX: an update, an
+                // IDENT outcome without a user): done with, nothing to send.
+                self.counts.written.fetch_add(1, SeqCst);
+                self.batch.spare.push(buf);
+                return;
+            }
             self.batch.push(buf, r.id);
         }
     }
@@ -312,6 +327,11 @@ impl Worker {
             return;
         }
         self.counts.written.fetch_add(n as u64, SeqCst);
+        if matches!(self.cfg.destination, Destination::IpfixUdp(_)) {
+            // Nobody acknowledges a datagram; the collector sees a loss
+            // in the sequence numbers.
+            self.counts.unacked.fetch_add(n as u64, SeqCst);
+        }
         if self.batch.from_spool {
             self.spooler.consume(n, &mut self.outbox);
         }

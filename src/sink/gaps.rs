@@ -97,8 +97,21 @@ impl Worker {
             Reading::Gap(gap) => gap,
         };
         self.counts.events_lost.fetch_add(gap.lost, SeqCst);
-        self.counts.gaps.fetch_add(1, SeqCst);
         let msg = self.formatter.gap(&gap);
+        if msg.is_empty() {
+            // IPFIX has no gap record: the notice is all there is.
+            self.outbox.push(
+                Level::Error,
+                format!(
+                    "{} conntrack events lost between {} and {}: ulogd's netlink socket overflowed (raise netlink_socket_buffer_size)",
+                    gap.lost,
+                    masqlog_core::time::utc_string(gap.from, true),
+                    masqlog_core::time::utc_string(gap.to, true),
+                ),
+            );
+            return;
+        }
+        self.counts.gaps.fetch_add(1, SeqCst);
         self.outbox.push(
             Level::Error,
             format!(

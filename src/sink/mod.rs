@@ -34,6 +34,7 @@ mod batch;
 pub mod drops;
 mod file;
 mod gaps;
+mod ipfix;
 pub mod lane;
 mod notices;
 pub mod orphans;
@@ -176,12 +177,24 @@ impl Writer {
         waker: Arc<dyn Waker>,
         drops: drops::DropSource,
     ) -> Result<Writer, SinkError> {
-        Self::start_with(
-            cfg,
-            waker,
-            Box::new(masqlog_core::format::write_syslog),
-            drops,
-        )
+        let format: FormatFn = if cfg.destination.is_ipfix() {
+            let exp = masqlog_core::ipfix::Exporter {
+                instance: cfg.ipfix.domain_id,
+                max_message: cfg.ipfix.max_message,
+            };
+            Box::new(move |_, _, rec, out| {
+                masqlog_core::ipfix::encode_record(
+                    rec,
+                    &exp,
+                    masqlog_core::record::Timestamp::now(),
+                    out,
+                );
+                0
+            })
+        } else {
+            Box::new(masqlog_core::format::write_syslog)
+        };
+        Self::start_with(cfg, waker, format, drops)
     }
 
     /// `start` with the formatter given (tests pass their own).

@@ -26,11 +26,15 @@ pub struct SinkStats {
     /// Batches handed to the destination (send attempts): the writer
     /// thread wakes about once per batch.
     pub batches: u64,
+    /// Of `written`: records sent where nobody acknowledges them
+    /// (`ipfix+udp:`); a collector counts its losses by the IPFIX sequence
+    /// numbers.
+    pub unacked: u64,
 }
 
 impl fmt::Display for SinkStats {
     /// `stats: waiting=N written=N failed=N dropped=N spooled=N
-    /// events_lost=N batches=N`
+    /// events_lost=N batches=N[ unacked=N]`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -42,7 +46,11 @@ impl fmt::Display for SinkStats {
             self.spooled,
             self.events_lost,
             self.batches
-        )
+        )?;
+        if self.unacked > 0 {
+            write!(f, " unacked={}", self.unacked)?;
+        }
+        Ok(())
     }
 }
 
@@ -76,6 +84,8 @@ pub(super) struct Counts {
     pub(super) events_lost: AtomicU64,
     /// The thread: send attempts of a batch.
     pub(super) batches: AtomicU64,
+    /// The thread: records written without acknowledgement (IPFIX over UDP).
+    pub(super) unacked: AtomicU64,
 }
 
 impl Counts {
@@ -104,6 +114,7 @@ impl Counts {
             spooled: (initial + to_spool).saturating_sub(spool_done),
             events_lost: self.events_lost.load(SeqCst),
             batches: self.batches.load(SeqCst),
+            unacked: self.unacked.load(SeqCst),
         }
     }
 }

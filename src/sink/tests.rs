@@ -68,10 +68,16 @@ fn stats_display_is_exact() {
         spooled: 55555,
         events_lost: 6,
         batches: 7,
+        unacked: 0,
     };
     assert_eq!(
         s.to_string(),
         "stats: waiting=1 written=22 failed=333 dropped=4444 spooled=55555 events_lost=6 batches=7"
+    );
+    let udp = SinkStats { unacked: 22, ..s };
+    assert_eq!(
+        udp.to_string(),
+        "stats: waiting=1 written=22 failed=333 dropped=4444 spooled=55555 events_lost=6 batches=7 unacked=22"
     );
 }
 
@@ -114,6 +120,7 @@ fn unix_destination_gets_the_exact_bytes_without_hostname() {
             spooled: 0,
             events_lost: 0,
             batches: s.batches,
+            unacked: 0,
         }
     );
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::StopSignal;
-use masqlog_core::config::Destination;
+use masqlog_core::config::{Config, Destination, IpfixConfig};
 
 /// A blocking send waits at most this long before it looks at the limit
 /// again (so that `stop` can cut it short).
@@ -22,7 +22,7 @@ const SLICE: Duration = Duration::from_millis(50);
 /// batch.
 const TCP_CHUNK: usize = 32;
 /// The shortest timeout handed to a socket (std refuses zero).
-const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+pub(super) const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// How long one send may take: until `end` (the send timeout), or until the
 /// stop deadline if it comes first, even when `stop` sets it meanwhile.
@@ -58,7 +58,7 @@ impl Limit<'_> {
     }
 }
 
-fn timed_out(what: String) -> io::Error {
+pub(super) fn timed_out(what: String) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, what)
 }
 
@@ -101,13 +101,26 @@ pub(super) trait Transport: Send {
 }
 
 /// The transport for `dest`; no socket is opened yet.
+#[cfg(test)]
 pub(super) fn open(dest: &Destination) -> Box<dyn Transport> {
+    open_with(dest, Config::default().ipfix)
+}
+
+/// The transport for the configured destination.
+pub(super) fn open_for(cfg: &Config) -> Box<dyn Transport> {
+    open_with(&cfg.destination, cfg.ipfix)
+}
+
+fn open_with(dest: &Destination, ipfix: IpfixConfig) -> Box<dyn Transport> {
     match dest {
         Destination::Unix(path) => Box::new(Datagram::<UnixDatagram>::new(path.clone())),
         Destination::Udp(addr) => Box::new(Datagram::<UdpSocket>::new(*addr)),
         Destination::Tcp(addr) => Box::new(Tcp::new(*addr)),
         Destination::Relp(addr) => Box::new(super::relp::Relp::new(*addr)),
         Destination::File(path) => Box::new(super::file::LogFile::new(path.clone())),
+        Destination::IpfixUdp(addr) | Destination::IpfixTcp(addr) => Box::new(
+            super::ipfix::Ipfix::new(*addr, matches!(dest, Destination::IpfixTcp(_)), ipfix),
+        ),
     }
 }
 
@@ -418,7 +431,7 @@ impl Transport for Tcp {
 /// Whether the receiver already closed (FIN: read returns 0) or reset
 /// (RST: read fails) the connection. `stream` is non-blocking. A syslog
 /// receiver sends nothing; anything it does send is read and ignored.
-fn peer_closed(stream: &TcpStream) -> bool {
+pub(super) fn peer_closed(stream: &TcpStream) -> bool {
     let mut scratch = [0u8; 64];
     match (&*stream).read(&mut scratch) {
         Ok(0) => true,

@@ -159,7 +159,7 @@ impl Worker {
             formatter,
             chain_stopped: false,
             warm: false,
-            transport: transport::open(&cfg.destination),
+            transport: transport::open_for(&cfg),
             batch: Batch::default(),
             spooler: Spooler::new(spool, Arc::clone(&counts)),
             counts,
@@ -301,7 +301,7 @@ impl Worker {
         match msg {
             Ok(Control::Stop | Control::Wake) => {}
             Ok(Control::Reconnect) => {
-                self.transport = transport::open(&self.cfg.destination);
+                self.transport = transport::open_for(&self.cfg);
                 self.retry_at = None;
                 self.outbox.push(
                     Level::Notice,

@@ -60,6 +60,11 @@ pub enum Destination {
     Relp(SocketAddr),
     /// A file the plugin appends to, one message a line.
     File(PathBuf),
+    /// An IPFIX collector over UDP (RFC 7011): NAT events (RFC 8158)
+    /// instead of syslog lines.
+    IpfixUdp(SocketAddr),
+    /// An IPFIX collector over TCP.
+    IpfixTcp(SocketAddr),
 }
 
 impl Destination {
@@ -67,6 +72,11 @@ impl Destination {
     /// file (which a collector may gather from many routers).
     pub fn is_remote(&self) -> bool {
         !matches!(self, Destination::Unix(_))
+    }
+
+    /// Whether records go out as IPFIX, not as syslog lines.
+    pub fn is_ipfix(&self) -> bool {
+        matches!(self, Destination::IpfixUdp(_) | Destination::IpfixTcp(_))
     }
 }
 
@@ -78,6 +88,8 @@ impl fmt::Display for Destination {
             Destination::Tcp(a) => write!(f, "tcp:{a}"),
             Destination::Relp(a) => write!(f, "relp:{a}"),
             Destination::File(p) => write!(f, "file:{}", p.display()),
+            Destination::IpfixUdp(a) => write!(f, "ipfix+udp:{a}"),
+            Destination::IpfixTcp(a) => write!(f, "ipfix+tcp:{a}"),
         }
     }
 }
@@ -176,6 +188,21 @@ pub struct Config {
     /// `None`: no spool (`spool_size_mb=0`).
     pub spool: Option<SpoolConfig>,
     pub seal: SealConfig,
+    /// IPFIX export (config keys `ipfix_*`; used with an `ipfix+` destination).
+    pub ipfix: IpfixConfig,
+}
+
+/// IPFIX export settings (config keys `ipfix_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpfixConfig {
+    /// Observation domain id of every message, and the records' natInstanceID.
+    pub domain_id: u32,
+    /// Templates are sent again after this long (UDP).
+    pub template_refresh: Duration,
+    /// ... or after this many messages (UDP); 0: by time only.
+    pub template_refresh_messages: u32,
+    /// The largest message in bytes (headers included).
+    pub max_message: usize,
 }
 
 /// Sealing (config keys `seal`, `seal_state`).
@@ -391,6 +418,9 @@ pub fn parse_destination(s: &str) -> Option<Destination> {
         // no assigned port; 2514 is what rsyslog's documentation uses
         "relp" => parse_socket_addr(rest, 2514).map(Destination::Relp),
         "file" if valid_file_path(rest) => Some(Destination::File(PathBuf::from(rest))),
+        // 4739: IANA's IPFIX port
+        "ipfix+udp" => parse_socket_addr(rest, 4739).map(Destination::IpfixUdp),
+        "ipfix+tcp" => parse_socket_addr(rest, 4739).map(Destination::IpfixTcp),
         _ => None,
     }
 }
@@ -457,7 +487,7 @@ impl Config {
         let destination = parse_destination(dest).ok_or_else(|| ConfigError {
             key: "destination",
             value: format!("{dest:?}"),
-            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT, tcp:IP:PORT, relp:IP:PORT (IPv6 as [ADDR]:PORT) or file:/ABSOLUTE/PATH".into(),
+            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT, tcp:IP:PORT, relp:IP:PORT, ipfix+udp:IP:PORT, ipfix+tcp:IP:PORT (IPv6 as [ADDR]:PORT) or file:/ABSOLUTE/PATH".into(),
         })?;
         let facility = r.choice("facility", FACILITIES).map_err(|e| ConfigError {
             allowed: format!("one of {}", names(FACILITIES)),
@@ -488,7 +518,21 @@ impl Config {
         let ident = Self::ident(&r)?;
         let remote = Self::remote(&r)?;
         let spool = Self::spool(&r)?;
-        let seal = Self::seal(&r)?;
+        let mut seal = Self::seal(&r)?;
+        let ipfix = Self::ipfix(&r)?;
+        if destination.is_ipfix() {
+            // Sealing chains text lines; an IPFIX record has none.
+            if seal.mode == SealMode::On {
+                return Err(ConfigError {
+                    key: "seal",
+                    value: "\"on\"".into(),
+                    allowed: format!(
+                        "auto or off with destination {destination}: IPFIX records are not sealed"
+                    ),
+                });
+            }
+            seal.mode = SealMode::Off;
+        }
         Ok(Config {
             format,
             nat,
@@ -506,6 +550,20 @@ impl Config {
             remote,
             spool,
             seal,
+            ipfix,
+        })
+    }
+
+    fn ipfix(r: &Reader<'_>) -> Result<IpfixConfig, ConfigError> {
+        let domain_id = r.int("ipfix_domain_id", 0, i64::from(i32::MAX))? as u32;
+        let refresh = r.int("ipfix_template_refresh_s", 1, 86_400)? as u64;
+        let messages = r.int("ipfix_template_refresh_msgs", 0, 1_000_000)? as u32;
+        let max_message = r.int("ipfix_max_message", 256, 65_535)? as usize;
+        Ok(IpfixConfig {
+            domain_id,
+            template_refresh: Duration::from_secs(refresh),
+            template_refresh_messages: messages,
+            max_message,
         })
     }
 
@@ -734,6 +792,75 @@ mod tests {
             let e = with("destination", RawValue::Str(bad.into())).unwrap_err();
             assert_eq!(e.key, "destination", "{bad}");
         }
+    }
+
+    #[test]
+    fn ipfix_destinations_parse_with_ipv6_and_the_default_port() {
+        let c = with(
+            "destination",
+            RawValue::Str("ipfix+udp:[2001:db8::9]:2055".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            c.destination,
+            Destination::IpfixUdp("[2001:db8::9]:2055".parse().unwrap())
+        );
+        assert!(c.destination.is_ipfix());
+        assert_eq!(c.destination.to_string(), "ipfix+udp:[2001:db8::9]:2055");
+        let c = with("destination", RawValue::Str("ipfix+tcp:192.0.2.9".into())).unwrap();
+        assert_eq!(
+            c.destination,
+            Destination::IpfixTcp("192.0.2.9:4739".parse().unwrap())
+        );
+        for bad in [
+            "ipfix:192.0.2.9:4739",
+            "ipfix+sctp:192.0.2.9",
+            "ipfix+udp:collector:4739",
+        ] {
+            let e = with("destination", RawValue::Str(bad.into())).unwrap_err();
+            assert_eq!(e.key, "destination", "{bad}");
+            assert!(e.to_string().contains("ipfix+udp:IP:PORT"), "{e}");
+        }
+    }
+
+    #[test]
+    fn ipfix_keys_are_range_checked_and_name_the_key() {
+        let c = Config::default();
+        assert_eq!(c.ipfix.domain_id, 0);
+        assert_eq!(c.ipfix.max_message, 1400);
+        assert_eq!(c.ipfix.template_refresh, Duration::from_secs(60));
+        for (key, bad) in [
+            ("ipfix_domain_id", -1),
+            ("ipfix_domain_id", 1 << 31),
+            ("ipfix_max_message", 255),
+            ("ipfix_max_message", 65_536),
+            ("ipfix_template_refresh_s", 0),
+            ("ipfix_template_refresh_msgs", 1_000_001),
+        ] {
+            let e = with(key, RawValue::Int(bad)).unwrap_err();
+            assert_eq!(e.key, key);
+            assert!(e.to_string().contains("an integer from"), "{e}");
+        }
+        let c = with("ipfix_max_message", RawValue::Int(256)).unwrap();
+        assert_eq!(c.ipfix.max_message, 256);
+    }
+
+    #[test]
+    fn ipfix_turns_sealing_off_and_refuses_seal_on() {
+        let mut vals = defaults();
+        let set = |vals: &mut Vec<RawValue>, k: &str, v: &str| {
+            vals[CONF_KEYS.iter().position(|c| c.name == k).unwrap()] = RawValue::Str(v.into());
+        };
+        set(&mut vals, "destination", "ipfix+tcp:127.0.0.1:4739");
+        let c = Config::from_values(&vals).unwrap();
+        assert_eq!(c.seal.mode, SealMode::Off);
+        set(&mut vals, "seal", "on");
+        let e = Config::from_values(&vals).unwrap_err();
+        assert_eq!(e.key, "seal");
+        assert!(
+            e.to_string().contains("IPFIX records are not sealed"),
+            "{e}"
+        );
     }
 
     #[test]

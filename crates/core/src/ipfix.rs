@@ -353,7 +353,11 @@ pub fn encode_record(rec: &FlowRecord, exp: &Exporter, now: Timestamp, out: &mut
             .max_message
             .saturating_sub(HEADER_LEN + SET_HEADER_LEN + shape.fixed_len());
         // The length prefix: 1 byte below 255, else 3.
-        let max = if room > 255 { room - 3 } else { room.saturating_sub(1).min(254) };
+        let max = if room > 255 {
+            room - 3
+        } else {
+            room.saturating_sub(1).min(254)
+        };
         let name = user_name(user, max.min(65_535));
         put_varlen(name.as_bytes(), out);
     }

@@ -43,7 +43,7 @@ pub const CONF_KEYS: &[ConfKey] = &[
         name: "destination",
         kind: ConfKind::Str,
         default: "unix:/dev/log",
-        help: "syslog destination: unix:PATH (local datagram socket), udp:HOST:PORT, tcp:HOST:PORT (RFC 6587 octet counting) relp:HOST:PORT (RELP, every message acknowledged by the receiver; port 2514 when left out), or file:PATH (an absolute path: each message appended as one line, with the HOSTNAME field; never followed through a symlink; reopened when rotated); IPv6 hosts in brackets",
+        help: "syslog destination: unix:PATH (local datagram socket), udp:HOST:PORT, tcp:HOST:PORT (RFC 6587 octet counting) relp:HOST:PORT (RELP, every message acknowledged by the receiver; port 2514 when left out), or file:PATH (an absolute path: each message appended as one line, with the HOSTNAME field; never followed through a symlink; reopened when rotated), or ipfix+udp:HOST:PORT / ipfix+tcp:HOST:PORT (an IPFIX collector such as nfcapd or nfacctd: NAT session events per RFC 8158 instead of syslog lines; port 4739 when left out; see the ipfix_* keys); IPv6 hosts in brackets",
     },
     ConfKey {
         name: "facility",
@@ -200,6 +200,30 @@ pub const CONF_KEYS: &[ConfKey] = &[
         kind: ConfKind::Str,
         default: "",
         help: "comma-separated remote ports or ranges (e.g. 22,25,6660-6669) whose flows are asked about; empty asks about every TCP flow",
+    },
+    ConfKey {
+        name: "ipfix_domain_id",
+        kind: ConfKind::Int,
+        default: "0",
+        help: "with an ipfix+ destination: the observation domain id of every IPFIX message, also sent as each record's natInstanceID (0 .. 2147483647); give each router (or instance) its own so that the collector keeps their sequence numbers apart",
+    },
+    ConfKey {
+        name: "ipfix_template_refresh_s",
+        kind: ConfKind::Int,
+        default: "60",
+        help: "with ipfix+udp: seconds after which the templates are sent again, so that a collector started later (or one that lost them) can decode the records (1 .. 86400; RFC 7011 section 8.4); over TCP templates go once per connection",
+    },
+    ConfKey {
+        name: "ipfix_template_refresh_msgs",
+        kind: ConfKind::Int,
+        default: "100",
+        help: "with ipfix+udp: also send the templates again after this many messages (0 .. 1000000; 0: by time only)",
+    },
+    ConfKey {
+        name: "ipfix_max_message",
+        kind: ConfKind::Int,
+        default: "1400",
+        help: "with an ipfix+ destination: the largest IPFIX message in bytes, headers included (256 .. 65535); over UDP keep it below the path MTU less 48 (IPv6) or 28 (IPv4) bytes. Records are never split across messages: a user name too long for one message is cut and ends in \"...\"",
     },
 ];
 

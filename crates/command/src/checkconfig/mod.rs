@@ -980,7 +980,7 @@ fn check_destination(r: &mut Report, id: &str, dest: &Destination, sys: &dyn Sys
                 format!("{dest}: connect fails ({e}): start the syslog daemon, or correct the path"),
             ),
         },
-        Destination::Tcp(addr) | Destination::Relp(addr) => match sys.tcp_connect(*addr, Duration::from_secs(2)) {
+        Destination::Tcp(addr) | Destination::Relp(addr) | Destination::IpfixTcp(addr) => match sys.tcp_connect(*addr, Duration::from_secs(2)) {
             Ok(()) => r.ok(subject, format!("{dest}: accepts connections")),
             Err(e) => r.fail(
                 subject,
@@ -1004,6 +1004,10 @@ fn check_destination(r: &mut Report, id: &str, dest: &Destination, sys: &dyn Sys
         Destination::Udp(_) => r.warn(
             subject,
             format!("{dest}: not checkable (UDP gives no delivery feedback, and nor does the plugin); relp: acknowledges every message"),
+        ),
+        Destination::IpfixUdp(_) => r.warn(
+            subject,
+            format!("{dest}: not checkable (UDP gives no delivery feedback); the collector counts lost records by the IPFIX sequence numbers, and ipfix+tcp: spools while the collector is down"),
         ),
     }
 }

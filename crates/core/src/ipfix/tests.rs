@@ -77,14 +77,14 @@ fn nat44_create_record_bytes_field_by_field() {
         &1_700_000_000_123u64.to_be_bytes(),
         // flowStartMilliseconds
         &1_700_000_000_123u64.to_be_bytes(),
-        &[4],  // natEvent: NAT44 session create (IANA / RFC 8158)
-        &[6],  // protocolIdentifier: TCP
-        &[10, 99, 0, 2, 0x9c, 0x40], // sourceIPv4Address, sourceTransportPort 40000
+        &[4],                          // natEvent: NAT44 session create (IANA / RFC 8158)
+        &[6],                          // protocolIdentifier: TCP
+        &[10, 99, 0, 2, 0x9c, 0x40],   // sourceIPv4Address, sourceTransportPort 40000
         &[203, 0, 113, 7, 0x01, 0xbb], // destinationIPv4Address, port 443
         &[192, 0, 2, 1, 0xd0, 0xfc], // postNATSourceIPv4Address, postNAPTSourceTransportPort 53500
         &[203, 0, 113, 7, 0x01, 0xbb], // postNATDestinationIPv4Address, port 443
-        &[0, 0, 0, 7], // natInstanceID
-        &[0, 0, 0, 0, 1, 2, 3, 4], // flowId: conntrack id
+        &[0, 0, 0, 7],               // natInstanceID
+        &[0, 0, 0, 0, 1, 2, 3, 4],   // flowId: conntrack id
     ]
     .concat();
     assert_eq!(out, expected);
@@ -140,7 +140,12 @@ fn template_record_bytes_field_by_field() {
 #[test]
 fn nat44_delete_carries_end_counters_and_user() {
     let mut out = Vec::new();
-    encode_record(&end_v4_with_user(b"bob"), &EXP, Timestamp::new(0, 0), &mut out);
+    encode_record(
+        &end_v4_with_user(b"bob"),
+        &EXP,
+        Timestamp::new(0, 0),
+        &mut out,
+    );
     assert_eq!(be16(&out, 0), 262);
     let r = &out[2..];
     assert_eq!(be64(r, 0), 1_700_000_010_999); // observation = end
@@ -159,7 +164,12 @@ fn nat44_delete_carries_end_counters_and_user() {
 fn long_user_name_uses_the_three_byte_length() {
     let user = vec![b'u'; 300];
     let mut out = Vec::new();
-    encode_record(&end_v4_with_user(&user), &EXP, Timestamp::new(0, 0), &mut out);
+    encode_record(
+        &end_v4_with_user(&user),
+        &EXP,
+        Timestamp::new(0, 0),
+        &mut out,
+    );
     let shape = Shape::from_template_id(262).unwrap();
     let at = 2 + shape.fixed_len();
     assert_eq!(out[at], 255);
@@ -184,9 +194,18 @@ fn user_name_too_long_for_the_message_is_cut_with_a_marker() {
     };
     let user = vec![b'a'; 1000];
     let mut out = Vec::new();
-    encode_record(&end_v4_with_user(&user), &exp, Timestamp::new(0, 0), &mut out);
+    encode_record(
+        &end_v4_with_user(&user),
+        &exp,
+        Timestamp::new(0, 0),
+        &mut out,
+    );
     // the record fits one message with its header and set header
-    assert!(out.len() - 2 + HEADER_LEN + SET_HEADER_LEN <= 256, "{}", out.len());
+    assert!(
+        out.len() - 2 + HEADER_LEN + SET_HEADER_LEN <= 256,
+        "{}",
+        out.len()
+    );
     let shape = Shape::from_template_id(262).unwrap();
     let name = &out[2 + shape.fixed_len() + 1..];
     assert_eq!(usize::from(out[2 + shape.fixed_len()]), name.len());
@@ -221,9 +240,19 @@ fn ipv6_masquerade_is_a_translation_event_with_ipv6_elements() {
     let r = &out[2..];
     assert_eq!(r[16], nat_event::TRANSLATION_CREATE);
     let fields = Shape::from_template_id(257).unwrap().fields();
-    assert!(fields.iter().any(|f| f.id == ie::POST_NAT_SOURCE_IPV6_ADDRESS && f.len == 16));
-    assert_eq!(&r[18..34], &"fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
-    assert_eq!(out.len() - 2, Shape::from_template_id(257).unwrap().fixed_len());
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.id == ie::POST_NAT_SOURCE_IPV6_ADDRESS && f.len == 16)
+    );
+    assert_eq!(
+        &r[18..34],
+        &"fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets()
+    );
+    assert_eq!(
+        out.len() - 2,
+        Shape::from_template_id(257).unwrap().fixed_len()
+    );
 }
 
 #[test]
