@@ -369,8 +369,18 @@ impl Instance {
             .as_ref()
             .map(|st| format!(" {}", st.pool.stats()))
             .unwrap_or_default();
+        // IPFIX over UDP: what nobody acknowledged (the collector counts
+        // its losses by the sequence numbers).
+        let unacked = if matches!(
+            self.cfg.destination,
+            masqlog_core::config::Destination::IpfixUdp(_)
+        ) {
+            format!(" unacked={}", s.unacked)
+        } else {
+            String::new()
+        };
         format!(
-            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} spooled={} events_lost={} batches={} events={} logged={} untranslated={} incomplete={}{ident}",
+            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} spooled={} events_lost={} batches={} events={} logged={} untranslated={} incomplete={}{unacked}{ident}",
             self.id,
             s.waiting,
             s.written,

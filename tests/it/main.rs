@@ -14,6 +14,7 @@ mod forensics;
 mod harness;
 mod ident;
 mod info;
+mod ipfix;
 mod oracle;
 mod outage;
 mod package;
