@@ -351,3 +351,26 @@ fn template_ids_round_trip() {
     assert_eq!(Shape::from_template_id(255), None);
     assert_eq!(Shape::from_template_id(264), None);
 }
+
+/// The sizes README's "IPFIX export" quotes: a data record against the
+/// syslog message of the same record (header included), for the test
+/// records of the line formats.
+#[test]
+fn an_ipfix_record_is_smaller_than_each_line_format() {
+    use crate::config::Format;
+    use crate::format::{testutil, write_syslog};
+    let hdr = testutil::header(Some("nat-router-1"));
+    for rec in [testutil::tcp_start(), testutil::tcp_end()] {
+        let mut ipfix = Vec::new();
+        encode_record(&rec, &EXP, Timestamp::new(0, 0), &mut ipfix);
+        let data = ipfix.len() - 2;
+        let mut sizes = Vec::new();
+        for f in [Format::Text, Format::Rfc5424, Format::Json] {
+            let mut line = Vec::new();
+            write_syslog(f, &hdr, &rec, &mut line);
+            sizes.push((f, line.len()));
+            assert!(data * 2 < line.len(), "{f:?}: {data} vs {}", line.len());
+        }
+        eprintln!("{}: ipfix data record {data} bytes; lines {sizes:?}", rec.event.name());
+    }
+}
