@@ -34,6 +34,15 @@ fn ipfix_session(
     start_collector: impl FnOnce(&Env) -> Supervised,
     collector: SocketAddr,
 ) -> Option<(Env, Supervised)> {
+    for bin in ["/usr/bin/nfcapd", "/usr/bin/nfdump", "/usr/sbin/nfacctd"] {
+        if !Path::new(bin).exists() {
+            harness::skip(
+                test,
+                &format!("{bin} is missing (Debian packages nfdump, pmacct)"),
+            );
+            return None;
+        }
+    }
     let opts = SessionOptions::new(Example::Local).with_ident(ident);
     let mut env = harness::session(test, &opts)?;
     ok(env.ulogd.stop(), "stopping the syslog ulogd");

@@ -371,6 +371,9 @@ fn an_ipfix_record_is_smaller_than_each_line_format() {
             sizes.push((f, line.len()));
             assert!(data * 2 < line.len(), "{f:?}: {data} vs {}", line.len());
         }
-        eprintln!("{}: ipfix data record {data} bytes; lines {sizes:?}", rec.event.name());
+        eprintln!(
+            "{}: ipfix data record {data} bytes; lines {sizes:?}",
+            rec.event.name()
+        );
     }
 }
