@@ -438,6 +438,17 @@ fn destinations() {
     };
     let r = run(&good().replace("unix:/dev/log", "tcp:192.0.2.9:6514"), &sys);
     must(&r, Status::Fail, "destination", "cannot connect");
+    let r = run(
+        &good().replace("unix:/dev/log", "ipfix+tcp:[2001:db8::9]:4739"),
+        &sys,
+    );
+    must(&r, Status::Fail, "destination", "cannot connect");
+    let r = run(
+        &good().replace("unix:/dev/log", "ipfix+udp:192.0.2.9:4739"),
+        &Fake::default(),
+    );
+    must(&r, Status::Warn, "destination", "IPFIX sequence numbers");
+    assert_eq!(r.exit_code(), 0);
 }
 
 #[test]
