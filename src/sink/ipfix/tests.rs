@@ -417,3 +417,19 @@ fn writer_over_udp_counts_records_as_unacknowledged_and_sends_no_gap_or_update()
     assert!(s.to_string().ends_with(" unacked=5"), "{s}");
     let _: SocketAddr = rx.local_addr().unwrap();
 }
+
+#[test]
+fn udp_templates_are_due_again_after_the_refresh_time() {
+    let cfg = IpfixConfig {
+        template_refresh: Duration::from_secs(60),
+        ..ipfix_cfg(1400, 0)
+    };
+    let mut t = Ipfix::new("127.0.0.1:9".parse().unwrap(), false, cfg);
+    let now = Instant::now();
+    assert!(t.refresh_due(now), "never sent: due");
+    t.refreshed = Some(now);
+    t.messages_since = 1_000_000;
+    // By messages only when ipfix_template_refresh_msgs is not 0.
+    assert!(!t.refresh_due(now + Duration::from_secs(59)));
+    assert!(t.refresh_due(now + Duration::from_secs(60)));
+}
