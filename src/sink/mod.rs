@@ -37,6 +37,7 @@ mod gaps;
 pub mod lane;
 mod notices;
 pub mod orphans;
+pub mod pg;
 mod relp;
 mod sealer;
 pub mod spool;

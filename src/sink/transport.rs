@@ -108,6 +108,7 @@ pub(super) fn open(dest: &Destination) -> Box<dyn Transport> {
         Destination::Tcp(addr) => Box::new(Tcp::new(*addr)),
         Destination::Relp(addr) => Box::new(super::relp::Relp::new(*addr)),
         Destination::File(path) => Box::new(super::file::LogFile::new(path.clone())),
+        Destination::Postgres(t) => Box::new(super::pg::Postgres::new(t.clone())),
     }
 }
 

@@ -17,6 +17,7 @@ mod info;
 mod oracle;
 mod outage;
 mod package;
+mod pg;
 mod privacy;
 mod reliability;
 mod trust;

@@ -8,6 +8,7 @@ pub mod config;
 pub mod format;
 pub mod ident;
 pub mod keys;
+pub mod pgrow;
 pub mod process;
 pub mod record;
 pub mod seal;
