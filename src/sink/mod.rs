@@ -71,6 +71,10 @@ pub enum SinkError {
     /// Sealing is asked for and cannot be done.
     #[error("sealing: {0}")]
     Seal(String),
+    /// The destination cannot be used as configured (a PostgreSQL URL the
+    /// client does not read).
+    #[error("destination: {0}")]
+    Destination(String),
 }
 
 /// What the handle asks of the thread besides records.
@@ -196,6 +200,9 @@ impl Writer {
             // bounded(0) is a rendezvous channel: try_send would refuse
             // nearly everything.
             return Err(SinkError::QueueSize(cfg.queue_size));
+        }
+        if let masqlog_core::config::Destination::Postgres(t) = &cfg.destination {
+            pg::check_url(t).map_err(SinkError::Destination)?;
         }
         let counts = Arc::new(Counts::default());
         let (notice_tx, notice_rx) = bounded(notices::NOTICE_QUEUE);

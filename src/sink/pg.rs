@@ -96,6 +96,15 @@ fn describe(e: &postgres::Error) -> String {
     format!("{} [SQLSTATE {}]{hint}", db.message(), code.code())
 }
 
+/// Whether the client reads `target`'s URL (checked at start: a URL it
+/// cannot read is a configuration error, not an outage). The password
+/// file is read at each connect, not here.
+pub(crate) fn check_url(target: &PgTarget) -> Result<(), String> {
+    postgres::Config::from_str(&target.url)
+        .map(|_| ())
+        .map_err(|e| format!("{}: not a PostgreSQL URL the client reads: {e} (in ulogd.conf, a URL with `=` in it must be in double quotes)", target.url))
+}
+
 /// The client configuration of `target` (the password read from its file).
 pub(crate) fn client_config(target: &PgTarget) -> Result<postgres::Config, String> {
     let mut cfg = postgres::Config::from_str(&target.url)

@@ -339,3 +339,301 @@ fn wrong_password_and_another_schema_version_are_named() {
     .unwrap();
     w.stop(LONG);
 }
+
+// ---- End to end: real ulogd on two lab routers, one database ----
+
+use masqlog_core::ulogd_conf::UlogdConf;
+use masqlog_lab::session::MASQ_ID;
+use masqlog_lab::{Example, Family, FlowProto, FlowSpec, Session, SessionOptions, Signal};
+
+use crate::harness::{self, ok};
+
+/// Start and end rows, all rows and distinct lines of `router`'s flows.
+fn flow_rows(c: &TempCluster, router: &str, flows: &[FlowSpec]) -> [i64; 4] {
+    let ports: Vec<String> = flows.iter().map(|f| f.sport.to_string()).collect();
+    let out = c
+        .psql(
+            "masqlog",
+            &format!(
+                "SELECT count(*) FILTER (WHERE event = 'start'), count(*) FILTER (WHERE event = 'end'), \
+                 count(*), count(DISTINCT line) FROM masqlog.flow_log \
+                 WHERE router = '{router}' AND client_port IN ({})",
+                ports.join(",")
+            ),
+        )
+        .unwrap();
+    let v: Vec<i64> = out.split('|').map(|x| x.parse().unwrap()).collect();
+    [v[0], v[1], v[2], v[3]]
+}
+
+/// Waits until each flow has one start and one end row: exactly once.
+fn assert_in_db_once(c: &TempCluster, router: &str, flows: &[FlowSpec]) {
+    let n = flows.len() as i64;
+    let got = poll(
+        &format!("{n} flows of {router} in the database"),
+        LONG,
+        || {
+            let r = flow_rows(c, router, flows);
+            Ok((r[0] >= n && r[1] >= n).then_some(r))
+        },
+    );
+    let r = got.unwrap_or_else(|e| panic!("{e}: {:?}", flow_rows(c, router, flows)));
+    assert_eq!(
+        r,
+        [n, n, 2 * n, 2 * n],
+        "{router}: start, end, rows, distinct lines"
+    );
+}
+
+fn router_session(test: &str, c: &TempCluster, n: u8) -> Option<harness::Env> {
+    let mut opts = SessionOptions::new(Example::Relp);
+    let host = format!("gw{n}");
+    // In double quotes: ulogd ends an unquoted value at `=`.
+    opts.set_key(
+        MASQ_ID,
+        "destination",
+        &format!("\"{}\"", role_url(c, &host)),
+    );
+    opts.set_key(MASQ_ID, "hostname", &host);
+    // One router writes text lines, the other RFC 5424.
+    if n == 1 {
+        opts.set_key(MASQ_ID, "format", "text");
+    }
+    opts.set_key(MASQ_ID, "retry_interval_ms", "200");
+    harness::session(test, &opts)
+}
+
+fn flows(s: &Session, n: usize) -> Vec<FlowSpec> {
+    (0..n)
+        .map(|i| {
+            let family = if i % 2 == 0 { Family::V4 } else { Family::V6 };
+            ok(s.flow("bob", FlowProto::Tcp, family, 20), "flow").spec
+        })
+        .collect()
+}
+
+#[test]
+fn two_ulogd_routers_one_database_outage_sigterm_and_kill_9() {
+    let test = "two_ulogd_routers_one_database_outage_sigterm_and_kill_9";
+    let Some((mut c, admin)) = setup() else {
+        return;
+    };
+    let Some(mut r1) = router_session(test, &c, 1) else {
+        return;
+    };
+    let Some(mut r2) = router_session(test, &c, 2) else {
+        return;
+    };
+
+    // Both routers write; lookup finds each router's flow.
+    let a1 = flows(&r1, 2);
+    let a2 = flows(&r2, 2);
+    ok(r1.wait_destroyed(&a1), "DESTROY on gw1");
+    ok(r2.wait_destroyed(&a2), "DESTROY on gw2");
+    assert_in_db_once(&c, "gw1", &a1);
+    assert_in_db_once(&c, "gw2", &a2);
+
+    // The database stops for 30 s under steady load on both routers.
+    c.stop().unwrap();
+    let outage = std::time::Instant::now();
+    let (mut b1, mut b2) = (Vec::new(), Vec::new());
+    while outage.elapsed() < Duration::from_secs(30) {
+        b1.extend(flows(&r1, 1));
+        b2.extend(flows(&r2, 1));
+    }
+    ok(r1.wait_destroyed(&b1), "DESTROY on gw1");
+    ok(r2.wait_destroyed(&b2), "DESTROY on gw2");
+    for r in [&mut r1, &mut r2] {
+        let s = ok(
+            r.ulogd.request_stats(MASQ_ID, Duration::from_secs(30)),
+            "stats",
+        );
+        assert!(s.failed > 0 && s.dropped == 0, "{s:?}");
+    }
+    let log = r1.ulogd.log();
+    assert!(
+        log.contains("unreachable: terminating connection due to administrator command"),
+        "the outage is not named:\n{log}"
+    );
+    c.restart().unwrap();
+    assert_in_db_once(&c, "gw1", &b1);
+    assert_in_db_once(&c, "gw2", &b2);
+
+    // SIGTERM of ulogd right after a burst (a batch on its way): what it
+    // did not send is kept in the spool and sent by the next ulogd, once.
+    let conf1 = UlogdConf::from_text(&std::fs::read_to_string(r1.ulogd.conf_path()).unwrap());
+    let c1 = flows(&r1, 20);
+    ok(r1.wait_destroyed(&c1), "DESTROY on gw1");
+    ok(r1.ulogd.stop(), "SIGTERM to ulogd on gw1");
+    r1.ulogd = ok(r1.lab.start_ulogd("ulogd-2", &conf1), "a new ulogd on gw1");
+    assert_in_db_once(&c, "gw1", &c1);
+
+    // kill -9 of ulogd with records in its spool (the database down): the
+    // next ulogd replays them once.
+    let conf2 = UlogdConf::from_text(&std::fs::read_to_string(r2.ulogd.conf_path()).unwrap());
+    c.stop().unwrap();
+    let d2 = flows(&r2, 10);
+    ok(r2.wait_destroyed(&d2), "DESTROY on gw2");
+    poll("gw2's records in its spool", LONG, || {
+        let s = r2.ulogd.request_stats(MASQ_ID, Duration::from_secs(10))?;
+        Ok((s.all.get("spooled").copied().unwrap_or(0) >= 20).then_some(()))
+    })
+    .unwrap();
+    ok(r2.ulogd.signal(Signal::Kill), "SIGKILL to ulogd on gw2");
+    let _ = r2.ulogd.wait_exit(Duration::from_secs(10));
+    c.restart().unwrap();
+    r2.ulogd = ok(r2.lab.start_ulogd("ulogd-2", &conf2), "a new ulogd on gw2");
+    assert_in_db_once(&c, "gw2", &d2);
+
+    // kill -9 while the database takes rows: no line twice (a batch
+    // committed but not yet marked in the spool is sent again and kept
+    // once); what the killed ulogd held in memory is the documented loss.
+    let e2 = flows(&r2, 10);
+    ok(r2.ulogd.signal(Signal::Kill), "SIGKILL to ulogd on gw2");
+    let _ = r2.ulogd.wait_exit(Duration::from_secs(10));
+    r2.ulogd = ok(
+        r2.lab.start_ulogd("ulogd-3", &conf2),
+        "a third ulogd on gw2",
+    );
+    let e = flows(&r2, 1);
+    ok(r2.wait_destroyed(&e), "DESTROY on gw2");
+    assert_in_db_once(&c, "gw2", &e);
+    let r = flow_rows(&c, "gw2", &e2);
+    assert_eq!(r[2], r[3], "a line twice after kill -9: {r:?}");
+
+    // Nothing in the default partition; every line once in the database.
+    assert_eq!(
+        c.psql(
+            "masqlog",
+            "SELECT count(*) - count(DISTINCT line) FROM masqlog.flow_log"
+        )
+        .unwrap(),
+        "0"
+    );
+    assert_eq!(
+        c.psql("masqlog", "SELECT count(*) FROM masqlog.flow_log_default")
+            .unwrap(),
+        "0"
+    );
+
+    // `masqlog lookup --db` as the desk runs it: gw1's flow of the outage.
+    let f = &b1[b1.len() / 2];
+    let (masq, started): (String, String) = {
+        let out = c
+            .psql(
+                "masqlog",
+                &format!(
+                    "SELECT host(masq_ip) || ':' || masq_port, to_char(start_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+                     FROM masqlog.flow_log WHERE router = 'gw1' AND client_port = {} AND event = 'start'",
+                    f.sport
+                ),
+            )
+            .unwrap();
+        let (a, b) = out.split_once('|').unwrap();
+        (a.to_string(), b.to_string())
+    };
+    let desk = role_url(&c, "desk");
+    let ran = crate::cli::masqlog(&["lookup", &masq, "--at", &started, "--db", &desk]);
+    assert_eq!(ran.code, Some(0), "{}", ran.all());
+    assert!(ran.out.contains("router gw1"), "{}", ran.all());
+    assert!(ran.out.contains(&format!(":{}", f.sport)), "{}", ran.all());
+    // A time without a flow: not found, exit 1.
+    let ran = crate::cli::masqlog(&[
+        "lookup",
+        &masq,
+        "--at",
+        "2001-01-01T00:00:00Z",
+        "--db",
+        &desk,
+    ]);
+    assert_eq!(ran.code, Some(1), "{}", ran.all());
+    let _ = admin;
+}
+
+#[test]
+fn db_commands_and_their_refusals() {
+    if !TempCluster::available() || masqlog_lab::process::effective_uid().ok() != Some(0) {
+        eprintln!("skipped: needs root and PostgreSQL 15");
+        return;
+    }
+    let c = TempCluster::start().unwrap();
+    c.psql("postgres", "CREATE DATABASE masqlog").unwrap();
+    let admin = c.superuser_url_with_file("masqlog").unwrap();
+    // No schema yet: named, with the command that makes it.
+    let ran = crate::cli::masqlog(&["db", "status", "--db", &admin]);
+    ran.refused("no masqlog schema: run `masqlog db init");
+    let ran = crate::cli::masqlog(&[
+        "lookup",
+        "192.0.2.1:1",
+        "--at",
+        "@1795264662",
+        "--db",
+        &admin,
+    ]);
+    ran.refused("no masqlog schema");
+    let ran = crate::cli::masqlog(&["db", "init", "--db", &admin, "--ahead", "3"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.all());
+    assert!(
+        ran.out.contains("created masqlog schema version 1"),
+        "{}",
+        ran.all()
+    );
+    let ran = crate::cli::masqlog(&["db", "init", "--db", &admin, "--ahead", "3"]);
+    assert!(ran.out.contains("already holds"), "{}", ran.all());
+    // Yesterday to 3 days ahead: 5 partitions; `partitions --ahead 7` adds 4.
+    let ran = crate::cli::masqlog(&["db", "partitions", "--db", &admin, "--ahead", "7"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.all());
+    assert!(
+        ran.out.starts_with("4 daily partitions created"),
+        "{}",
+        ran.all()
+    );
+    let ran = crate::cli::masqlog(&["db", "status", "--db", &admin]);
+    assert_eq!(
+        ran.out.matches("masqlog.flow_log_").count(),
+        9,
+        "{}",
+        ran.all()
+    );
+    // A row in the default partition is warned about.
+    c.psql(
+        "masqlog",
+        "INSERT INTO masqlog.flow_log (at, router, instance, event, line, digest) \
+         VALUES ('2001-01-01T00:00:00Z', 'gw9', 'masqlog', 'other', 'x', '\\x00')",
+    )
+    .unwrap();
+    let ran = crate::cli::masqlog(&["db", "status", "--db", &admin]);
+    assert!(
+        ran.err.contains("default partition holds 1 rows"),
+        "{}",
+        ran.all()
+    );
+    // Retention drops whole partitions: keeping 0 days drops yesterday's.
+    let ran = crate::cli::masqlog(&["db", "retention", "--db", &admin, "--keep-days", "0"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.all());
+    assert!(ran.out.contains("1 partitions dropped"), "{}", ran.all());
+    // Another version: both named, and the fix.
+    c.psql("masqlog", "UPDATE masqlog.schema_version SET version = 7")
+        .unwrap();
+    let ran = crate::cli::masqlog(&["db", "upgrade", "--db", &admin]);
+    ran.refused("schema version 7; this masqlog reads and writes version 1");
+    // Wrong password, a password in the URL, a readable password file.
+    let bad = c.password_file("bad", "nope").unwrap();
+    let url = format!(
+        "{}&password_file={}",
+        c.url("postgres", "masqlog"),
+        bad.display()
+    );
+    crate::cli::masqlog(&["db", "status", "--db", &url]).refused("password authentication failed");
+    crate::cli::masqlog(&[
+        "db",
+        "status",
+        "--db",
+        "postgresql://u:secret@localhost/masqlog",
+    ])
+    .refused("no password in the URL");
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let ran = crate::cli::masqlog(&["db", "status", "--db", &url]);
+    ran.refused("has mode 0644");
+    assert!(!ran.err.contains("nope"), "{}", ran.all());
+}
