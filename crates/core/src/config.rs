@@ -842,6 +842,25 @@ mod tests {
         }
     }
 
+    /// The shipped example's destination, as ulogd hands it over (the
+    /// quotes removed), is a PostgreSQL destination.
+    #[test]
+    fn the_postgresql_example_names_a_postgresql_destination() {
+        let conf = crate::ulogd_conf::UlogdConf::from_text(include_str!(
+            "../../../ulogd-conf/masqlog-postgresql.conf"
+        ));
+        let v = conf.get("masq1", "destination").unwrap();
+        let v = v.trim_matches('"');
+        assert!(v.len() <= 224, "ulogd keeps 224 bytes of a string: {v}");
+        let Some(Destination::Postgres(t)) = parse_destination(v) else {
+            panic!("{v}")
+        };
+        assert_eq!(
+            t.password_file,
+            Some(PathBuf::from("/etc/ulogd-masqlog.pgpass"))
+        );
+    }
+
     #[test]
     fn destinations_parse() {
         let c = with(
