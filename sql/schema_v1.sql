@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS masqlog.flow_log (
 CREATE UNIQUE INDEX IF NOT EXISTS flow_log_line_key ON masqlog.flow_log (at, digest);
 -- Lookup by public address, port and time.
 CREATE INDEX IF NOT EXISTS flow_log_masq ON masqlog.flow_log (masq_ip, masq_port, at);
+-- The gap records of a period (lookup's "the log is incomplete" note).
+CREATE INDEX IF NOT EXISTS flow_log_gaps ON masqlog.flow_log (at) WHERE event = 'gap';
 -- Joining the lines of one connection (the flows view).
 CREATE INDEX IF NOT EXISTS flow_log_conn ON masqlog.flow_log (router, conntrack_id, start_at);
 

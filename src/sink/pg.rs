@@ -21,7 +21,7 @@
 //! batch goes to the spool, and the next attempt connects anew.
 
 use std::collections::BTreeSet;
-use std::io::{self, Write};
+use std::io::{self, Write as _};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -181,27 +181,46 @@ impl Postgres {
         for &d in &new {
             ensure(client, d, d)?;
         }
-        let sql = |e: postgres::Error| fail(describe(&e));
-        let mut tx = client.transaction().map_err(sql)?;
-        let mut w = tx
-            .copy_in(&format!("COPY masqlog_stage ({COLUMNS}) FROM STDIN"))
-            .map_err(sql)?;
-        w.write_all(rows)?;
-        w.finish().map_err(sql)?;
-        tx.execute(
-            &format!(
-                "INSERT INTO masqlog.flow_log ({COLUMNS}) SELECT {COLUMNS} FROM masqlog_stage ON CONFLICT DO NOTHING"
-            ),
-            &[],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
+        // The common case: COPY straight into the table. A row that is
+        // there already (a batch sent again) fails the whole COPY with a
+        // unique violation; then the batch goes the careful way, through
+        // the staging table and ON CONFLICT DO NOTHING.
+        match copy_direct(client, rows) {
+            Ok(()) => {}
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                copy_staged(client, rows).map_err(|e| fail(describe(&e)))?;
+            }
+            Err(e) => return Err(fail(describe(&e))),
+        }
         if self.days.len() + new.len() > DAYS_KEPT {
             self.days.clear();
         }
         self.days.extend(new);
         Ok(())
     }
+}
+
+/// The batch by COPY into `masqlog.flow_log`, in one transaction.
+fn copy_direct(client: &mut Client, rows: &[u8]) -> Result<(), postgres::Error> {
+    let mut tx = client.transaction()?;
+    let mut w = tx.copy_in(&format!("COPY masqlog.flow_log ({COLUMNS}) FROM STDIN"))?;
+    // A write error is the connection's: `finish` reports it.
+    let _ = w.write_all(rows);
+    w.finish()?;
+    tx.commit()
+}
+
+/// The batch by COPY into the staging table, then INSERT ... ON CONFLICT
+/// DO NOTHING: the rows already there are skipped. One transaction.
+fn copy_staged(client: &mut Client, rows: &[u8]) -> Result<(), postgres::Error> {
+    let mut tx = client.transaction()?;
+    let mut w = tx.copy_in(&format!("COPY masqlog_stage ({COLUMNS}) FROM STDIN"))?;
+    let _ = w.write_all(rows);
+    w.finish()?;
+    tx.batch_execute(&format!(
+        "INSERT INTO masqlog.flow_log ({COLUMNS}) SELECT {COLUMNS} FROM masqlog_stage ON CONFLICT DO NOTHING"
+    ))?;
+    tx.commit()
 }
 
 /// Has the partitions of days `first ..= last` created (the days are

@@ -230,11 +230,17 @@ pub fn lookup_inputs(client: &mut Client, queries: &[&AbuseReport]) -> Result<Ve
         let port = i32::from(q.public_port);
         let rows = client
             .query(
-                "SELECT tableoid::regclass::text, router, seal_seq, at::text, line
-                 FROM masqlog.flow_log
-                 WHERE ((masq_ip = $1::text::inet AND masq_port = $2) OR event = 'gap')
-                   AND at >= to_timestamp($3) AND at <= to_timestamp($4)
-                 ORDER BY at
+                "SELECT r.*, r.at::text AS at_text FROM (
+                   SELECT tableoid::regclass::text, router, seal_seq, at, line
+                   FROM masqlog.flow_log
+                   WHERE masq_ip = $1::text::inet AND masq_port = $2
+                     AND at >= to_timestamp($3) AND at <= to_timestamp($4)
+                   UNION ALL
+                   SELECT tableoid::regclass::text, router, seal_seq, at, line
+                   FROM masqlog.flow_log
+                   WHERE event = 'gap' AND at >= to_timestamp($3) AND at <= to_timestamp($4)
+                 ) r
+                 ORDER BY r.at
                  LIMIT $5",
                 &[&ip, &port, &from, &until, &MAX_ROWS],
             )
@@ -250,7 +256,7 @@ pub fn lookup_inputs(client: &mut Client, queries: &[&AbuseReport]) -> Result<Ve
                 Some(seq) => format!("postgresql {table} router {router} seq {seq}"),
                 None => format!(
                     "postgresql {table} router {router} at {}",
-                    r.get::<_, String>(3)
+                    r.get::<_, String>(5)
                 ),
             };
             let mut text = line.into_bytes();
