@@ -67,8 +67,7 @@ CREATE INDEX IF NOT EXISTS flow_log_gaps ON masqlog.flow_log (at) WHERE event = 
 CREATE INDEX IF NOT EXISTS flow_log_conn ON masqlog.flow_log (router, conntrack_id, start_at);
 
 -- The safety net: a row whose day has no partition lands here instead of
--- failing. `masqlog db status` and `masqlog check-config` warn when it
--- holds rows.
+-- failing. `masqlog db status` warns when it holds rows.
 CREATE TABLE IF NOT EXISTS masqlog.flow_log_default PARTITION OF masqlog.flow_log DEFAULT;
 
 -- Creates the daily partitions from day `first` to day `last` (UTC) that
