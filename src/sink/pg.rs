@@ -53,7 +53,7 @@ const STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS masqlog_stage (\
     seal_mac text, line text, digest bytea) ON COMMIT DELETE ROWS;";
 
 /// A PostgreSQL database as a destination.
-pub(super) struct Postgres {
+pub struct Postgres {
     target: PgTarget,
     client: Option<Client>,
     /// UTC days (since 1970-01-01) that have a partition.
@@ -119,7 +119,7 @@ pub(crate) fn client_config(target: &PgTarget) -> Result<postgres::Config, Strin
 }
 
 impl Postgres {
-    pub(super) fn new(target: PgTarget) -> Self {
+    pub fn new(target: PgTarget) -> Self {
         Postgres {
             target,
             client: None,
@@ -261,6 +261,24 @@ fn check_schema(client: &mut Client) -> Result<(), io::Error> {
         Some(v) => Err(fail(format!(
             "the database holds masqlog schema version {v}, this plugin writes version {SCHEMA_VERSION}: install the masqlog that comes with that schema on this router"
         ))),
+    }
+}
+
+impl Postgres {
+    /// Sends one batch of formatted messages as the writer thread does
+    /// (for the end-to-end tests and the bench, which drive the COPY code
+    /// without a writer): `Err` with the reason when it was not delivered.
+    pub fn deliver(&mut self, msgs: &[Vec<u8>], timeout: Duration) -> Result<(), String> {
+        let stop = super::StopSignal::new();
+        let limit = Limit {
+            end: std::time::Instant::now() + timeout,
+            stop: &stop,
+            yield_now: None,
+        };
+        self.send_batch(msgs, &limit).map_err(|(n, e)| match e {
+            SendError::Retry(e) | SendError::Reject(e) => format!("after {n} messages: {e}"),
+            SendError::Yield => format!("after {n} messages: yielded"),
+        })
     }
 }
 

@@ -637,3 +637,56 @@ fn db_commands_and_their_refusals() {
     ran.refused("has mode 0644");
     assert!(!ran.err.contains("nope"), "{}", ran.all());
 }
+
+/// The same batch twice through the destination's own COPY code (a replay
+/// of a batch the database had committed): the second COPY meets the
+/// unique key and goes through the staging table; nothing is doubled, and
+/// a batch of old and new rows inserts only the new ones.
+#[test]
+fn a_batch_sent_again_is_kept_once() {
+    let Some((c, _admin)) = setup() else { return };
+    let t0 = Timestamp::now().secs - 60;
+    let hdr = |t: Timestamp| masqlog_core::format::Header {
+        pri: 30,
+        timestamp: t,
+        hostname: Some("gw1"),
+        app: "masqlog",
+        pid: 7,
+    };
+    let msg = |n: u16| {
+        let mut out = Vec::new();
+        for rec in flow(1, n, t0) {
+            let mut m = Vec::new();
+            masqlog_core::format::write_syslog(
+                masqlog_core::config::Format::Text,
+                &hdr(Timestamp::new(t0 + 100, 0)),
+                &rec,
+                &mut m,
+            );
+            out.push(m);
+        }
+        out
+    };
+    let first: Vec<Vec<u8>> = (0..50).flat_map(msg).collect();
+    let mut pg = masqlog::sink::pg::Postgres::new(PgTarget::parse(&role_url(&c, "gw1")).unwrap());
+    pg.deliver(&first, LONG).unwrap();
+    assert_eq!(rows(&c, ""), 100);
+    pg.deliver(&first, LONG).unwrap();
+    assert_eq!(rows(&c, ""), 100);
+    let mixed: Vec<Vec<u8>> = (25..75).flat_map(msg).collect();
+    pg.deliver(&mixed, LONG).unwrap();
+    assert_eq!(rows(&c, ""), 150);
+    assert_eq!(
+        c.psql(
+            "masqlog",
+            "SELECT count(DISTINCT line) FROM masqlog.flow_log"
+        )
+        .unwrap(),
+        "150"
+    );
+    // A message that is no row (no syslog header) is refused on its own.
+    let e = pg
+        .deliver(&[b"masqlog/1 ev=start".to_vec()], LONG)
+        .unwrap_err();
+    assert!(e.contains("not a row"), "{e}");
+}

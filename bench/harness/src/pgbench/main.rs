@@ -112,7 +112,11 @@ fn config(destination: Destination) -> Config {
 /// CPU time (ns) of this process's threads named `name`.
 fn thread_ns(name: &str) -> u64 {
     let mut ns = 0;
-    for e in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for e in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
         if comm.trim() == name {
             ns += std::fs::read_to_string(e.path().join("schedstat"))
@@ -232,7 +236,12 @@ fn main() -> Result<()> {
     }
     // The file destination, the same flows.
     let dir = tempfile::tempdir()?;
-    let file = load(Destination::File(dir.path().join("flows.log")), n, t0, || {})?;
+    let file = load(
+        Destination::File(dir.path().join("flows.log")),
+        n,
+        t0,
+        || {},
+    )?;
     let file_bytes = std::fs::metadata(dir.path().join("flows.log"))?.len();
 
     let per_flow = |ns: u64| ns as f64 / n as f64 / 1000.0;
@@ -242,7 +251,11 @@ fn main() -> Result<()> {
         pg.secs,
         2.0 * n as f64 / pg.secs,
         n as f64 / pg.secs,
-        if n as f64 / pg.secs >= 100_000.0 { "met" } else { "missed" }
+        if n as f64 / pg.secs >= 100_000.0 {
+            "met"
+        } else {
+            "missed"
+        }
     );
     println!(
         "file:       {:.1} s, {:.0} rows/s, {:.0} flows/s",
@@ -283,9 +296,16 @@ fn main() -> Result<()> {
 
     // Lookups, as `lookup --db` runs them.
     c.psql("masqlog", "ANALYZE masqlog.flow_log")?;
-    c.psql("masqlog", "CREATE ROLE desk LOGIN PASSWORD 'pw-desk' IN ROLE masqlog_reader")?;
+    c.psql(
+        "masqlog",
+        "CREATE ROLE desk LOGIN PASSWORD 'pw-desk' IN ROLE masqlog_reader",
+    )?;
     let dpw = c.password_file("desk", "pw-desk")?;
-    let desk = format!("{}&password_file={}", c.url("desk", "masqlog"), dpw.display());
+    let desk = format!(
+        "{}&password_file={}",
+        c.url("desk", "masqlog"),
+        dpw.display()
+    );
     let mut client = db::connect(&desk)?;
     let mut lat = Vec::new();
     let mut rng = 0x2545_f491_4f6c_dd1d_u64;
@@ -327,7 +347,11 @@ fn main() -> Result<()> {
         }
     }
     let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
-    println!("\n== lookup --db ({} reports, {} rows) ==", args.lookups, 2 * n);
+    println!(
+        "\n== lookup --db ({} reports, {} rows) ==",
+        args.lookups,
+        2 * n
+    );
     println!(
         "p50 {p50:.2} ms, p99 {p99:.2} ms   (target p99 <= 10 ms at 100 M rows: {} at {} rows)",
         if p99 <= 10.0 { "met" } else { "missed" },
