@@ -172,7 +172,7 @@ impl TempCluster {
     /// A URL for `user` to database `db`, without a password.
     pub fn url(&self, user: &str, db: &str) -> String {
         format!(
-            "postgresql://{user}@localhost/{db}?host={}&port={}",
+            "postgresql://{user}@/{db}?host={}&port={}",
             self.socket_dir().display(),
             self.port
         )
@@ -182,7 +182,7 @@ impl TempCluster {
     /// own clients only).
     pub fn superuser_url(&self, db: &str) -> String {
         format!(
-            "postgresql://postgres:{SUPER_PASSWORD}@localhost/{db}?host={}&port={}",
+            "postgresql://postgres:{SUPER_PASSWORD}@/{db}?host={}&port={}",
             self.socket_dir().display(),
             self.port
         )
