@@ -37,6 +37,7 @@ mod gaps;
 pub mod lane;
 mod notices;
 pub mod orphans;
+#[cfg(feature = "postgresql")]
 pub mod pg;
 mod relp;
 mod sealer;
@@ -202,7 +203,13 @@ impl Writer {
             return Err(SinkError::QueueSize(cfg.queue_size));
         }
         if let masqlog_core::config::Destination::Postgres(t) = &cfg.destination {
+            #[cfg(feature = "postgresql")]
             pg::check_url(t).map_err(SinkError::Destination)?;
+            #[cfg(not(feature = "postgresql"))]
+            return Err(SinkError::Destination(format!(
+                "{}: this plugin was built without PostgreSQL support (cargo feature `postgresql`)",
+                t.url
+            )));
         }
         let counts = Arc::new(Counts::default());
         let (notice_tx, notice_rx) = bounded(notices::NOTICE_QUEUE);

@@ -273,7 +273,7 @@ fn main() -> Result<()> {
         per_flow(file.writer_ns)
     );
     println!(
-        "database backend (COPY, INSERT ... ON CONFLICT, indexes): {:.2} us",
+        "database backend (COPY, the unique key, the indexes):    {:.2} us",
         per_flow(backend_ns)
     );
 
