@@ -540,6 +540,25 @@ fn two_ulogd_routers_one_database_outage_sigterm_and_kill_9() {
     assert_eq!(ran.code, Some(0), "{}", ran.all());
     assert!(ran.out.contains("router gw1"), "{}", ran.all());
     assert!(ran.out.contains(&format!(":{}", f.sport)), "{}", ran.all());
+    // With gw1's verification key: only rows whose seal verifies count,
+    // and they do (the row keeps the line as it was sealed).
+    let key = r1.lab.path("verify.key");
+    let ran = crate::cli::masqlog(&[
+        "lookup",
+        &masq,
+        "--at",
+        &started,
+        "--db",
+        &desk,
+        "--key",
+        &key.to_string_lossy(),
+    ]);
+    assert_eq!(ran.code, Some(0), "{}", ran.all());
+    assert!(
+        ran.out.contains("authenticated: 2 lines verified"),
+        "{}",
+        ran.all()
+    );
     // A time without a flow: not found, exit 1.
     let ran = crate::cli::masqlog(&[
         "lookup",
