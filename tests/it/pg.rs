@@ -712,3 +712,117 @@ fn a_batch_sent_again_is_kept_once() {
         .unwrap_err();
     assert!(e.contains("not a row"), "{e}");
 }
+
+/// A tmpfs mounted for the test, unmounted on drop.
+struct Tiny(std::path::PathBuf);
+
+impl Drop for Tiny {
+    fn drop(&mut self) {
+        let _ = masqlog_lab::process::run_quiet(&["umount", "-l", &self.0.to_string_lossy()], None);
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The database's disk fills: the batch fails with the server's reason
+/// (named as a full disk), records go to the spool, nothing is dropped;
+/// once there is room again every record is there, once.
+#[test]
+fn a_full_disk_on_the_database_side_loses_nothing() {
+    let Some((c, _admin)) = setup() else { return };
+    let dir = c.dir().join("tiny");
+    std::fs::create_dir(&dir).unwrap();
+    let mounted = masqlog_lab::process::run_quiet(
+        &[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m,mode=0700",
+            "tmpfs",
+            &dir.to_string_lossy(),
+        ],
+        None,
+    );
+    if !mounted.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    let tiny = Tiny(dir.clone());
+    masqlog_lab::process::run(
+        &[
+            "chown",
+            masqlog_lab::pgcluster::PG_USER,
+            &dir.to_string_lossy(),
+        ],
+        None,
+    )
+    .unwrap();
+    c.psql(
+        "masqlog",
+        &format!("CREATE TABLESPACE tiny LOCATION '{}'", dir.display()),
+    )
+    .unwrap();
+    // Every partition of the table (and those made later) on the tiny disk.
+    let parts = c
+        .psql(
+            "masqlog",
+            "SELECT string_agg(format('ALTER TABLE masqlog.%I SET TABLESPACE tiny', c.relname), '; ') \
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'masqlog.flow_log'::regclass",
+        )
+        .unwrap();
+    c.psql("masqlog", &parts).unwrap();
+    c.psql(
+        "masqlog",
+        "ALTER TABLE masqlog.flow_log SET TABLESPACE tiny",
+    )
+    .unwrap();
+
+    let spool = tempfile::tempdir().unwrap();
+    let w = Writer::start(
+        &config(role_url(&c, "gw1"), "gw1", spool.path()),
+        Arc::new(NoWake),
+        DropSource::Process,
+    )
+    .unwrap();
+    let t0 = Timestamp::now().secs - 3600;
+    let mut sent = 0u64;
+    let notice = poll("the full disk named", LONG, || {
+        for n in 0..200u16 {
+            for rec in flow(1, (sent as u16).wrapping_add(n), t0) {
+                assert!(w.submit(rec));
+            }
+        }
+        sent += 200;
+        Ok(w.take_notices()
+            .into_iter()
+            .find(|n| n.message.contains("out of room")))
+    })
+    .unwrap();
+    assert!(notice.message.contains("53100"), "{}", notice.message);
+    // Room again: the partitions move back to the main disk.
+    let back = parts.replace("SET TABLESPACE tiny", "SET TABLESPACE pg_default");
+    c.psql("masqlog", &back).unwrap();
+    c.psql(
+        "masqlog",
+        "ALTER TABLE masqlog.flow_log SET TABLESPACE pg_default",
+    )
+    .unwrap();
+    let want = i64::try_from(sent * 2).unwrap();
+    poll("every row once there is room", LONG, || {
+        Ok((rows(&c, "") >= want).then_some(()))
+    })
+    .unwrap();
+    let s = w.stop(LONG);
+    assert_eq!(s.dropped, 0, "{s:?}");
+    assert_eq!(rows(&c, ""), want);
+    assert_eq!(
+        c.psql(
+            "masqlog",
+            "SELECT count(DISTINCT line) FROM masqlog.flow_log"
+        )
+        .unwrap(),
+        want.to_string()
+    );
+    drop(tiny);
+}
