@@ -706,6 +706,42 @@ fn a_batch_sent_again_is_kept_once() {
         .unwrap(),
         "150"
     );
+    // IDENT's user as the identd's bytes, endpoints as inet, times to the
+    // microsecond.
+    let mut rec = flow(1, 999, t0)[1].clone();
+    rec.end = Some(Timestamp::new(t0 + 2000, 123_456));
+    rec.masq.ip = "2001:db8::1".parse().unwrap();
+    rec.ident = Some(masqlog_core::record::IdentInfo {
+        status: masqlog_core::record::IdentStatus::User,
+        user: Some(b"al\\ice\xff".to_vec()),
+        opsys: Some(b"UNIX".to_vec()),
+        detail: None,
+    });
+    let mut m = Vec::new();
+    masqlog_core::format::write_syslog(
+        masqlog_core::config::Format::Text,
+        &hdr(Timestamp::new(t0 + 100, 0)),
+        &rec,
+        &mut m,
+    );
+    pg.deliver(&[m], LONG).unwrap();
+    assert_eq!(
+        c.psql(
+            "masqlog",
+            "SELECT ident_status, encode(ident_user, 'hex'), masq_ip, masq_port, \
+             extract(microseconds FROM end_at)::int % 1000000 \
+             FROM masqlog.flow_log WHERE ident_status IS NOT NULL"
+        )
+        .unwrap(),
+        format!(
+            "user|{}|2001:db8::1|{}|123456",
+            b"al\\ice\xff"
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            20000 + 999
+        )
+    );
     // A message that is no row (no syslog header) is refused on its own.
     let e = pg
         .deliver(&[b"masqlog/1 ev=start".to_vec()], LONG)
