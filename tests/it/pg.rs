@@ -521,20 +521,20 @@ fn two_ulogd_routers_one_database_outage_sigterm_and_kill_9() {
 
     // `masqlog lookup --db` as the desk runs it: gw1's flow of the outage.
     let f = &b1[b1.len() / 2];
-    let (masq, started): (String, String) = {
+    let public_and_start = |router: &str, sport: u16| -> (String, String) {
         let out = c
             .psql(
                 "masqlog",
                 &format!(
                     "SELECT host(masq_ip) || ':' || masq_port, to_char(start_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
-                     FROM masqlog.flow_log WHERE router = 'gw1' AND client_port = {} AND event = 'start'",
-                    f.sport
+                     FROM masqlog.flow_log WHERE router = '{router}' AND client_port = {sport} AND event = 'start'"
                 ),
             )
             .unwrap();
         let (a, b) = out.split_once('|').unwrap();
         (a.to_string(), b.to_string())
     };
+    let (masq, started) = public_and_start("gw1", f.sport);
     let desk = role_url(&c, "desk");
     let ran = crate::cli::masqlog(&["lookup", &masq, "--at", &started, "--db", &desk]);
     assert_eq!(ran.code, Some(0), "{}", ran.all());
@@ -559,6 +559,29 @@ fn two_ulogd_routers_one_database_outage_sigterm_and_kill_9() {
         "{}",
         ran.all()
     );
+    // A batch of reports: one flow of each router, and one of neither.
+    let g = &b2[b2.len() / 2];
+    let (masq2, started2) = public_and_start("gw2", g.sport);
+    let reports = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        reports.path(),
+        format!("public,time\n{masq},{started}\n{masq2},{started2}\n198.51.100.9:1,{started}\n"),
+    )
+    .unwrap();
+    let ran = crate::cli::masqlog(&[
+        "lookup",
+        "--reports",
+        &reports.path().to_string_lossy(),
+        "--db",
+        &desk,
+    ]);
+    assert_eq!(ran.code, Some(1), "one report is not found: {}", ran.all());
+    assert!(
+        ran.out.contains("router gw1") && ran.out.contains("router gw2"),
+        "{}",
+        ran.all()
+    );
+    assert!(ran.out.contains("report 4: "), "{}", ran.all());
     // A time without a flow: not found, exit 1.
     let ran = crate::cli::masqlog(&[
         "lookup",
