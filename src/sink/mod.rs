@@ -38,6 +38,8 @@ mod ipfix;
 pub mod lane;
 mod notices;
 pub mod orphans;
+#[cfg(feature = "postgresql")]
+pub mod pg;
 mod relp;
 mod sealer;
 pub mod spool;
@@ -71,6 +73,10 @@ pub enum SinkError {
     /// Sealing is asked for and cannot be done.
     #[error("sealing: {0}")]
     Seal(String),
+    /// The destination cannot be used as configured (a PostgreSQL URL the
+    /// client does not read).
+    #[error("destination: {0}")]
+    Destination(String),
 }
 
 /// What the handle asks of the thread besides records.
@@ -208,6 +214,15 @@ impl Writer {
             // bounded(0) is a rendezvous channel: try_send would refuse
             // nearly everything.
             return Err(SinkError::QueueSize(cfg.queue_size));
+        }
+        if let masqlog_core::config::Destination::Postgres(t) = &cfg.destination {
+            #[cfg(feature = "postgresql")]
+            pg::check_url(t).map_err(SinkError::Destination)?;
+            #[cfg(not(feature = "postgresql"))]
+            return Err(SinkError::Destination(format!(
+                "{}: this plugin was built without PostgreSQL support (cargo feature `postgresql`)",
+                t.url
+            )));
         }
         let counts = Arc::new(Counts::default());
         let (notice_tx, notice_rx) = bounded(notices::NOTICE_QUEUE);

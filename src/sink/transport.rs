@@ -121,6 +121,11 @@ fn open_with(dest: &Destination, ipfix: IpfixConfig) -> Box<dyn Transport> {
         Destination::IpfixUdp(addr) | Destination::IpfixTcp(addr) => Box::new(
             super::ipfix::Ipfix::new(*addr, matches!(dest, Destination::IpfixTcp(_)), ipfix),
         ),
+        #[cfg(feature = "postgresql")]
+        Destination::Postgres(t) => Box::new(super::pg::Postgres::new(t.clone())),
+        // Refused at start (`Writer::start`); never reached.
+        #[cfg(not(feature = "postgresql"))]
+        Destination::Postgres(_) => Box::new(Datagram::<UnixDatagram>::new(PathBuf::new())),
     }
 }
 

@@ -18,6 +18,7 @@ mod ipfix;
 mod oracle;
 mod outage;
 mod package;
+mod pg;
 mod privacy;
 mod reliability;
 mod trust;

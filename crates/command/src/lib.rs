@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod checkconfig;
+pub mod db;
 pub mod json;
 pub mod lookup;
 pub mod portblock;

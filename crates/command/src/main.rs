@@ -50,6 +50,9 @@ enum Command {
     /// IDENT, the router's policy routing. Run it as root on the router
     /// before restarting ulogd.
     CheckConfig(cli::checkconfig::CheckConfigArgs),
+    /// The PostgreSQL database routers write to: init, upgrade,
+    /// partitions, retention, status.
+    Db(cli::db::DbArgs),
     /// Make the key that seals this router's records: the sealing state
     /// for the plugin, and the verification key to keep elsewhere.
     Keygen(cli::keygen::KeygenArgs),
@@ -74,6 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Portblock(args) => Ok(cli::portblock::run(&args)?),
         Command::Lookup(args) => Ok(cli::lookup::run(&args)?),
         Command::CheckConfig(args) => cli::checkconfig::run(&args),
+        Command::Db(args) => cli::db::run(&args),
         Command::Keygen(args) => {
             cli::keygen::run(&args)?;
             Ok(ExitCode::SUCCESS)

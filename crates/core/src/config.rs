@@ -65,6 +65,119 @@ pub enum Destination {
     IpfixUdp(SocketAddr),
     /// An IPFIX collector over TCP.
     IpfixTcp(SocketAddr),
+    /// A PostgreSQL database: batches of rows by `COPY` (see
+    /// [`PgTarget`]).
+    Postgres(PgTarget),
+}
+
+/// A PostgreSQL destination: `postgresql://USER@HOST[:PORT]/DB[?...]`
+/// (libpq's URL form; `host=/DIR` for a Unix socket), with the password in
+/// a file of its own (`password_file=/PATH`, never in the URL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgTarget {
+    /// The URL without `password_file`.
+    pub url: String,
+    /// A file holding only the password (one line), readable by ulogd's
+    /// user alone.
+    pub password_file: Option<PathBuf>,
+}
+
+impl PgTarget {
+    /// The password from `password_file` (`None` without one): a regular
+    /// file, not a symlink, that neither group nor others may read or
+    /// write, owned by the reading user (or read by root); its first line.
+    /// Its contents never appear in an error.
+    pub fn read_password(&self) -> Result<Option<String>, String> {
+        use std::io::Read as _;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let Some(path) = &self.password_file else {
+            return Ok(None);
+        };
+        let shown = path.display();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    format!("password file {shown} is a symlink, which is never followed: name the file itself")
+                } else {
+                    format!("password file {shown}: {e}")
+                }
+            })?;
+        let m = file
+            .metadata()
+            .map_err(|e| format!("password file {shown}: {e}"))?;
+        if !m.file_type().is_file() {
+            return Err(format!("password file {shown} is not a regular file"));
+        }
+        if m.mode() & 0o077 != 0 {
+            return Err(format!(
+                "password file {shown} has mode {:04o}: only its owner may read it (chmod 0600 {shown}, owned by the user ulogd runs as)",
+                m.mode() & 0o7777
+            ));
+        }
+        // /proc/self belongs to the effective user.
+        let euid = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0);
+        if m.uid() != euid && euid != 0 {
+            return Err(format!(
+                "password file {shown} belongs to uid {}, not to the reading user (uid {euid}): chown it",
+                m.uid()
+            ));
+        }
+        let mut s = String::new();
+        file.take(4096)
+            .read_to_string(&mut s)
+            .map_err(|e| format!("password file {shown}: {e}"))?;
+        match s.lines().next() {
+            Some(l) if !l.is_empty() => Ok(Some(l.to_string())),
+            _ => Err(format!("password file {shown} is empty")),
+        }
+    }
+
+    /// Reads `postgresql://` and `postgres://` URLs; `None` for anything
+    /// else, a password in the URL, or a relative `password_file`.
+    pub fn parse(s: &str) -> Option<PgTarget> {
+        let rest = s
+            .strip_prefix("postgresql://")
+            .or_else(|| s.strip_prefix("postgres://"))?;
+        if s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return None;
+        }
+        let (authority, _) = rest.split_once(['/', '?']).unwrap_or((rest, ""));
+        // `user:password@`: a password in ulogd.conf is refused.
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && userinfo.contains(':')
+        {
+            return None;
+        }
+        let (base, query) = match s.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (s, None),
+        };
+        let mut password_file = None;
+        let mut kept = Vec::new();
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            match pair.split_once('=') {
+                Some(("password_file", v)) => {
+                    if !valid_file_path(v) || password_file.is_some() {
+                        return None;
+                    }
+                    password_file = Some(PathBuf::from(v));
+                }
+                Some(("password", _)) => return None,
+                _ => kept.push(pair),
+            }
+        }
+        let url = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        Some(PgTarget { url, password_file })
+    }
 }
 
 impl Destination {
@@ -90,6 +203,7 @@ impl fmt::Display for Destination {
             Destination::File(p) => write!(f, "file:{}", p.display()),
             Destination::IpfixUdp(a) => write!(f, "ipfix+udp:{a}"),
             Destination::IpfixTcp(a) => write!(f, "ipfix+tcp:{a}"),
+            Destination::Postgres(t) => f.write_str(&t.url),
         }
     }
 }
@@ -421,6 +535,7 @@ pub fn parse_destination(s: &str) -> Option<Destination> {
         // 4739: IANA's IPFIX port
         "ipfix+udp" => parse_socket_addr(rest, 4739).map(Destination::IpfixUdp),
         "ipfix+tcp" => parse_socket_addr(rest, 4739).map(Destination::IpfixTcp),
+        "postgresql" | "postgres" => PgTarget::parse(s).map(Destination::Postgres),
         _ => None,
     }
 }
@@ -487,7 +602,7 @@ impl Config {
         let destination = parse_destination(dest).ok_or_else(|| ConfigError {
             key: "destination",
             value: format!("{dest:?}"),
-            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT, tcp:IP:PORT, relp:IP:PORT, ipfix+udp:IP:PORT, ipfix+tcp:IP:PORT (IPv6 as [ADDR]:PORT) or file:/ABSOLUTE/PATH".into(),
+            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT, tcp:IP:PORT, relp:IP:PORT, ipfix+udp:IP:PORT, ipfix+tcp:IP:PORT (IPv6 as [ADDR]:PORT), file:/ABSOLUTE/PATH or postgresql://USER@HOST/DB?password_file=/PATH (no password in the URL)".into(),
         })?;
         let facility = r.choice("facility", FACILITIES).map_err(|e| ConfigError {
             allowed: format!("one of {}", names(FACILITIES)),
@@ -752,6 +867,56 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("\"xml\""), "{msg}");
         assert!(msg.contains("text, rfc5424, json"), "{msg}");
+    }
+
+    #[test]
+    fn postgres_destinations_parse_and_keep_the_password_out() {
+        let t = PgTarget::parse(
+            "postgresql://gw1@db.example:5433/masqlog?sslmode=disable&password_file=/etc/masqlog/pg.pass",
+        )
+        .unwrap();
+        assert_eq!(
+            t.url,
+            "postgresql://gw1@db.example:5433/masqlog?sslmode=disable"
+        );
+        assert_eq!(t.password_file, Some(PathBuf::from("/etc/masqlog/pg.pass")));
+        let t = PgTarget::parse("postgres://gw1@%2Frun%2Fpostgresql/masqlog").unwrap();
+        assert_eq!(t.password_file, None);
+        assert_eq!(
+            parse_destination("postgresql://gw1@[2001:db8::5]/masqlog"),
+            Some(Destination::Postgres(PgTarget {
+                url: "postgresql://gw1@[2001:db8::5]/masqlog".into(),
+                password_file: None
+            }))
+        );
+        for bad in [
+            "postgresql://gw1:secret@db/masqlog",
+            "postgresql://gw1@db/masqlog?password=secret",
+            "postgresql://gw1@db/masqlog?password_file=relative",
+            "postgresql://gw1@db/mas qlog",
+            "mysql://gw1@db/masqlog",
+        ] {
+            assert_eq!(parse_destination(bad), None, "{bad}");
+        }
+    }
+
+    /// The shipped example's destination, as ulogd hands it over (the
+    /// quotes removed), is a PostgreSQL destination.
+    #[test]
+    fn the_postgresql_example_names_a_postgresql_destination() {
+        let conf = crate::ulogd_conf::UlogdConf::from_text(include_str!(
+            "../../../ulogd-conf/masqlog-postgresql.conf"
+        ));
+        let v = conf.get("masq1", "destination").unwrap();
+        let v = v.trim_matches('"');
+        assert!(v.len() <= 224, "ulogd keeps 224 bytes of a string: {v}");
+        let Some(Destination::Postgres(t)) = parse_destination(v) else {
+            panic!("{v}")
+        };
+        assert_eq!(
+            t.password_file,
+            Some(PathBuf::from("/etc/ulogd-masqlog.pgpass"))
+        );
     }
 
     #[test]

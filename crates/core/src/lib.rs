@@ -9,6 +9,7 @@ pub mod format;
 pub mod ident;
 pub mod ipfix;
 pub mod keys;
+pub mod pgrow;
 pub mod process;
 pub mod record;
 pub mod seal;

@@ -1001,6 +1001,15 @@ fn check_destination(r: &mut Report, id: &str, dest: &Destination, sys: &dyn Sys
                 );
             }
         }
+        Destination::Postgres(t) => match crate::db::connect(&crate::db::url_of(t))
+            .and_then(|mut c| crate::db::check_version(&mut c))
+        {
+            Ok(()) => r.ok(
+                subject,
+                format!("{dest}: connects, schema version {}", crate::db::SCHEMA_VERSION),
+            ),
+            Err(e) => r.fail(subject, format!("{dest}: {e}")),
+        },
         Destination::Udp(_) => r.warn(
             subject,
             format!("{dest}: not checkable (UDP gives no delivery feedback, and nor does the plugin); relp: acknowledges every message"),

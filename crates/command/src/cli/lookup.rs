@@ -23,6 +23,7 @@ Examples:
   masqlog lookup 192.0.2.1:53500 --at 2026-11-21T12:37:42Z --remote 203.0.113.7:443 /var/log/syslog*
   zcat old/syslog.9.gz | masqlog lookup '[2001:db8::1]:53500' --at @1795264662 --json
   masqlog lookup --reports reports.csv /var/log/
+  masqlog lookup 192.0.2.1:53500 --at '2026-11-21 13:37:42 CET' --db 'postgresql://desk@db.example/masqlog?password_file=/root/.masqlog-db'
   masqlog lookup 192.0.2.1:65300 --at '2026-11-21 13:37:42' --portblock-state /var/lib/masqlog/portblock
 
 Times: RFC 3339, `YYYY-MM-DD HH:MM:SS` with a zone name (Europe/Amsterdam), an
@@ -113,6 +114,17 @@ pub struct LookupArgs {
     /// Read every line of every input: no bisection, no skipping by time.
     #[arg(long)]
     pub scan_all: bool,
+
+    /// Answer from a PostgreSQL database that routers write to
+    /// (`destination=postgresql://...`; schema by `masqlog db init`)
+    /// instead of, or besides, log files: postgresql://USER@HOST/DB
+    /// (`?host=/DIR` for a Unix socket, `&password_file=/PATH` for the
+    /// password). Only the rows about the public endpoint in the search
+    /// window are read (by the index on address, port and time); the
+    /// answer, evidence and exit status are those of a lookup in files,
+    /// each evidence line named by its table, router and sequence number.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
 }
 
 /// How a lookup ended, as the exit status says it.
@@ -304,7 +316,13 @@ fn report_problems(err: &mut dyn Write, scan: &Scan) -> io::Result<()> {
     Ok(())
 }
 
-/// Runs `masqlog lookup` with the given streams.
+/// The rows of the database about the queries, as inputs.
+fn db_inputs(url: &str, queries: &[&AbuseReport]) -> Result<Vec<Input>, LookupError> {
+    let db = |e: masqlog_command::db::DbError| LookupError::Db(e.to_string());
+    let mut client = masqlog_command::db::connect(url).map_err(db)?;
+    masqlog_command::db::lookup_inputs(&mut client, queries).map_err(db)
+}
+
 /// Reads a verification key file.
 fn read_key(path: &std::path::Path) -> Result<masqlog_core::seal::VerifyKey, LookupError> {
     masqlog_command::verify::read_key(path).map_err(|why| LookupError::Key {
@@ -342,7 +360,7 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
     }
     let mut inputs: Vec<Input> = logs.iter().map(|p| Input::from_arg(p)).collect();
     if inputs.is_empty() {
-        if io.stdin_is_tty && history.is_some() && single {
+        if args.db.is_some() || (io.stdin_is_tty && history.is_some() && single) {
             // Port-block rules only.
         } else {
             inputs.push(Input::Stdin);
@@ -387,6 +405,9 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
             args.remote.as_deref(),
             args.proto.as_deref(),
         )?;
+        if let Some(url) = &args.db {
+            inputs.extend(db_inputs(url, &[&q])?);
+        }
         let scan = lookup::scan(
             &[&q],
             &inputs,
@@ -462,6 +483,9 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
     items.extend(bad.into_iter().map(|b| (b.line, Err(b.why))));
     items.sort_by_key(|(line, _)| *line);
     let queries: Vec<&AbuseReport> = items.iter().filter_map(|(_, q)| q.as_ref().ok()).collect();
+    if let Some(url) = &args.db {
+        inputs.extend(db_inputs(url, &queries)?);
+    }
     let scan = lookup::scan(
         &queries,
         &inputs,

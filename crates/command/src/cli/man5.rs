@@ -245,6 +245,24 @@ pub fn render(version: &str) -> String {
     ] {
         tagged(&mut m, &format!("\\fB{}\\fR", esc(tag)), text);
     }
+    m.push_str(".SH POSTGRESQL DESTINATION\n");
+    para(
+        &mut m,
+        "destination=\"postgresql://USER@HOST[:PORT]/DB?password_file=/PATH\" writes every line as a row of the table masqlog.flow_log (created by masqlog db init), a batch at a time: COPY into a temporary table, then INSERT ... ON CONFLICT DO NOTHING, in one transaction. Write the URL in double quotes: ulogd ends an unquoted value at the first =. ulogd keeps at most 224 bytes of a string value. host=/DIR in the URL connects over the Unix socket in DIR. The password file holds only the password on its first line, and must be a regular file (not a symlink) that neither group nor others may read, owned by the user ulogd runs as; a password in the URL itself is refused. The connection is not encrypted (no TLS): use a Unix socket, a local network or a tunnel.",
+    );
+    para(
+        &mut m,
+        "While the database is down, refuses the login, lacks the schema, holds another schema version or is out of disk, the records go to the spool (spool_dir) as for any other destination, the reason is in ulogd's log, and the spool is replayed in order once the database takes rows again. A batch sent twice (a replay after a crash between the commit and the spool's mark) is kept once: rows are unique on their time and the SHA-256 of their line. At connect and for each new day the plugin has the day's partition created, so no row waits for one at midnight.",
+    );
+    literal(
+        &mut m,
+        "[masq1]\n\
+         format=text\n\
+         hostname=nat-router-1\n\
+         destination=\"postgresql://nat_router_1@db.example.net/masqlog?password_file=/etc/ulogd-masqlog.pgpass\"\n\
+         spool_dir=/var/spool/masqlog\n\
+         spool_size_mb=256",
+    );
     m.push_str(&format!(".SH LINE FORMAT (VERSION {FORMAT_VERSION})\n"));
     para(
         &mut m,

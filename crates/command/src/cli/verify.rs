@@ -99,6 +99,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         let opened = match spec {
             Spec::Stdin => source::stdin_stream(Box::new(io::stdin().lock())),
             Spec::File(p) => source::open_file(p),
+            Spec::Rows(r) => source::stdin_stream(Box::new(io::Cursor::new(r.text.clone()))),
         }
         .map_err(|e| anyhow::anyhow!("cannot read {name}: {e}"))?;
         let reader: Box<dyn Read> = match opened {

@@ -122,6 +122,9 @@ pub enum LookupError {
     Portblock(PortblockError),
     #[error("cannot write the answer: {0}")]
     Output(std::io::Error),
+    /// `--db`: the database could not be read.
+    #[error("database: {0}")]
+    Db(String),
 }
 
 impl From<PortblockError> for LookupError {

@@ -599,6 +599,16 @@ impl<'p> Scanner<'p> {
             self.stats.inputs += 1;
             let name = spec.name();
             let opened = match spec {
+                Spec::Rows(r) => {
+                    let reader: Box<dyn Read> = Box::new(std::io::Cursor::new(r.text.clone()));
+                    match source::stdin_stream(reader) {
+                        Ok(o) => o,
+                        Err(why) => {
+                            self.unreadable.push((name, why));
+                            continue;
+                        }
+                    }
+                }
                 Spec::Stdin => match stdin.take().map(source::stdin_stream) {
                     Some(Ok(o)) => o,
                     Some(Err(why)) => {

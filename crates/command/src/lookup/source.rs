@@ -32,6 +32,16 @@ pub enum Input {
     Path(PathBuf),
     /// `-`, or no LOG at all.
     Stdin,
+    /// Lines read from elsewhere (a database row: see `lookup::db`), named
+    /// as evidence shows them.
+    Rows(Rows),
+}
+
+/// Lines held in memory, with the name evidence gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rows {
+    pub name: String,
+    pub text: std::sync::Arc<[u8]>,
 }
 
 impl Input {
@@ -50,6 +60,7 @@ impl Input {
 pub enum Spec {
     File(PathBuf),
     Stdin,
+    Rows(Rows),
 }
 
 impl Spec {
@@ -58,6 +69,7 @@ impl Spec {
         match self {
             Spec::File(p) => p.display().to_string(),
             Spec::Stdin => "<stdin>".to_string(),
+            Spec::Rows(r) => r.name.clone(),
         }
     }
 }
@@ -163,9 +175,11 @@ pub fn expand(inputs: &[Input]) -> (Vec<Spec>, Vec<String>, Vec<(String, String)
     let mut notes = Vec::new();
     let mut problems = Vec::new();
     let mut stdin = false;
+    let mut rows = Vec::new();
     for input in inputs {
         match input {
             Input::Stdin => stdin = true,
+            Input::Rows(r) => rows.push(Spec::Rows(r.clone())),
             Input::Path(p) => match fs::metadata(p) {
                 Err(e) => problems.push((p.display().to_string(), access::why(p, &e))),
                 Ok(m) if m.is_dir() => match fs::read_dir(p) {
@@ -204,6 +218,7 @@ pub fn expand(inputs: &[Input]) -> (Vec<Spec>, Vec<String>, Vec<(String, String)
     files.retain(|p| seen.insert(fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
     sort_rotated(&mut files);
     let mut specs: Vec<Spec> = files.into_iter().map(Spec::File).collect();
+    specs.append(&mut rows);
     if stdin {
         specs.push(Spec::Stdin);
     }

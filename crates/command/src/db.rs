@@ -1,0 +1,275 @@
+//! The PostgreSQL side of masqlog: the schema (`sql/`, embedded), its life
+//! cycle (`masqlog db init|upgrade|partitions|retention|status`) and the
+//! rows `masqlog lookup --db` reads.
+//!
+//! `lookup --db` does not answer by itself: it selects the rows about the
+//! queried public endpoints (by the index on address, port and time) and
+//! hands their exact lines to the lookup's own reader, join and
+//! authentication, one input per row, named by table, router and sequence
+//! number, so that the answer, the evidence and the exit codes are those of
+//! a lookup in files.
+
+use std::sync::Arc;
+
+use masqlog_core::config::PgTarget;
+use postgres::{Client, NoTls};
+
+use crate::lookup::source::{Input, Rows};
+use crate::lookup::{AbuseReport, window_for};
+
+/// The schema this build creates and reads.
+pub const SCHEMA_VERSION: i32 = 1;
+/// Version 1 of the schema.
+pub const SCHEMA_V1: &str = include_str!("../../../sql/schema_v1.sql");
+
+/// What went wrong with the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(
+        "{0:?} is not a PostgreSQL URL: postgresql://USER@HOST[:PORT]/DB[?host=/SOCKET/DIR&password_file=/PATH] (no password in the URL)"
+    )]
+    BadUrl(String),
+    #[error("{0}")]
+    Password(String),
+    #[error("cannot connect to {url}: {why}")]
+    Connect { url: String, why: String },
+    #[error(
+        "the database has no masqlog schema: run `masqlog db init --db URL` as the database's owner"
+    )]
+    NoSchema,
+    #[error(
+        "the database holds masqlog schema version {found}; this masqlog reads and writes version {SCHEMA_VERSION}: {fix}"
+    )]
+    Version { found: i32, fix: &'static str },
+    #[error("{what}: {why}")]
+    Sql { what: String, why: String },
+}
+
+fn sql(what: &str) -> impl Fn(postgres::Error) -> DbError + '_ {
+    move |e| DbError::Sql {
+        what: what.to_string(),
+        why: describe(&e),
+    }
+}
+
+/// An error with its SQLSTATE.
+pub fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} [SQLSTATE {}]", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// The URL of `t` with its password file, as configured.
+pub fn url_of(t: &PgTarget) -> String {
+    match &t.password_file {
+        Some(p) => {
+            let sep = if t.url.contains('?') { '&' } else { '?' };
+            format!("{}{sep}password_file={}", t.url, p.display())
+        }
+        None => t.url.clone(),
+    }
+}
+
+/// Connects to `url` (`password_file=` read as the plugin reads it; else
+/// libpq's `PGPASSWORD` is not consulted: give a file).
+pub fn connect(url: &str) -> Result<Client, DbError> {
+    let target = PgTarget::parse(url).ok_or_else(|| DbError::BadUrl(url.to_string()))?;
+    let mut cfg: postgres::Config = target
+        .url
+        .parse()
+        .map_err(|_| DbError::BadUrl(url.to_string()))?;
+    if let Some(p) = target.read_password().map_err(DbError::Password)? {
+        cfg.password(p);
+    }
+    cfg.application_name("masqlog");
+    cfg.connect_timeout(std::time::Duration::from_secs(10));
+    cfg.connect(NoTls).map_err(|e| DbError::Connect {
+        url: target.url.clone(),
+        why: describe(&e),
+    })
+}
+
+/// The schema version the database holds; `None`: no schema.
+pub fn version(client: &mut Client) -> Result<Option<i32>, DbError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('masqlog.schema_version') IS NOT NULL",
+            &[],
+        )
+        .map_err(sql("reading the schema version"))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let v: Option<i32> = client
+        .query_one("SELECT max(version) FROM masqlog.schema_version", &[])
+        .map_err(sql("reading the schema version"))?
+        .get(0);
+    Ok(v)
+}
+
+/// Refuses a database without this build's schema version.
+pub fn check_version(client: &mut Client) -> Result<(), DbError> {
+    match version(client)? {
+        None => Err(DbError::NoSchema),
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(v) if v < SCHEMA_VERSION => Err(DbError::Version {
+            found: v,
+            fix: "run `masqlog db upgrade --db URL`",
+        }),
+        Some(v) => Err(DbError::Version {
+            found: v,
+            fix: "use the masqlog that comes with that schema",
+        }),
+    }
+}
+
+/// Creates the schema (or finds it at this version) and the partitions of
+/// yesterday to `ahead` days from now. Returns whether it was created.
+pub fn init(client: &mut Client, ahead: u32) -> Result<bool, DbError> {
+    let created = match version(client)? {
+        None => {
+            client
+                .batch_execute(SCHEMA_V1)
+                .map_err(sql("creating the schema (sql/schema_v1.sql)"))?;
+            true
+        }
+        Some(_) => {
+            check_version(client)?;
+            false
+        }
+    };
+    partitions(client, ahead)?;
+    Ok(created)
+}
+
+/// Has the daily partitions of yesterday to `ahead` days from today
+/// created; returns how many were new.
+pub fn partitions(client: &mut Client, ahead: u32) -> Result<i32, DbError> {
+    check_version(client)?;
+    let ahead = i32::try_from(ahead.min(366)).unwrap_or(366);
+    client
+        .query_one(
+            "SELECT masqlog.ensure_partitions((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date + $1::int)",
+            &[&ahead],
+        )
+        .map_err(sql("creating the daily partitions"))
+        .map(|r| r.get(0))
+}
+
+/// Drops the partitions of days older than `keep_days` days; returns their
+/// names.
+pub fn retention(client: &mut Client, keep_days: u32) -> Result<Vec<String>, DbError> {
+    check_version(client)?;
+    let keep = i32::try_from(keep_days).unwrap_or(i32::MAX);
+    let rows = client
+        .query(
+            "SELECT masqlog.drop_partitions_before((now() AT TIME ZONE 'UTC')::date - $1::int)",
+            &[&keep],
+        )
+        .map_err(sql("dropping old partitions"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// What `masqlog db status` shows.
+#[derive(Debug)]
+pub struct Status {
+    pub version: i32,
+    /// Daily partitions: (name, rows estimated, bytes with indexes).
+    pub partitions: Vec<(String, i64, i64)>,
+    /// Rows in the default partition: records whose day had no partition.
+    pub default_rows: i64,
+}
+
+pub fn status(client: &mut Client) -> Result<Status, DbError> {
+    check_version(client)?;
+    let rows = client
+        .query(
+            "SELECT c.relname::text, c.reltuples::bigint, pg_total_relation_size(c.oid)
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'masqlog.flow_log'::regclass AND c.relname ~ '^flow_log_[0-9]{8}$'
+             ORDER BY 1",
+            &[],
+        )
+        .map_err(sql("listing the partitions"))?;
+    let default_rows: i64 = client
+        .query_one("SELECT count(*) FROM masqlog.flow_log_default", &[])
+        .map_err(sql("counting the default partition"))?
+        .get(0);
+    Ok(Status {
+        version: SCHEMA_VERSION,
+        partitions: rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1).max(0), r.get(2)))
+            .collect(),
+        default_rows,
+    })
+}
+
+/// At most this many rows are read for one lookup.
+const MAX_ROWS: i64 = 1_000_000;
+
+/// The rows about the queried public endpoints, as lookup inputs: one per
+/// row, named `postgresql TABLE router ROUTER seq N` (or `at TIME` for an
+/// unsealed row). For each query: its endpoint's rows in its window (the
+/// whole table without one), and the gap records of that window.
+pub fn lookup_inputs(client: &mut Client, queries: &[&AbuseReport]) -> Result<Vec<Input>, DbError> {
+    check_version(client)?;
+    let mut inputs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for q in queries {
+        let (from, until) = match window_for(q, false) {
+            // End lines up to max_age after the window still tell when a
+            // flow that was open in it ended.
+            Some(w) => (w.from, w.until.saturating_add(w.max_age)),
+            None => (i64::MIN / 2_000_000, i64::MAX / 2_000_000),
+        };
+        let (from, until) = (from as f64, until as f64);
+        let ip = postgres_inet(q.public_ip);
+        let port = i32::from(q.public_port);
+        let rows = client
+            .query(
+                "SELECT r.*, r.at::text AS at_text FROM (
+                   SELECT tableoid::regclass::text, router, seal_seq, at, line
+                   FROM masqlog.flow_log
+                   WHERE masq_ip = $1::text::inet AND masq_port = $2
+                     AND at >= to_timestamp($3) AND at <= to_timestamp($4)
+                   UNION ALL
+                   SELECT tableoid::regclass::text, router, seal_seq, at, line
+                   FROM masqlog.flow_log
+                   WHERE event = 'gap' AND at >= to_timestamp($3) AND at <= to_timestamp($4)
+                 ) r
+                 ORDER BY r.at
+                 LIMIT $5",
+                &[&ip, &port, &from, &until, &MAX_ROWS],
+            )
+            .map_err(sql("reading masqlog.flow_log"))?;
+        for r in rows {
+            let line: String = r.get(4);
+            if !seen.insert(line.clone()) {
+                continue;
+            }
+            let table: String = r.get(0);
+            let router: String = r.get(1);
+            let name = match r.get::<_, Option<i64>>(2) {
+                Some(seq) => format!("postgresql {table} router {router} seq {seq}"),
+                None => format!(
+                    "postgresql {table} router {router} at {}",
+                    r.get::<_, String>(5)
+                ),
+            };
+            let mut text = line.into_bytes();
+            text.push(b'\n');
+            inputs.push(Input::Rows(Rows {
+                name,
+                text: Arc::from(text),
+            }));
+        }
+    }
+    Ok(inputs)
+}
+
+fn postgres_inet(ip: std::net::IpAddr) -> String {
+    ip.to_string()
+}
