@@ -16,7 +16,7 @@ const NFCT_SO: &str = "/usr/lib/x86_64-linux-gnu/ulogd/ulogd_inpflow_NFCT.so";
 /// The default `seal_state`.
 const SEAL_STATE: &str = "/var/lib/masqlog/seal.state";
 
-struct Fake {
+pub(crate) struct Fake {
     sysctls: HashMap<&'static str, &'static str>,
     files: Vec<PathBuf>,
     masqlog_registers: bool,
