@@ -50,6 +50,15 @@ enum Command {
     /// IDENT, the router's policy routing. Run it as root on the router
     /// before restarting ulogd.
     CheckConfig(cli::checkconfig::CheckConfigArgs),
+    /// Turn masqlog on in ulogd's config (one step on a Debian router).
+    ///
+    /// Adds a MASQLOG stack and its two sections to the config ulogd2.service
+    /// reads, keeping every other stack; turns the conntrack sysctls on (now
+    /// and at boot); restarts ulogd2. `masqlog disable` undoes exactly that.
+    Enable(cli::enable::EnableArgs),
+    /// Undo `masqlog enable`: the config back as it was, the sysctl files
+    /// removed, ulogd2 restarted.
+    Disable(cli::enable::DisableArgs),
     /// Make the key that seals this router's records: the sealing state
     /// for the plugin, and the verification key to keep elsewhere.
     Keygen(cli::keygen::KeygenArgs),
@@ -74,6 +83,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Portblock(args) => Ok(cli::portblock::run(&args)?),
         Command::Lookup(args) => Ok(cli::lookup::run(&args)?),
         Command::CheckConfig(args) => cli::checkconfig::run(&args),
+        Command::Enable(args) => {
+            cli::enable::run_enable(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Disable(args) => {
+            cli::enable::run_disable(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keygen(args) => {
             cli::keygen::run(&args)?;
             Ok(ExitCode::SUCCESS)

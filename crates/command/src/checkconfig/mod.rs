@@ -1121,6 +1121,51 @@ fn check_transparent(r: &mut Report, ids: &str, sys: &dyn System) {
     }
 }
 
+/// The config file ulogd2.service starts ulogd with: the `-c`/`--configfile`
+/// of its ExecStart, as systemd reports it (`systemctl show`), else as the
+/// unit file and its drop-ins say; `None` when there is no such unit or it
+/// names no config (ulogd then reads /etc/ulogd.conf).
+pub fn ulogd_unit_config(sys: &dyn System) -> Option<PathBuf> {
+    let shown = sys
+        .command(&[
+            "systemctl",
+            "show",
+            "-p",
+            "ExecStart",
+            "--value",
+            "ulogd2.service",
+        ])
+        .ok()
+        .and_then(|s| {
+            // { path=/usr/sbin/ulogd ; argv[]=/usr/sbin/ulogd --daemon ... ; ignore_errors=no ; ... }
+            let a = s.find("argv[]=")? + "argv[]=".len();
+            let rest = &s[a..];
+            Some(rest[..rest.find(" ;").unwrap_or(rest.len())].to_string())
+        });
+    let exec = shown.or_else(|| ulogd_service_exec(sys))?;
+    config_of_exec(&exec)
+}
+
+/// The `-c FILE`, `-cFILE`, `--configfile FILE` or `--configfile=FILE` of
+/// a ulogd command line.
+pub fn config_of_exec(exec: &str) -> Option<PathBuf> {
+    let mut words = exec.split_whitespace();
+    let mut found = None;
+    while let Some(w) = words.next() {
+        if w == "-c" || w == "--configfile" {
+            found = words.next().map(PathBuf::from);
+        } else if let Some(v) = w.strip_prefix("--configfile=") {
+            found = Some(PathBuf::from(v));
+        } else if let Some(v) = w
+            .strip_prefix("-c")
+            .filter(|v| !v.is_empty() && !w.starts_with("--"))
+        {
+            found = Some(PathBuf::from(v));
+        }
+    }
+    found
+}
+
 /// The ExecStart of ulogd2.service in force (the unit, then its drop-ins).
 fn ulogd_service_exec(sys: &dyn System) -> Option<String> {
     let mut exec = None;

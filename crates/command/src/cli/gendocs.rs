@@ -134,13 +134,13 @@ fn see_also(page: &Page) -> String {
 }
 
 /// ulogd-conf/masqlog-local.conf with Debian's paths: plugins in
-/// `plugin_dir`, ulogd's log in /var/log/ulog, syslog on /dev/log.
+/// `plugin_dir`, ulogd's log in /var/log/ulog, the records to the package socket.
 pub fn debian_example(plugin_dir: &Path) -> anyhow::Result<String> {
     let subs = Substitutions {
         plugin_dir: plugin_dir.to_path_buf(),
         masqlog_so: plugin_dir.join("ulogd_output_MASQLOG.so"),
         logfile: DEBIAN_ULOGD_LOG.into(),
-        syslog_socket: Some("/dev/log".into()),
+        syslog_socket: Some(masqlog_command::package::SYSLOG_SOCKET.into()),
         remote: None,
     };
     let ex = Example::Local;
@@ -150,14 +150,16 @@ pub fn debian_example(plugin_dir: &Path) -> anyhow::Result<String> {
     // are filled in already.
     let mut out = String::from(
         "# /etc/ulogd-masqlog.conf: a complete ulogd config that logs every\n\
-         # masqueraded flow through masqlog to the local syslog (installed by the\n\
-         # masqlog package from ulogd-conf/masqlog-local.conf, Debian's paths filled in).\n\
+         # masqueraded flow through masqlog (installed by the masqlog package from\n\
+         # ulogd-conf/masqlog-local.conf, Debian's paths filled in).\n\
          #\n\
-         # Use it instead of /etc/ulogd.conf with `ulogd -c /etc/ulogd-masqlog.conf`\n\
-         # (for ulogd2.service: /usr/share/doc/masqlog/examples/ulogd2-masqlog.conf),\n\
-         # or copy its sections into /etc/ulogd.conf. Check it with\n\
+         # To turn masqlog on, `masqlog enable` adds these sections to\n\
+         # /etc/ulogd.conf, keeping what else it does. This file is for running\n\
+         # ulogd with masqlog alone: `ulogd -c /etc/ulogd-masqlog.conf`. Check it with\n\
          #   masqlog check-config /etc/ulogd-masqlog.conf\n\
-         # /etc/rsyslog.d/30-masqlog.conf files the lines in /var/log/masqlog.log.\n\
+         # The records go to /run/masqlog/log, the socket that\n\
+         # /etc/rsyslog.d/30-masqlog.conf opens; rsyslog files them in\n\
+         # /var/log/masqlog.log (not through journald: see README.Debian).\n\
          #\n",
     );
     let mut skipping = false;
@@ -210,6 +212,6 @@ mod tests {
         assert!(!c.contains('@'), "{c}");
         assert!(c.contains("plugin=\"/usr/lib/x86_64-linux-gnu/ulogd/ulogd_output_MASQLOG.so\""));
         assert!(c.contains("logfile=\"/var/log/ulog/ulogd.log\""));
-        assert!(c.contains("destination=unix:/dev/log"));
+        assert!(c.contains("destination=unix:/run/masqlog/log"));
     }
 }

@@ -1,6 +1,7 @@
 //! The `masqlog` binary's subcommands.
 
 pub mod checkconfig;
+pub mod enable;
 pub mod gendocs;
 pub mod install;
 pub mod keygen;

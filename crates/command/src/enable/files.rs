@@ -108,7 +108,8 @@ pub fn replace(path: &Path, bytes: &[u8], uid: u32, gid: u32, mode: u32) -> Resu
         .map_err(io_err("cannot create", &tmp))?;
     let result = (|| {
         // owner first, then the mode (chown clears set-id bits)
-        std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io_err("cannot chown", &tmp))?;
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+            .map_err(io_err("cannot chown", &tmp))?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(io_err("cannot chmod", &tmp))?;
         f.write_all(bytes).map_err(io_err("cannot write", &tmp))?;

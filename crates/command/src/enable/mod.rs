@@ -107,7 +107,10 @@ fn lines(text: &str) -> Vec<&str> {
 }
 
 /// Finds the marked blocks; errors if a begin has no end.
-fn blocks(file: &str, lines: &[&str]) -> Result<(Option<Block>, Option<(Block, bool)>), EnableError> {
+fn blocks(
+    file: &str,
+    lines: &[&str],
+) -> Result<(Option<Block>, Option<(Block, bool)>), EnableError> {
     let mut global = None;
     let mut sections = None;
     let mut open: Option<(usize, u8)> = None;
@@ -283,9 +286,14 @@ pub fn enable(
         ));
     } else {
         for p in [&plugins.nfct, &plugins.masqlog] {
-            let name = Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned());
+            let name = Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
             let have = plugin_lines.iter().any(|l| {
-                Path::new(l).file_name().map(|n| n.to_string_lossy().into_owned()) == name
+                Path::new(l)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    == name
             });
             if !have {
                 gtext.push_str(&format!("plugin=\"{p}\"\n"));

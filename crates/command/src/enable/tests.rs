@@ -43,7 +43,11 @@ fn debians_default_file_keeps_its_stack_and_gets_sections_of_new_names() {
     let conf = ConfFile::parse(e.text.as_bytes());
     // no plugin= line: ulogd keeps loading them all
     assert_eq!(
-        conf.section("global").unwrap().unwrap().all("plugin").count(),
+        conf.section("global")
+            .unwrap()
+            .unwrap()
+            .all("plugin")
+            .count(),
         0
     );
     // Debian's empty [ct1] is still the first [ct1], and still empty
@@ -149,7 +153,10 @@ fn names_in_use_are_not_taken() {
 fn a_hand_made_masqlog_stack_is_left_alone() {
     let text = "[global]\nstack=ct1:NFCT,masq1:MASQLOG\n[ct1]\n[masq1]\n";
     let err = enable(FILE, text, &plugins(), default_destination()).unwrap_err();
-    assert!(matches!(err, EnableError::HandMade { line: 2, .. }), "{err}");
+    assert!(
+        matches!(err, EnableError::HandMade { line: 2, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("masqlog check-config"), "{err}");
 }
 
