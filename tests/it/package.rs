@@ -146,7 +146,8 @@ impl Drop for Installed {
 fn preflight() -> Result<(), String> {
     masqlog_lab::preflight().map_err(|e| e.to_string())?;
     for tool in [
-        "dpkg-deb", "apt-get", "man", "strip", "readelf", "objdump", "gzip",
+        "dpkg-deb", "apt-get", "man", "strip", "readelf", "objdump", "objcopy", "gzip", "lintian",
+        "python3",
     ] {
         process::find_tool(tool).map_err(|e| e.to_string())?;
     }
@@ -195,6 +196,33 @@ fn the_debian_package_installs_works_and_purges_clean() {
         None,
     );
     let deb = PathBuf::from(deb.trim());
+    let dbgsym = deb.with_file_name(
+        deb.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace("masqlog_", "masqlog-dbgsym_"),
+    );
+    assert!(dbgsym.is_file(), "no {}", dbgsym.display());
+    // lintian: no error, no warning (the infos are allowed)
+    let out = run(
+        &[
+            "lintian",
+            "--fail-on",
+            "error,warning",
+            &deb.to_string_lossy(),
+            &dbgsym.to_string_lossy(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "lintian reports errors or warnings:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the binaries are stripped; their debug information is in the
+    // dbgsym package under their build ids
+    let dbg_contents = must(&["dpkg-deb", "-c", &dbgsym.to_string_lossy()], None);
     let contents = must(&["dpkg-deb", "-c", &deb.to_string_lossy()], None);
     let files: Vec<PathBuf> = contents
         .lines()
@@ -251,10 +279,29 @@ fn the_debian_package_installs_works_and_purges_clean() {
         "/usr/share/doc/masqlog/examples/ident-transparent.sh",
         "/usr/share/doc/masqlog/examples/masqlog-portblock.timer",
         "/usr/share/doc/masqlog/copyright",
+        "/usr/share/doc/masqlog/changelog.gz",
     ] {
         assert!(
             listed.lines().any(|l| l == must_have),
             "dpkg -L lacks {must_have}"
+        );
+    }
+    for elf in ["/usr/bin/masqlog", PLUGIN] {
+        let sections = must(&["readelf", "-S", "-W", elf], None);
+        assert!(!sections.contains(".symtab"), "{elf} is not stripped");
+        assert!(
+            sections.contains(".gnu_debuglink"),
+            "{elf} has no debuglink"
+        );
+        let notes = must(&["readelf", "-n", elf], None);
+        let id = notes
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Build ID: "))
+            .unwrap_or_else(|| panic!("{elf} has no build id: {notes}"));
+        let want = format!("./usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]);
+        assert!(
+            dbg_contents.lines().any(|l| l.ends_with(&want)),
+            "masqlog-dbgsym lacks {want}: {dbg_contents}"
         );
     }
     // The config holds remote_hash_key: root's alone, as /etc/ulogd.conf.

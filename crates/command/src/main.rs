@@ -64,10 +64,6 @@ enum Command {
     Keygen(cli::keygen::KeygenArgs),
     /// Check sealed logs: every record there, unaltered, in order.
     Verify(cli::verify::VerifyArgs),
-    /// Write the generated man pages, shell completions and example config
-    /// into a directory (for packaging).
-    #[command(hide = true)]
-    GenDocs(cli::gendocs::GenDocsArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -96,14 +92,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => cli::verify::run(&args),
-        Command::GenDocs(args) => {
-            cli::gendocs::run(&args, <Cli as clap::CommandFactory>::command())?;
-            Ok(ExitCode::SUCCESS)
-        }
     }
 }
 
 fn main() -> ExitCode {
+    // `masqlog gen-docs` (packaging) is no subcommand of `Cli`, so that no
+    // completion, man page or --help offers it.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "gen-docs") {
+        let docs = cli::gendocs::GenDocsCli::parse_from(std::env::args_os().skip(1));
+        return exit_status(
+            cli::gendocs::run(&docs.args, <Cli as clap::CommandFactory>::command())
+                .map(|()| ExitCode::SUCCESS),
+        );
+    }
     exit_status(run(Cli::parse()))
 }
 
