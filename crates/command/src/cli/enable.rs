@@ -100,6 +100,14 @@ pub struct Common {
     pub no_restart: bool,
 }
 
+/// Prints a line on stdout; a closed stdout is an error (main exits 0 on
+/// a broken pipe) rather than a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*)?
+    };
+}
+
 const SYSCTL_TEXT: &str = "\
 # Written by `masqlog enable`; `masqlog disable` removes it (unless edited).
 # masqlog's end lines carry the kernel's packet and byte counters and its
@@ -122,14 +130,15 @@ fn config_path(common: &Common) -> PathBuf {
 }
 
 /// Prints a unified diff of the config.
-fn show_diff(path: &Path, old: &str, new: &str) {
+fn show_diff(path: &Path, old: &str, new: &str) -> anyhow::Result<()> {
     let p = path.display().to_string();
     let diff = similar::TextDiff::from_lines(old, new)
         .unified_diff()
         .context_radius(3)
         .header(&p, &format!("{p} (new)"))
         .to_string();
-    print!("{diff}");
+    write!(std::io::stdout(), "{diff}")?;
+    Ok(())
 }
 
 /// Reads the config and makes the edit; writes it unless a dry run.
@@ -149,7 +158,7 @@ fn edit_config(
     let edit = make(&path.display().to_string(), &text)?;
     if dry_run {
         if edit.changed {
-            show_diff(path, &text, &edit.text);
+            show_diff(path, &text, &edit.text)?;
         }
         return Ok(edit);
     }
@@ -158,9 +167,9 @@ fn edit_config(
         files::replace(&bak, &cur.bytes, cur.uid, cur.gid, cur.mode)
             .with_context(|| format!("backing up {}", path.display()))?;
         files::replace(path, edit.text.as_bytes(), cur.uid, cur.gid, cur.mode)?;
-        println!("{} (the old one: {})", edit.notes.join("\n"), bak.display());
+        say!("{} (the old one: {})", edit.notes.join("\n"), bak.display());
     } else {
-        println!("{}", edit.notes.join("\n"));
+        say!("{}", edit.notes.join("\n"));
     }
     Ok(edit)
 }
@@ -175,9 +184,9 @@ fn ensure_file(
 ) -> anyhow::Result<()> {
     let p = Path::new(path);
     match files::read(p)? {
-        Some(cur) if cur.bytes == text.as_bytes() => println!("{path}: in place"),
+        Some(cur) if cur.bytes == text.as_bytes() => say!("{path}: in place"),
         Some(cur) if covers(&String::from_utf8_lossy(&cur.bytes)) => {
-            println!("{path}: exists (written by someone else) and covers it: left as it is")
+            say!("{path}: exists (written by someone else) and covers it: left as it is")
         }
         Some(_) => eprintln!(
             "warning: {path} exists with other content: left alone; make sure it holds these lines:\n{}",
@@ -186,10 +195,10 @@ fn ensure_file(
                 .collect::<Vec<_>>()
                 .join("\n")
         ),
-        None if dry_run => println!("would write {path}:\n{text}"),
+        None if dry_run => say!("would write {path}:\n{text}"),
         None => {
             files::replace(p, text.as_bytes(), 0, 0, 0o644)?;
-            println!("{path}: written");
+            say!("{path}: written");
         }
     }
     Ok(())
@@ -200,24 +209,24 @@ fn remove_file(path: &str, text: &str, dry_run: bool) -> anyhow::Result<()> {
     match files::read(Path::new(path))? {
         Some(cur) if cur.bytes == text.as_bytes() => {
             if dry_run {
-                println!("would remove {path}");
+                say!("would remove {path}");
             } else {
                 std::fs::remove_file(path).with_context(|| format!("removing {path}"))?;
-                println!("{path}: removed");
+                say!("{path}: removed");
             }
         }
-        Some(_) => println!("{path}: edited since masqlog enable wrote it: left alone"),
+        Some(_) => say!("{path}: edited since masqlog enable wrote it: left alone"),
         None => {}
     }
     Ok(())
 }
 
 /// Turns the conntrack sysctls on now (loading nf_conntrack first).
-fn apply_sysctls() {
+fn apply_sysctls() -> anyhow::Result<()> {
     let proc = Path::new("/proc/sys/net/netfilter");
     if !proc.join("nf_conntrack_acct").exists() {
         match Command::new("modprobe").arg("nf_conntrack").status() {
-            Ok(s) if s.success() => println!("loaded nf_conntrack"),
+            Ok(s) if s.success() => say!("loaded nf_conntrack"),
             Ok(s) => eprintln!("warning: modprobe nf_conntrack: {s}"),
             Err(e) => eprintln!("warning: cannot run modprobe nf_conntrack: {e}"),
         }
@@ -229,12 +238,13 @@ fn apply_sysctls() {
             .open(&f)
             .and_then(|mut h| h.write_all(b"1\n"))
         {
-            Ok(()) => println!("net.netfilter.{name} = 1"),
+            Ok(()) => say!("net.netfilter.{name} = 1"),
             Err(e) => eprintln!(
                 "warning: cannot set net.netfilter.{name}=1 now ({e}): it is set at the next boot"
             ),
         }
     }
+    Ok(())
 }
 
 /// Whether systemd manages this machine and systemctl is there.
@@ -264,12 +274,12 @@ fn restart(no_restart: bool, rsyslog: bool) -> anyhow::Result<()> {
         } else {
             "no systemd here"
         };
-        println!("not restarted ({why}); run:");
+        say!("not restarted ({why}); run:");
         for t in &todo {
-            println!("  {t}");
+            say!("  {t}");
         }
         if !no_restart {
-            println!("  (or restart ulogd and your syslog daemon as this system does it)");
+            say!("  (or restart ulogd and your syslog daemon as this system does it)");
         }
         return Ok(());
     }
@@ -277,7 +287,7 @@ fn restart(no_restart: bool, rsyslog: bool) -> anyhow::Result<()> {
         if !systemctl(&["restart", "rsyslog"]) {
             eprintln!("warning: systemctl restart rsyslog failed: see journalctl -u rsyslog");
         } else {
-            println!("restarted rsyslog");
+            say!("restarted rsyslog");
         }
     } else if rsyslog {
         eprintln!(
@@ -292,7 +302,7 @@ fn restart(no_restart: bool, rsyslog: bool) -> anyhow::Result<()> {
             package::ULOGD_UNIT
         );
     }
-    println!("restarted {}", package::ULOGD_UNIT);
+    say!("restarted {}", package::ULOGD_UNIT);
     Ok(())
 }
 
@@ -320,9 +330,9 @@ pub fn run_enable(args: &EnableArgs) -> anyhow::Result<()> {
     let rsyslog =
         args.destination == package::DESTINATION && !Path::new(package::SYSLOG_SOCKET).exists();
     if c.dry_run {
-        println!("would set net.netfilter.nf_conntrack_acct=1 and nf_conntrack_timestamp=1 now");
+        say!("would set net.netfilter.nf_conntrack_acct=1 and nf_conntrack_timestamp=1 now");
         if edit.changed {
-            println!(
+            say!(
                 "would restart {}{}",
                 package::ULOGD_UNIT,
                 if rsyslog { " and rsyslog" } else { "" }
@@ -330,11 +340,11 @@ pub fn run_enable(args: &EnableArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    apply_sysctls();
+    apply_sysctls()?;
     if edit.changed || rsyslog {
         restart(c.no_restart, rsyslog)?;
     }
-    println!("check it: masqlog check-config {}", path.display());
+    say!("check it: masqlog check-config {}", path.display());
     Ok(())
 }
 
@@ -346,7 +356,7 @@ pub fn run_disable(args: &DisableArgs) -> anyhow::Result<()> {
     remove_file(package::MODULES_FILE, MODULES_TEXT, c.dry_run)?;
     if c.dry_run {
         if edit.changed {
-            println!("would restart {}", package::ULOGD_UNIT);
+            say!("would restart {}", package::ULOGD_UNIT);
         }
         return Ok(());
     }

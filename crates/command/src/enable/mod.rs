@@ -101,16 +101,17 @@ struct Block {
     end: usize,
 }
 
+/// The marked blocks of a file: the `[global]` one, and the sections' one
+/// with whether enable added a newline before it.
+type Blocks = (Option<Block>, Option<(Block, bool)>);
+
 /// The lines of `text`, each with its newline (the last may lack one).
 fn lines(text: &str) -> Vec<&str> {
     text.split_inclusive('\n').collect()
 }
 
 /// Finds the marked blocks; errors if a begin has no end.
-fn blocks(
-    file: &str,
-    lines: &[&str],
-) -> Result<(Option<Block>, Option<(Block, bool)>), EnableError> {
+fn blocks(file: &str, lines: &[&str]) -> Result<Blocks, EnableError> {
     let mut global = None;
     let mut sections = None;
     let mut open: Option<(usize, u8)> = None;
