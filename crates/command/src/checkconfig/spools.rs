@@ -49,6 +49,7 @@ pub fn check_spools(r: &mut Report, uses: &[SpoolUse], refused: &[String], sys: 
     roots.sort_unstable();
     roots.dedup();
     for root in roots {
+        check_root(r, root, sys);
         let names = match sys.subdirs(root) {
             Ok(names) => names,
             // the plugin creates it at the first start
@@ -111,6 +112,53 @@ pub fn check_spools(r: &mut Report, uses: &[SpoolUse], refused: &[String], sys: 
             };
             r.warn(subject, message);
         }
+    }
+}
+
+/// The spool root itself: flow records wait there (who talked to whom, and
+/// when), so it is a directory (no symlink: the plugin creates files in it
+/// as root before ulogd drops privileges), that only its owner may write
+/// to or read, as the package makes it (`install -d -o ulog -m 0700`).
+fn check_root(r: &mut Report, root: &Path, sys: &dyn System) {
+    use super::FileKind;
+    let subject = format!("spool_dir {}", root.display());
+    let Ok(info) = sys.file_info(root) else {
+        return; // not made yet: the plugin creates it
+    };
+    match info.kind {
+        FileKind::Dir => {}
+        FileKind::Symlink => {
+            return r.fail(
+                subject,
+                "is a symlink: whoever can change it chooses where ulogd writes as root; make it a directory (install -d -o ulog -m 0700)",
+            );
+        }
+        _ => return r.fail(subject, "is not a directory"),
+    }
+    let owner = super::user_name(sys, info.uid);
+    if info.mode & 0o022 != 0 {
+        r.fail(
+            subject,
+            format!(
+                "mode {:04o}: others may write to it (and replace the spool); chmod 0700 {}",
+                info.mode,
+                root.display()
+            ),
+        );
+    } else if info.mode & 0o077 != 0 {
+        r.warn(
+            subject,
+            format!(
+                "mode {:04o}: others may read the records waiting there; chmod 0700 {}",
+                info.mode,
+                root.display()
+            ),
+        );
+    } else {
+        r.ok(
+            subject,
+            format!("a directory, owner {owner}, mode {:04o}", info.mode),
+        );
     }
 }
 

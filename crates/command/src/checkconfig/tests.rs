@@ -1111,3 +1111,29 @@ fn the_units_config_comes_from_systemctl_else_the_unit_files() {
     );
     assert_eq!(ulogd_unit_config(&sys), Some("/etc/shown.conf".into()));
 }
+
+#[test]
+fn the_spool_root_is_a_private_directory() {
+    let mut sys = Fake::default();
+    let r = run(&good(), &sys);
+    // not there yet: nothing to say
+    assert!(
+        !r.results.iter().any(|f| f.subject.starts_with("spool_dir")),
+        "{}",
+        r.render_text()
+    );
+    for (info, status, needle) in [
+        (info(FileKind::Dir, 0o700, 0), Status::Ok, "mode 0700"),
+        (info(FileKind::Dir, 0o750, 0), Status::Warn, "may read"),
+        (info(FileKind::Dir, 0o777, 0), Status::Fail, "may write"),
+        (info(FileKind::Symlink, 0o777, 0), Status::Fail, "symlink"),
+    ] {
+        sys.infos.insert(SPOOL_ROOT.into(), info);
+        let r = run(&good(), &sys);
+        assert!(
+            has(&r, status, &format!("spool_dir {SPOOL_ROOT}"), needle),
+            "{info:?}: {}",
+            r.render_text()
+        );
+    }
+}
