@@ -115,10 +115,12 @@ pub fn check_spools(r: &mut Report, uses: &[SpoolUse], refused: &[String], sys: 
     }
 }
 
-/// The spool root itself: flow records wait there (who talked to whom, and
-/// when), so it is a directory (no symlink: the plugin creates files in it
-/// as root before ulogd drops privileges), that only its owner may write
-/// to or read, as the package makes it (`install -d -o ulog -m 0700`).
+/// The spool root itself (`spool_dir`): the plugin creates one directory
+/// per instance in it, mode 0700, refusing one that is a symlink or that
+/// others may write to. The root, which it opens as named, must not let
+/// others write either: they could take an instance's name first (its
+/// spool then refused) or fill the disk; and a symlink there chooses where
+/// ulogd writes as root.
 fn check_root(r: &mut Report, root: &Path, sys: &dyn System) {
     use super::FileKind;
     let subject = format!("spool_dir {}", root.display());
@@ -128,7 +130,7 @@ fn check_root(r: &mut Report, root: &Path, sys: &dyn System) {
     match info.kind {
         FileKind::Dir => {}
         FileKind::Symlink => {
-            return r.fail(
+            return r.warn(
                 subject,
                 "is a symlink: whoever can change it chooses where ulogd writes as root; make it a directory (install -d -o ulog -m 0700)",
             );
@@ -136,20 +138,11 @@ fn check_root(r: &mut Report, root: &Path, sys: &dyn System) {
         _ => return r.fail(subject, "is not a directory"),
     }
     let owner = super::user_name(sys, info.uid);
-    if info.mode & 0o022 != 0 {
+    if info.mode & 0o022 != 0 && info.mode & 0o1000 == 0 {
         r.fail(
             subject,
             format!(
-                "mode {:04o}: others may write to it (and replace the spool); chmod 0700 {}",
-                info.mode,
-                root.display()
-            ),
-        );
-    } else if info.mode & 0o077 != 0 {
-        r.warn(
-            subject,
-            format!(
-                "mode {:04o}: others may read the records waiting there; chmod 0700 {}",
+                "mode {:04o}: others may write to it (take an instance's spool name first, fill the disk); chmod 0700 {}",
                 info.mode,
                 root.display()
             ),

@@ -33,8 +33,8 @@ Checks, each reported as ok, warn or FAIL with what to change:
     safe: a regular file (not a symlink), mode 0600 (no access for group or
     others), in a directory only its owner writes to, owned by root or by
     the state's owner
-  - the spool_dir: a directory (not a symlink) only its owner may write to
-    (FAIL) or read (warn): records wait there
+  - the spool_dir: a directory (a symlink is a warning) that others may not
+    write to (the plugin makes each instance's spool in it, mode 0700)
   - orphaned spools: a directory under a spool_dir that holds records no
     instance sends (an instance renamed, or spool_size_mb=0), with the
     number of records and how to get them sent
