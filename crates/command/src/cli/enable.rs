@@ -306,8 +306,24 @@ fn restart(no_restart: bool, rsyslog: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses to go on without root, unless a dry run: the step writes to
+/// /etc and restarts ulogd2.
+fn need_root(what: &str, dry_run: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    if uid != 0 && !dry_run {
+        anyhow::bail!(
+            "masqlog {what} edits ulogd's config in /etc and restarts ulogd2: run it as root (sudo masqlog {what}); --dry-run shows the change without"
+        );
+    }
+    Ok(())
+}
+
 pub fn run_enable(args: &EnableArgs) -> anyhow::Result<()> {
     let c = &args.common;
+    need_root("enable", c.dry_run)?;
     let path = config_path(c);
     let plugin_dir = args
         .plugin_dir
@@ -350,6 +366,7 @@ pub fn run_enable(args: &EnableArgs) -> anyhow::Result<()> {
 
 pub fn run_disable(args: &DisableArgs) -> anyhow::Result<()> {
     let c = &args.common;
+    need_root("disable", c.dry_run)?;
     let path = config_path(c);
     let edit = edit_config(&path, c.dry_run, enable::disable)?;
     remove_file(package::SYSCTL_FILE, SYSCTL_TEXT, c.dry_run)?;
