@@ -28,3 +28,18 @@ pub const ULOGD_CONF: &str = "/etc/ulogd.conf";
 
 /// Debian's ulogd unit.
 pub const ULOGD_UNIT: &str = "ulogd2.service";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_destination_is_the_drop_ins_socket() {
+        assert_eq!(DESTINATION, format!("unix:{SYSLOG_SOCKET}"));
+        let dropin = include_str!("../../../debian-pkg/rsyslog-masqlog.conf");
+        assert!(dropin.contains(&format!("Socket=\"{SYSLOG_SOCKET}\"")));
+        assert!(dropin.contains(&format!("file=\"{LOG_FILE}\"")));
+        let logrotate = include_str!("../../../debian-pkg/logrotate-masqlog");
+        assert!(logrotate.lines().any(|l| l == LOG_FILE));
+    }
+}
