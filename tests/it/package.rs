@@ -29,6 +29,12 @@ const EXAMPLE_CONF: &str = "/etc/ulogd-masqlog.conf";
 const RSYSLOG_DROPIN: &str = "/etc/rsyslog.d/30-masqlog.conf";
 const LOGROTATE: &str = "/etc/logrotate.d/masqlog";
 const MASQLOG_LOG: &str = "/var/log/masqlog.log";
+/// The socket the packaged rsyslog drop-in opens, and the packaged
+/// destination.
+const PACKAGE_SOCK: &str = "/run/masqlog/log";
+const PACKAGE_DEST: &str = "unix:/run/masqlog/log";
+const SYSCTL_FILE: &str = "/etc/sysctl.d/90-masqlog.conf";
+const MODULES_FILE: &str = "/etc/modules-load.d/masqlog.conf";
 /// The man pages every subcommand must have (and `masqlog`).
 const PAGES: &[&str] = &[
     "masqlog",
@@ -140,7 +146,8 @@ impl Drop for Installed {
 fn preflight() -> Result<(), String> {
     masqlog_lab::preflight().map_err(|e| e.to_string())?;
     for tool in [
-        "dpkg-deb", "apt-get", "man", "strip", "readelf", "objdump", "gzip",
+        "dpkg-deb", "apt-get", "man", "strip", "readelf", "objdump", "objcopy", "gzip", "lintian",
+        "python3",
     ] {
         process::find_tool(tool).map_err(|e| e.to_string())?;
     }
@@ -189,6 +196,33 @@ fn the_debian_package_installs_works_and_purges_clean() {
         None,
     );
     let deb = PathBuf::from(deb.trim());
+    let dbgsym = deb.with_file_name(
+        deb.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace("masqlog_", "masqlog-dbgsym_"),
+    );
+    assert!(dbgsym.is_file(), "no {}", dbgsym.display());
+    // lintian: no error, no warning (the infos are allowed)
+    let out = run(
+        &[
+            "lintian",
+            "--fail-on",
+            "error,warning",
+            &deb.to_string_lossy(),
+            &dbgsym.to_string_lossy(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "lintian reports errors or warnings:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the binaries are stripped; their debug information is in the
+    // dbgsym package under their build ids
+    let dbg_contents = must(&["dpkg-deb", "-c", &dbgsym.to_string_lossy()], None);
     let contents = must(&["dpkg-deb", "-c", &deb.to_string_lossy()], None);
     let files: Vec<PathBuf> = contents
         .lines()
@@ -245,10 +279,29 @@ fn the_debian_package_installs_works_and_purges_clean() {
         "/usr/share/doc/masqlog/examples/ident-transparent.sh",
         "/usr/share/doc/masqlog/examples/masqlog-portblock.timer",
         "/usr/share/doc/masqlog/copyright",
+        "/usr/share/doc/masqlog/changelog.gz",
     ] {
         assert!(
             listed.lines().any(|l| l == must_have),
             "dpkg -L lacks {must_have}"
+        );
+    }
+    for elf in ["/usr/bin/masqlog", PLUGIN] {
+        let sections = must(&["readelf", "-S", "-W", elf], None);
+        assert!(!sections.contains(".symtab"), "{elf} is not stripped");
+        assert!(
+            sections.contains(".gnu_debuglink"),
+            "{elf} has no debuglink"
+        );
+        let notes = must(&["readelf", "-n", elf], None);
+        let id = notes
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Build ID: "))
+            .unwrap_or_else(|| panic!("{elf} has no build id: {notes}"));
+        let want = format!("./usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]);
+        assert!(
+            dbg_contents.lines().any(|l| l.ends_with(&want)),
+            "masqlog-dbgsym lacks {want}: {dbg_contents}"
         );
     }
     // The config holds remote_hash_key: root's alone, as /etc/ulogd.conf.
@@ -297,6 +350,13 @@ fn the_debian_package_installs_works_and_purges_clean() {
     }
 
     logs_a_flow_with_the_packaged_files(test);
+    // removed on failure too (the guard), when the machine had none
+    for f in [SYSCTL_FILE, MODULES_FILE] {
+        if !Path::new(f).exists() {
+            guard.made.push(f.into());
+        }
+    }
+    enable_on_debians_ulogd_conf_logs_a_flow_lookup_answers_and_disable_restores(test);
 
     // purge: the logs stay, everything else goes
     let made_log = !Path::new(MASQLOG_LOG).exists();
@@ -345,39 +405,9 @@ fn logs_a_flow_with_the_packaged_files(test: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let masqlog_log = dir.join("masqlog.log");
     let other_log = dir.join("syslog");
+    // /dev/log of this rsyslog: where other programs log
     let sock = dir.join("log.sock");
-    let dropin = std::fs::read_to_string(RSYSLOG_DROPIN).unwrap();
-    assert!(dropin.contains(MASQLOG_LOG));
-    let conf = format!(
-        "global(workDirectory=\"{d}\")\n\
-         module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
-         input(type=\"imuxsock\" Socket=\"{s}\" CreatePath=\"on\" RateLimit.Interval=\"0\")\n\
-         {dropin}\n\
-         action(type=\"omfile\" file=\"{o}\")\n",
-        d = dir.display(),
-        s = sock.display(),
-        dropin = dropin.replace(MASQLOG_LOG, &masqlog_log.to_string_lossy()),
-        o = other_log.display(),
-    );
-    let conf_path = dir.join("rsyslog.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let conf_s = conf_path.to_string_lossy().into_owned();
-    must(&["rsyslogd", "-N1", "-f", &conf_s], None);
-    let pid = dir.join("rsyslogd.pid").to_string_lossy().into_owned();
-    let mut rsyslog: Supervised = ok(
-        lab.spawn(
-            None,
-            "rsyslog-pkg",
-            &["rsyslogd", "-n", "-f", &conf_s, "-i", &pid],
-        ),
-        "starting rsyslogd",
-    );
-    ok(
-        wait::poll("the rsyslog socket", SHORT_WAIT, || {
-            Ok(sock.exists().then_some(()))
-        }),
-        "rsyslogd",
-    );
+    let (mut rsyslog, masq_sock) = packaged_rsyslog(&lab, &dir, &sock, &masqlog_log, &other_log);
 
     let packaged = std::fs::read_to_string(EXAMPLE_CONF).unwrap();
     let mut ulogd_conf = UlogdConf::from_text(&packaged);
@@ -387,7 +417,17 @@ fn logs_a_flow_with_the_packaged_files(test: &str) {
             "logfile",
             &format!("\"{}\"", lab.path("ulogd.log").display()),
         )
-        .set("masq1", "destination", &format!("unix:{}", sock.display()));
+        .set(
+            "masq1",
+            "destination",
+            &format!("unix:{}", masq_sock.display()),
+        );
+    assert_eq!(
+        UlogdConf::from_text(&packaged)
+            .get("masq1", "destination")
+            .as_deref(),
+        Some(PACKAGE_DEST)
+    );
     assert!(ulogd_conf.text().contains(&format!("plugin=\"{PLUGIN}\"")));
     // check-config agrees before ulogd starts
     let conf_file = lab.path("ulogd-pkg.conf");
@@ -463,6 +503,28 @@ fn logs_a_flow_with_the_packaged_files(test: &str) {
         }),
         "catch-all file",
     );
+    // a line tagged masqlog on /dev/log goes to the same file, only there
+    must(
+        &[
+            "logger",
+            "--socket-errors=on",
+            "-u",
+            &sock.to_string_lossy(),
+            "-t",
+            "masqlog",
+            "masqlog/1 by /dev/log",
+        ],
+        None,
+    );
+    ok(
+        wait::poll("the tagged line", SHORT_WAIT, || {
+            Ok(read_lines(&masqlog_log)
+                .iter()
+                .any(|l| l.contains("masqlog/1 by /dev/log"))
+                .then_some(()))
+        }),
+        "the drop-in's file",
+    );
     let other = read_lines(&other_log);
     assert!(
         !other.iter().any(|l| l.contains("masqlog/1")),
@@ -475,4 +537,233 @@ fn logs_a_flow_with_the_packaged_files(test: &str) {
     );
     let _ = u.stop();
     let _ = rsyslog.stop();
+}
+
+/// An rsyslogd of the lab's with the packaged drop-in (its socket and file
+/// moved into `dir`), a /dev/log of its own at `sock` whose other lines go
+/// to `other_log`. Returns it and the drop-in's socket.
+fn packaged_rsyslog(
+    lab: &masqlog_lab::Lab,
+    dir: &Path,
+    sock: &Path,
+    masqlog_log: &Path,
+    other_log: &Path,
+) -> (Supervised, PathBuf) {
+    let masq_sock = dir.join("masqlog/log");
+    let dropin = std::fs::read_to_string(RSYSLOG_DROPIN).unwrap();
+    assert!(dropin.contains(MASQLOG_LOG));
+    assert!(
+        dropin.contains(&format!("Socket=\"{PACKAGE_SOCK}\"")),
+        "{dropin}"
+    );
+    assert!(dropin.contains("RateLimit.Interval=\"0\""), "{dropin}");
+    let conf = format!(
+        "global(workDirectory=\"{d}\")\n\
+         module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+         input(type=\"imuxsock\" Socket=\"{s}\" CreatePath=\"on\" RateLimit.Interval=\"0\")\n\
+         {dropin}\n\
+         action(type=\"omfile\" file=\"{o}\")\n",
+        d = dir.display(),
+        s = sock.display(),
+        dropin = dropin
+            .replace(MASQLOG_LOG, &masqlog_log.to_string_lossy())
+            .replace(PACKAGE_SOCK, &masq_sock.to_string_lossy()),
+        o = other_log.display(),
+    );
+    let conf_path = dir.join("rsyslog.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let conf_s = conf_path.to_string_lossy().into_owned();
+    must(&["rsyslogd", "-N1", "-f", &conf_s], None);
+    let pid = dir.join("rsyslogd.pid").to_string_lossy().into_owned();
+    let name = format!(
+        "rsyslog-{}",
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let rsyslog: Supervised = ok(
+        lab.spawn(None, &name, &["rsyslogd", "-n", "-f", &conf_s, "-i", &pid]),
+        "starting rsyslogd",
+    );
+    ok(
+        wait::poll("the rsyslog sockets", SHORT_WAIT, || {
+            Ok((sock.exists() && masq_sock.exists()).then_some(()))
+        }),
+        "rsyslogd",
+    );
+    (rsyslog, masq_sock)
+}
+
+/// The one step of README.Debian on Debian's own /etc/ulogd.conf (a copy):
+/// `masqlog enable` adds masqlog beside Debian's NFLOG stack; stock ulogd
+/// reads the file it made (its log, LOGEMU's file and the socket moved
+/// into the lab) in the router, loading every plugin of its directory, the
+/// packaged one among them; a flow through the NAT reaches the drop-in's
+/// file and `masqlog lookup` answers for it; `masqlog disable` gives the
+/// file back byte for byte, with its mode, and removes the sysctl files.
+fn enable_on_debians_ulogd_conf_logs_a_flow_lookup_answers_and_disable_restores(test: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let debian = match std::fs::read("/etc/ulogd.conf") {
+        Ok(b) if String::from_utf8_lossy(&b).contains("Adapted to Debian") => b,
+        _ => return skip(test, &"/etc/ulogd.conf is not Debian's (ulogd2 package)"),
+    };
+    for f in [SYSCTL_FILE, MODULES_FILE] {
+        if Path::new(f).exists() {
+            return skip(test, &format!("{f} exists: masqlog enable would keep it"));
+        }
+    }
+    let Some(lab) = harness::lab(test) else {
+        return;
+    };
+    let dir = lab.path("pkg-enable");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("ulogd.conf");
+    std::fs::write(&conf, &debian).unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let conf_s = conf.to_string_lossy().into_owned();
+
+    let out = must(
+        &[
+            "/usr/bin/masqlog",
+            "enable",
+            "--config",
+            &conf_s,
+            "--no-restart",
+        ],
+        None,
+    );
+    assert!(out.contains("no plugin= line added"), "{out}");
+    assert!(out.contains("systemctl restart ulogd2.service"), "{out}");
+    let enabled = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        enabled.contains("\nstack=masqlog_ct:NFCT,masqlog:MASQLOG\n"),
+        "{enabled}"
+    );
+    assert!(enabled.contains(&format!("destination={PACKAGE_DEST}\n")));
+    assert_eq!(
+        std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read(dir.join("ulogd.conf.masqlog.bak")).unwrap(),
+        debian
+    );
+    for f in [SYSCTL_FILE, MODULES_FILE] {
+        assert!(Path::new(f).is_file(), "enable did not write {f}");
+    }
+    assert!(
+        std::fs::read_to_string(MODULES_FILE)
+            .unwrap()
+            .lines()
+            .any(|l| l == "nf_conntrack")
+    );
+    // a second run changes nothing
+    let again = must(
+        &[
+            "/usr/bin/masqlog",
+            "enable",
+            "--config",
+            &conf_s,
+            "--no-restart",
+        ],
+        None,
+    );
+    assert!(again.contains("enabled already"), "{again}");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), enabled);
+
+    // stock ulogd with that file, its paths moved into the lab
+    let masqlog_log = dir.join("masqlog.log");
+    let (mut rsyslog, masq_sock) = packaged_rsyslog(
+        &lab,
+        &dir,
+        &dir.join("log.sock"),
+        &masqlog_log,
+        &dir.join("syslog"),
+    );
+    let mut run_conf = UlogdConf::from_text(&enabled);
+    run_conf
+        .set(
+            "global",
+            "logfile",
+            &format!("\"{}\"", dir.join("ulogd.log").display()),
+        )
+        .set(
+            "emu1",
+            "file",
+            &format!("\"{}\"", dir.join("syslogemu.log").display()),
+        )
+        .set(
+            "masqlog",
+            "destination",
+            &format!("unix:{}", masq_sock.display()),
+        );
+    assert_eq!(run_conf.masqlog_ids(), vec!["masqlog".to_string()]);
+    let server = ok(
+        lab.serve(FlowProto::Tcp, Family::V4, TCP_PORT, TCP_REPLY),
+        "server",
+    );
+    let mut u = ok(
+        lab.start_ulogd("ulogd-enabled", &run_conf),
+        "ulogd with the config masqlog enable made",
+    );
+    let spec = FlowSpec::to(&lab, &server, "alice", 1000);
+    let flow = ok(lab.flow(&spec), "the flow");
+    ok(
+        wait::poll("the start line in the drop-in's file", LINE_WAIT, || {
+            let r = logged::read(&read_lines(&masqlog_log));
+            Ok(r.has(&spec, Event::Start).then_some(()))
+        }),
+        "masqlog lines",
+    );
+    assert!(u.log().contains("MASQLOG[masqlog] started"), "{}", u.log());
+    let public = format!(
+        "{}:{}",
+        masqlog_lab::topology::masq_addr(Family::V4),
+        spec.client().port()
+    );
+    let at = masqlog_core::time::utc_string(flow.began, true);
+    let out = run(
+        &[
+            "/usr/bin/masqlog",
+            "lookup",
+            &public,
+            "--at",
+            &at,
+            &masqlog_log.to_string_lossy(),
+        ],
+        None,
+    );
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "lookup {public} --at {at}: {answer}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        answer.contains(&spec.client().ip().to_string()),
+        "lookup does not name the client {}: {answer}",
+        spec.client()
+    );
+    let _ = u.stop();
+    let _ = rsyslog.stop();
+
+    // disable: the file as it was, byte for byte, mode and all
+    let out = must(
+        &[
+            "/usr/bin/masqlog",
+            "disable",
+            "--config",
+            &conf_s,
+            "--no-restart",
+        ],
+        None,
+    );
+    assert!(out.contains("removed"), "{out}");
+    assert_eq!(std::fs::read(&conf).unwrap(), debian);
+    assert_eq!(
+        std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    for f in [SYSCTL_FILE, MODULES_FILE] {
+        assert!(!Path::new(f).exists(), "disable left {f}");
+    }
 }

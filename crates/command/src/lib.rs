@@ -8,8 +8,10 @@
 pub mod access;
 pub mod checkconfig;
 pub mod db;
+pub mod enable;
 pub mod json;
 pub mod lookup;
+pub mod package;
 pub mod portblock;
 pub mod verify;
 pub mod when;

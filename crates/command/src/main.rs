@@ -53,15 +53,20 @@ enum Command {
     /// The PostgreSQL database routers write to: init, upgrade,
     /// partitions, retention, status.
     Db(cli::db::DbArgs),
+    /// Turn masqlog on in ulogd's config (one step on a Debian router).
+    ///
+    /// Adds a MASQLOG stack and its two sections to the config ulogd2.service
+    /// reads, keeping every other stack; turns the conntrack sysctls on (now
+    /// and at boot); restarts ulogd2. `masqlog disable` undoes exactly that.
+    Enable(cli::enable::EnableArgs),
+    /// Undo `masqlog enable`: the config back as it was, the sysctl files
+    /// removed, ulogd2 restarted.
+    Disable(cli::enable::DisableArgs),
     /// Make the key that seals this router's records: the sealing state
     /// for the plugin, and the verification key to keep elsewhere.
     Keygen(cli::keygen::KeygenArgs),
     /// Check sealed logs: every record there, unaltered, in order.
     Verify(cli::verify::VerifyArgs),
-    /// Write the generated man pages, shell completions and example config
-    /// into a directory (for packaging).
-    #[command(hide = true)]
-    GenDocs(cli::gendocs::GenDocsArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -78,19 +83,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lookup(args) => Ok(cli::lookup::run(&args)?),
         Command::CheckConfig(args) => cli::checkconfig::run(&args),
         Command::Db(args) => cli::db::run(&args),
+        Command::Enable(args) => {
+            cli::enable::run_enable(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Disable(args) => {
+            cli::enable::run_disable(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keygen(args) => {
             cli::keygen::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => cli::verify::run(&args),
-        Command::GenDocs(args) => {
-            cli::gendocs::run(&args, <Cli as clap::CommandFactory>::command())?;
-            Ok(ExitCode::SUCCESS)
-        }
     }
 }
 
 fn main() -> ExitCode {
+    // `masqlog gen-docs` (packaging) is no subcommand of `Cli`, so that no
+    // completion, man page or --help offers it.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "gen-docs") {
+        let docs = cli::gendocs::GenDocsCli::parse_from(std::env::args_os().skip(1));
+        return exit_status(
+            cli::gendocs::run(&docs.args, <Cli as clap::CommandFactory>::command())
+                .map(|()| ExitCode::SUCCESS),
+        );
+    }
     exit_status(run(Cli::parse()))
 }
 

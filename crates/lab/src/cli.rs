@@ -245,6 +245,21 @@ pub fn run(args: &LabArgs) -> Result<(), LabError> {
         }
         println!("  syslog:      {}", receiver.display());
         println!("  events:      {}", session.conntrack.path().display());
+        let (_, key) = session.lab.seal_key()?;
+        let r = session.lab.ns(crate::Role::Router);
+        println!(
+            "  look up:     masqlog lookup PUBLIC:PORT --at TIME {}",
+            receiver.display()
+        );
+        println!(
+            "  verify:      masqlog verify --key {} {}",
+            key.display(),
+            receiver.display()
+        );
+        println!(
+            "  check:       masqlog check-config --netns {r} {}",
+            session.ulogd.conf_path().display()
+        );
         println!("  remove it:   sh {}", teardown.display());
     } else {
         progress("removing the lab");

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     match cli::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("masqlog: {err:#}");
+            eprintln!("masqlog-lab: {err:#}");
             ExitCode::from(2)
         }
     }

@@ -45,6 +45,13 @@ impl System for Machine {
         masqlog_core::ulogd_conf::default_plugin_dir()
     }
 
+    fn same_file(&self, a: &Path, b: &Path) -> bool {
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+
     fn unix_connect(&self, path: &Path) -> std::io::Result<()> {
         let s = UnixDatagram::unbound()?;
         s.connect(path)

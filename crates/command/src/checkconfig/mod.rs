@@ -209,7 +209,15 @@ pub trait System {
     /// What the spool directory `dir` still holds; `Ok(None)` when it is
     /// no spool directory.
     fn spool_contents(&self, dir: &Path) -> std::io::Result<Option<SpoolContents>>;
+    /// Whether `a` and `b` are the same file (symlinks followed): the same
+    /// device and inode. False when either cannot be looked at.
+    fn same_file(&self, _a: &Path, _b: &Path) -> bool {
+        false
+    }
 }
+
+/// journald's syslog socket: what /dev/log is on a systemd machine.
+pub const JOURNALD_DEV_LOG: &str = "/run/systemd/journal/dev-log";
 
 /// The NFCT keys of ulogd 2.0.5 .. 2.0.9 (`ulogd -i ulogd_inpflow_NFCT.so`).
 const NFCT_KEYS: &[&str] = &[
@@ -258,6 +266,7 @@ pub fn check(file: &Path, text: &[u8], sys: &dyn System) -> Report {
     for key in ["logfile", "loglevel"] {
         duplicates(&mut r, &global, key);
     }
+    let repeated = repeated_sections(text);
     // every MASQLOG stack: (line, elements)
     let mut stacks = Vec::new();
     for e in global.all("stack") {
@@ -321,6 +330,28 @@ pub fn check(file: &Path, text: &[u8], sys: &dyn System) -> Report {
             }
         }
     }
+    for (name, lines) in &repeated {
+        let used = stacks
+            .iter()
+            .any(|(_, els)| els.iter().any(|el| el.id == *name));
+        let lines_s: Vec<String> = lines.iter().map(usize::to_string).collect();
+        let msg = format!(
+            "appears {} (lines {}); ulogd reads only the first: merge them into the one on line {}, or rename the later one and its stack= id",
+            if lines.len() == 2 {
+                "twice".to_string()
+            } else {
+                format!("{} times", lines.len())
+            },
+            lines_s.join(" and "),
+            lines[0]
+        );
+        let subject = format!("[{name}]");
+        if used {
+            r.fail(subject, msg);
+        } else {
+            r.warn(subject, msg);
+        }
+    }
     check_sysctls(&mut r, sys);
     for (id, cfg) in &configs {
         check_destination(&mut r, id, &cfg.destination, sys);
@@ -340,6 +371,28 @@ pub fn check(file: &Path, text: &[u8], sys: &dyn System) -> Report {
         check_transparent(&mut r, &transparent.join(", "), sys);
     }
     r
+}
+
+/// The names of sections that open more than once, with the line of each
+/// `[name]`, in file order. ulogd looks a section up by name from the top
+/// and stops at the first.
+fn repeated_sections(text: &[u8]) -> Vec<(String, Vec<usize>)> {
+    let mut seen: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        let line = String::from_utf8_lossy(line);
+        let Some(name) = line
+            .strip_prefix('[')
+            .and_then(|r| r.trim_end().strip_suffix(']'))
+        else {
+            continue;
+        };
+        match seen.iter_mut().find(|(n, _)| n == name) {
+            Some((_, lines)) => lines.push(i + 1),
+            None => seen.push((name.to_string(), vec![i + 1])),
+        }
+    }
+    seen.retain(|(_, lines)| lines.len() > 1);
+    seen
 }
 
 fn duplicates(r: &mut Report, section: &Section, key: &str) -> bool {
@@ -426,7 +479,7 @@ fn check_plugin(r: &mut Report, global: &Section, stack_line: Option<usize>, sys
         Some((_, p)) if implicit => r.warn(
             "plugin",
             format!(
-                "no plugin= lines: ulogd loads every plugin of its directory, MASQLOG from {}; name the ones you use (plugin=\"{}\" and NFCT) before stack=",
+                "no plugin= lines: ulogd loads every plugin of its directory, MASQLOG from {}; to load only what you use, name every plugin of every stack (plugin=\"{}\", NFCT, and the others' plugins: one plugin= line stops ulogd loading the rest) before the first stack=",
                 p.display(),
                 p.display()
             ),
@@ -969,6 +1022,13 @@ fn user_name(sys: &dyn System, uid: u32) -> String {
 fn check_destination(r: &mut Report, id: &str, dest: &Destination, sys: &dyn System) {
     let subject = format!("[{id}] destination");
     match dest {
+        Destination::Unix(path) if sys.same_file(path, Path::new(JOURNALD_DEV_LOG)) => r.warn(
+            subject,
+            format!(
+                "{dest} is journald's socket ({JOURNALD_DEV_LOG}): every record passes through the journal, which drops a service's messages beyond 10000 in 30 s by default (RateLimitBurst/RateLimitIntervalSec in journald.conf; a burst of DESTROY events is cut, with one \"Suppressed N messages\" line) and keeps a second copy outside the retention of /etc/logrotate.d/masqlog. Use destination={} (the masqlog package's rsyslog input, no rate limit; `masqlog enable` writes it)",
+                crate::package::DESTINATION
+            ),
+        ),
         Destination::Unix(path) => match sys.unix_connect(path) {
             Ok(()) => r.ok(subject, format!("{dest}: the socket accepts datagrams")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => r.fail(
@@ -1134,6 +1194,55 @@ fn check_transparent(r: &mut Report, ids: &str, sys: &dyn System) {
     }
 }
 
+/// The config file ulogd2.service starts ulogd with: the `-c`/`--configfile`
+/// of its ExecStart, as systemd reports it (`systemctl show`), else as the
+/// unit file and its drop-ins say; `None` when there is no such unit or it
+/// names no config (ulogd then reads /etc/ulogd.conf).
+pub fn ulogd_unit_config(sys: &dyn System) -> Option<PathBuf> {
+    let shown = sys
+        .command(&[
+            "systemctl",
+            "show",
+            "-p",
+            "ExecStart",
+            "--value",
+            "ulogd2.service",
+        ])
+        .ok()
+        .and_then(|s| {
+            // { path=/usr/sbin/ulogd ; argv[]=/usr/sbin/ulogd --daemon ... ; ignore_errors=no ; ... }
+            let a = s.find("argv[]=")? + "argv[]=".len();
+            let rest = &s[a..];
+            Some(rest[..rest.find(" ;").unwrap_or(rest.len())].to_string())
+        });
+    let exec = shown.or_else(|| ulogd_service_exec(sys))?;
+    config_of_exec(&exec)
+}
+
+/// The `-c FILE`, `-cFILE`, `--configfile FILE` or `--configfile=FILE` of
+/// a ulogd command line.
+///
+/// ```text
+/// /usr/sbin/ulogd --daemon --uid ulog --configfile /etc/ulogd-masqlog.conf
+/// ```
+pub fn config_of_exec(exec: &str) -> Option<PathBuf> {
+    let mut words = exec.split_whitespace();
+    let mut found = None;
+    while let Some(w) = words.next() {
+        if w == "-c" || w == "--configfile" {
+            found = words.next().map(PathBuf::from);
+        } else if let Some(v) = w.strip_prefix("--configfile=") {
+            found = Some(PathBuf::from(v));
+        } else if let Some(v) = w
+            .strip_prefix("-c")
+            .filter(|v| !v.is_empty() && !w.starts_with("--"))
+        {
+            found = Some(PathBuf::from(v));
+        }
+    }
+    found
+}
+
 /// The ExecStart of ulogd2.service in force (the unit, then its drop-ins).
 fn ulogd_service_exec(sys: &dyn System) -> Option<String> {
     let mut exec = None;
@@ -1198,4 +1307,4 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

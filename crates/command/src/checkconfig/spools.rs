@@ -49,6 +49,7 @@ pub fn check_spools(r: &mut Report, uses: &[SpoolUse], refused: &[String], sys: 
     roots.sort_unstable();
     roots.dedup();
     for root in roots {
+        check_root(r, root, sys);
         let names = match sys.subdirs(root) {
             Ok(names) => names,
             // the plugin creates it at the first start
@@ -111,6 +112,46 @@ pub fn check_spools(r: &mut Report, uses: &[SpoolUse], refused: &[String], sys: 
             };
             r.warn(subject, message);
         }
+    }
+}
+
+/// The spool root itself (`spool_dir`): the plugin creates one directory
+/// per instance in it, mode 0700, refusing one that is a symlink or that
+/// others may write to. The root, which it opens as named, must not let
+/// others write either: they could take an instance's name first (its
+/// spool then refused) or fill the disk; and a symlink there chooses where
+/// ulogd writes as root.
+fn check_root(r: &mut Report, root: &Path, sys: &dyn System) {
+    use super::FileKind;
+    let subject = format!("spool_dir {}", root.display());
+    let Ok(info) = sys.file_info(root) else {
+        return; // not made yet: the plugin creates it
+    };
+    match info.kind {
+        FileKind::Dir => {}
+        FileKind::Symlink => {
+            return r.warn(
+                subject,
+                "is a symlink: whoever can change it chooses where ulogd writes as root; make it a directory (install -d -o ulog -m 0700)",
+            );
+        }
+        _ => return r.fail(subject, "is not a directory"),
+    }
+    let owner = super::user_name(sys, info.uid);
+    if info.mode & 0o022 != 0 && info.mode & 0o1000 == 0 {
+        r.fail(
+            subject,
+            format!(
+                "mode {:04o}: others may write to it (take an instance's spool name first, fill the disk); chmod 0700 {}",
+                info.mode,
+                root.display()
+            ),
+        );
+    } else {
+        r.ok(
+            subject,
+            format!("a directory, owner {owner}, mode {:04o}", info.mode),
+        );
     }
 }
 

@@ -16,7 +16,7 @@ const NFCT_SO: &str = "/usr/lib/x86_64-linux-gnu/ulogd/ulogd_inpflow_NFCT.so";
 /// The default `seal_state`.
 const SEAL_STATE: &str = "/var/lib/masqlog/seal.state";
 
-struct Fake {
+pub(crate) struct Fake {
     sysctls: HashMap<&'static str, &'static str>,
     files: Vec<PathBuf>,
     masqlog_registers: bool,
@@ -33,6 +33,8 @@ struct Fake {
     /// Spool directories and what they hold.
     spools: HashMap<PathBuf, SpoolContents>,
     ran: RefCell<Vec<String>>,
+    /// Pairs of paths that are the same file (a symlink and its target).
+    same: Vec<(PathBuf, PathBuf)>,
 }
 
 /// What the default sealing state's directory is.
@@ -90,6 +92,7 @@ impl Default for Fake {
             dirs: HashMap::new(),
             spools: HashMap::new(),
             ran: RefCell::new(Vec::new()),
+            same: Vec::new(),
         }
     }
 }
@@ -104,6 +107,12 @@ impl System for Fake {
 
     fn exists(&self, path: &Path) -> bool {
         self.files.iter().any(|f| f == path)
+    }
+
+    fn same_file(&self, a: &Path, b: &Path) -> bool {
+        self.same
+            .iter()
+            .any(|(x, y)| (x == a && y == b) || (x == b && y == a))
     }
 
     fn plugin_info(&self, path: &Path) -> Result<String, String> {
@@ -1006,4 +1015,136 @@ fn a_refused_instances_spool_is_left_to_its_failure() {
     let r = run(&bad, &sys);
     must(&r, Status::Fail, "[masq1] format", "xml");
     lacks(&r, Status::Warn, "spool", "");
+}
+
+#[test]
+fn a_section_pasted_after_debians_empty_one_is_named_with_both_lines() {
+    // Debian's /etc/ulogd.conf has an empty [ct1] after [global]; a [ct1]
+    // pasted at the end is never read
+    let text = good().replacen(
+        "stack=ct1:NFCT,masq1:MASQLOG\n",
+        "stack=ct1:NFCT,masq1:MASQLOG\n\n[ct1]\n#netlink_socket_buffer_size=217088\n",
+        1,
+    );
+    let lines: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| *l == "[ct1]")
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let r = run(&text, &Fake::default());
+    assert!(
+        has(
+            &r,
+            Status::Fail,
+            "[ct1]",
+            &format!(
+                "appears twice (lines {} and {}); ulogd reads only the first",
+                lines[0], lines[1]
+            )
+        ),
+        "{}",
+        r.render_text()
+    );
+}
+
+#[test]
+fn a_repeated_section_no_masqlog_stack_uses_is_a_warning() {
+    let text = format!("{}\n[emu1]\nfile=\"/a\"\n\n[emu1]\nfile=\"/b\"\n", good());
+    let r = run(&text, &Fake::default());
+    assert!(
+        has(&r, Status::Warn, "[emu1]", "appears twice"),
+        "{}",
+        r.render_text()
+    );
+}
+
+#[test]
+fn dev_log_of_journald_is_named_with_the_packages_socket() {
+    let sys = Fake {
+        same: vec![("/dev/log".into(), JOURNALD_DEV_LOG.into())],
+        ..Fake::default()
+    };
+    let text = good();
+    assert!(text.contains("destination=unix:/dev/log"), "{text}");
+    let r = run(&text, &sys);
+    assert!(
+        has(&r, Status::Warn, "[masq1] destination", "journald's socket")
+            && has(
+                &r,
+                Status::Warn,
+                "[masq1] destination",
+                "unix:/run/masqlog/log"
+            ),
+        "{}",
+        r.render_text()
+    );
+    // the same file elsewhere is fine
+    let r = run(&text, &Fake::default());
+    assert!(!has(&r, Status::Warn, "[masq1] destination", "journald"));
+}
+
+#[test]
+fn the_config_of_a_ulogd_command_line() {
+    for (exec, want) in [
+        (
+            "/usr/sbin/ulogd --daemon --uid ulog --pidfile /run/ulog/ulogd.pid",
+            None,
+        ),
+        (
+            "/usr/sbin/ulogd --daemon --configfile /etc/a.conf",
+            Some("/etc/a.conf"),
+        ),
+        (
+            "/usr/sbin/ulogd --configfile=/etc/b.conf -d",
+            Some("/etc/b.conf"),
+        ),
+        ("/usr/sbin/ulogd -d -c /etc/c.conf", Some("/etc/c.conf")),
+        ("/usr/sbin/ulogd -c/etc/d.conf", Some("/etc/d.conf")),
+    ] {
+        assert_eq!(config_of_exec(exec), want.map(PathBuf::from), "{exec}");
+    }
+}
+
+#[test]
+fn the_units_config_comes_from_systemctl_else_the_unit_files() {
+    let mut sys = Fake::default();
+    assert_eq!(ulogd_unit_config(&sys), None);
+    sys.texts.insert(
+        "/etc/systemd/system/ulogd2.service".into(),
+        "[Service]\nExecStart=/usr/sbin/ulogd -d -c /etc/unit.conf\n".into(),
+    );
+    assert_eq!(ulogd_unit_config(&sys), Some("/etc/unit.conf".into()));
+    sys.commands.insert(
+        "systemctl show -p ExecStart --value ulogd2.service".into(),
+        "{ path=/usr/sbin/ulogd ; argv[]=/usr/sbin/ulogd --daemon --configfile /etc/shown.conf ; ignore_errors=no ; start_time=[n/a] }\n".into(),
+    );
+    assert_eq!(ulogd_unit_config(&sys), Some("/etc/shown.conf".into()));
+}
+
+#[test]
+fn the_spool_root_is_a_directory_others_may_not_write_to() {
+    let mut sys = Fake::default();
+    let r = run(&good(), &sys);
+    // not there yet: nothing to say
+    assert!(
+        !r.results.iter().any(|f| f.subject.starts_with("spool_dir")),
+        "{}",
+        r.render_text()
+    );
+    for (info, status, needle) in [
+        (info(FileKind::Dir, 0o700, 0), Status::Ok, "mode 0700"),
+        (info(FileKind::Dir, 0o755, 0), Status::Ok, "mode 0755"),
+        (info(FileKind::Dir, 0o777, 0), Status::Fail, "may write"),
+        (info(FileKind::Symlink, 0o777, 0), Status::Warn, "symlink"),
+    ] {
+        sys.infos.insert(SPOOL_ROOT.into(), info);
+        let r = run(&good(), &sys);
+        assert!(
+            has(&r, status, &format!("spool_dir {SPOOL_ROOT}"), needle),
+            "{info:?}: {}",
+            r.render_text()
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! `masqlog gen-docs --out DIR` (hidden): everything the package ships that
+//! `masqlog gen-docs --out DIR` (for packaging; no subcommand of the
+//! command's definition, so that no completion or page offers it): everything the package ships that
 //! is generated from the code: a man page per command (clap_mangen, from
 //! the same definitions as `--help`), ulogd_output_MASQLOG(5) from the key
 //! table, shell completions (clap_complete), and the example ulogd config
@@ -24,6 +25,14 @@ use super::man5;
 pub const DEBIAN_PLUGIN_DIR: &str = "/usr/lib/x86_64-linux-gnu/ulogd";
 /// Where Debian's ulogd2 keeps its logs (owned by the ulog user).
 pub const DEBIAN_ULOGD_LOG: &str = "/var/log/ulog/ulogd.log";
+
+/// `masqlog gen-docs`: read by main before the command's own parser.
+#[derive(clap::Parser, Debug)]
+#[command(name = "masqlog gen-docs")]
+pub struct GenDocsCli {
+    #[command(flatten)]
+    pub args: GenDocsArgs,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct GenDocsArgs {
@@ -61,8 +70,7 @@ pub fn run(args: &GenDocsArgs, cmd: clap::Command) -> anyhow::Result<()> {
     )?;
     let completions = args.out.join("completions");
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        let mut buf = Vec::new();
-        clap_complete::generate(shell, &mut cmd.clone(), "masqlog", &mut buf);
+        let buf = completion(shell, &mut cmd);
         let file = match shell {
             Shell::Bash => "masqlog.bash",
             Shell::Zsh => "_masqlog",
@@ -82,6 +90,13 @@ pub fn run(args: &GenDocsArgs, cmd: clap::Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The completion script for `shell`.
+pub fn completion(shell: Shell, cmd: &mut clap::Command) -> Vec<u8> {
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, cmd, "masqlog", &mut buf);
+    buf
+}
+
 /// One generated man page and its place in the command tree.
 struct Page {
     name: String,
@@ -98,12 +113,7 @@ fn man_pages(
     out: &mut Vec<Page>,
 ) -> io::Result<()> {
     let name = cmd.get_display_name().unwrap_or(cmd.get_name()).to_string();
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(cmd.clone())
-        .section("8")
-        .manual("masqlog")
-        .source(format!("masqlog {version}"))
-        .render(&mut buf)?;
+    let buf = render_page(cmd, &name, version)?;
     let subs: Vec<&clap::Command> = cmd.get_subcommands().filter(|s| !s.is_hide_set()).collect();
     out.push(Page {
         name: name.clone(),
@@ -120,6 +130,199 @@ fn man_pages(
     Ok(())
 }
 
+/// One command's page: clap_mangen's title, NAME, OPTIONS and
+/// SUBCOMMANDS; our own SYNOPSIS (with each option's value: `--at <TIME>`),
+/// DESCRIPTION and, from the help's "Examples:" and "Exit status:"
+/// paragraphs, EXAMPLES (unfilled, one command a line) and EXIT STATUS.
+fn render_page(cmd: &clap::Command, name: &str, version: &str) -> io::Result<Vec<u8>> {
+    let man = clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .manual("masqlog")
+        .source(format!("masqlog {version}"));
+    let mut buf = Vec::new();
+    man.render_title(&mut buf)?;
+    man.render_name_section(&mut buf)?;
+    let mut text = String::new();
+    text.push_str(&format!(".SH SYNOPSIS\n{}\n", synopsis(cmd, name)));
+    let mut examples = Vec::new();
+    let mut exit = Vec::new();
+    let about = cmd
+        .get_long_about()
+        .or(cmd.get_about())
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    text.push_str(".SH DESCRIPTION\n");
+    text.push_str(&prose(&about, &mut examples, &mut exit));
+    if let Some(after) = cmd.get_after_long_help().or(cmd.get_after_help()) {
+        let notes = prose(&after.to_string(), &mut examples, &mut exit);
+        if !notes.trim().is_empty() {
+            text.push_str(".PP\n");
+            text.push_str(&notes);
+        }
+    }
+    buf.extend_from_slice(text.as_bytes());
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut buf)?;
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        man.render_subcommands_section(&mut buf)?;
+    }
+    let mut tail = String::new();
+    if !examples.is_empty() {
+        tail.push_str(".SH EXAMPLES\n");
+        for (title, lines) in &examples {
+            if !title.is_empty() {
+                tail.push_str(&format!(".PP\n{}\n", man5::esc(title)));
+            }
+            tail.push_str(".PP\n.RS 4\n.EX\n");
+            for l in lines {
+                tail.push_str(&man5::esc(l));
+                tail.push('\n');
+            }
+            tail.push_str(".EE\n.RE\n");
+        }
+    }
+    if !exit.is_empty() {
+        tail.push_str(".SH \"EXIT STATUS\"\n");
+        tail.push_str(&man5::esc(&exit.join(" ")));
+        tail.push('\n');
+    }
+    buf.extend_from_slice(tail.as_bytes());
+    if cmd.get_version().is_some() {
+        man.render_version_section(&mut buf)?;
+    }
+    Ok(buf)
+}
+
+/// `masqlog lookup [-t|--at <TIME>] ... [PUBLIC] [LOG]...`, in roff.
+fn synopsis(cmd: &clap::Command, name: &str) -> String {
+    let name = cmd.get_bin_name().unwrap_or(name);
+    let mut parts = vec![format!("\\fB{}\\fR", man5::esc(name))];
+    // options first, then the operands
+    let mut args: Vec<&clap::Arg> = cmd.get_arguments().filter(|a| !a.is_hide_set()).collect();
+    args.sort_by_key(|a| a.is_positional());
+    for a in args {
+        let values: Vec<String> = a
+            .get_value_names()
+            .map(|v| v.iter().map(|n| n.to_string()).collect())
+            .unwrap_or_else(|| vec![a.get_id().as_str().to_uppercase()]);
+        let takes = a.get_num_args().is_some_and(|r| r.takes_values())
+            && !matches!(
+                a.get_action(),
+                clap::ArgAction::SetTrue
+                    | clap::ArgAction::SetFalse
+                    | clap::ArgAction::Count
+                    | clap::ArgAction::Help
+                    | clap::ArgAction::HelpLong
+                    | clap::ArgAction::Version
+            );
+        let many = matches!(a.get_action(), clap::ArgAction::Append)
+            || a.get_num_args().is_some_and(|r| r.max_values() > 1);
+        let dots = if many { "..." } else { "" };
+        let value = values
+            .iter()
+            .map(|v| format!("\\fI<{}>\\fR", man5::esc(v)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let body = if a.is_positional() {
+            format!("{value}{dots}")
+        } else {
+            let mut flags = Vec::new();
+            if let Some(c) = a.get_short() {
+                flags.push(format!("\\fB\\-{c}\\fR"));
+            }
+            if let Some(l) = a.get_long() {
+                flags.push(format!("\\fB\\-\\-{}\\fR", man5::esc(l)));
+            }
+            let flags = flags.join("|");
+            if takes {
+                format!("{flags} {value}{dots}")
+            } else {
+                flags
+            }
+        };
+        if a.is_required_set() {
+            parts.push(body);
+        } else {
+            parts.push(format!("[{body}]"));
+        }
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        parts.push("\\fI<COMMAND>\\fR".into());
+    }
+    parts.join(" ")
+}
+
+/// Help text as roff paragraphs. A paragraph that is a heading ending in
+/// ":" ("Examples:", "Example (crontab):") followed by indented lines goes
+/// to `examples` (those lines, unfilled); one starting "Exit status:" to
+/// `exit`; indented lines elsewhere stay as they are (`.nf`).
+fn prose(text: &str, examples: &mut Vec<(String, Vec<String>)>, exit: &mut Vec<String>) -> String {
+    let mut out = String::new();
+    let paras: Vec<Vec<&str>> = text
+        .split("\n\n")
+        .map(|p| p.lines().collect::<Vec<_>>())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let indented = |p: &Vec<&str>| p.iter().all(|l| l.starts_with(' ') || l.is_empty());
+    let mut i = 0;
+    while i < paras.len() {
+        let p = &paras[i];
+        let first = p[0].trim();
+        let is_heading = first.starts_with("Example") && first.ends_with(':');
+        if is_heading {
+            // the heading's own paragraph may hold the example lines
+            let mut lines = dedent(&p[1..]);
+            while i + 1 < paras.len() && indented(&paras[i + 1]) {
+                i += 1;
+                if !lines.is_empty() {
+                    lines.push(String::new());
+                }
+                lines.extend(dedent(&paras[i]));
+            }
+            let title = if first == "Examples:" || first == "Example:" {
+                String::new()
+            } else {
+                first.trim_end_matches(':').to_string()
+            };
+            examples.push((title, lines));
+        } else if let Some(rest) = first.strip_prefix("Exit status:") {
+            exit.push(rest.trim().to_string());
+            exit.extend(p[1..].iter().map(|l| l.trim().to_string()));
+        } else if indented(p) || p.iter().skip(1).any(|l| l.starts_with("  ")) {
+            out.push_str(".PP\n.nf\n");
+            for l in p {
+                out.push_str(&man5::esc(l));
+                out.push('\n');
+            }
+            out.push_str(".fi\n");
+        } else {
+            out.push_str(".PP\n");
+            for l in p {
+                out.push_str(&man5::esc(l.trim()));
+                out.push('\n');
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The lines without the indentation they share (continuation lines keep
+/// theirs beyond it).
+fn dedent(lines: &[&str]) -> Vec<String> {
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    lines
+        .iter()
+        .map(|l| l.get(indent..).unwrap_or("").trim_end().to_string())
+        .collect()
+}
+
 /// A SEE ALSO section: the parent, the children, the plugin's page.
 fn see_also(page: &Page) -> String {
     let mut refs: Vec<String> = page
@@ -134,13 +337,13 @@ fn see_also(page: &Page) -> String {
 }
 
 /// ulogd-conf/masqlog-local.conf with Debian's paths: plugins in
-/// `plugin_dir`, ulogd's log in /var/log/ulog, syslog on /dev/log.
+/// `plugin_dir`, ulogd's log in /var/log/ulog, the records to the package socket.
 pub fn debian_example(plugin_dir: &Path) -> anyhow::Result<String> {
     let subs = Substitutions {
         plugin_dir: plugin_dir.to_path_buf(),
         masqlog_so: plugin_dir.join("ulogd_output_MASQLOG.so"),
         logfile: DEBIAN_ULOGD_LOG.into(),
-        syslog_socket: Some("/dev/log".into()),
+        syslog_socket: Some(masqlog_command::package::SYSLOG_SOCKET.into()),
         remote: None,
     };
     let ex = Example::Local;
@@ -150,14 +353,16 @@ pub fn debian_example(plugin_dir: &Path) -> anyhow::Result<String> {
     // are filled in already.
     let mut out = String::from(
         "# /etc/ulogd-masqlog.conf: a complete ulogd config that logs every\n\
-         # masqueraded flow through masqlog to the local syslog (installed by the\n\
-         # masqlog package from ulogd-conf/masqlog-local.conf, Debian's paths filled in).\n\
+         # masqueraded flow through masqlog (installed by the masqlog package from\n\
+         # ulogd-conf/masqlog-local.conf, Debian's paths filled in).\n\
          #\n\
-         # Use it instead of /etc/ulogd.conf with `ulogd -c /etc/ulogd-masqlog.conf`\n\
-         # (for ulogd2.service: /usr/share/doc/masqlog/examples/ulogd2-masqlog.conf),\n\
-         # or copy its sections into /etc/ulogd.conf. Check it with\n\
+         # To turn masqlog on, `masqlog enable` adds these sections to\n\
+         # /etc/ulogd.conf, keeping what else it does. This file is for running\n\
+         # ulogd with masqlog alone: `ulogd -c /etc/ulogd-masqlog.conf`. Check it with\n\
          #   masqlog check-config /etc/ulogd-masqlog.conf\n\
-         # /etc/rsyslog.d/30-masqlog.conf files the lines in /var/log/masqlog.log.\n\
+         # The records go to /run/masqlog/log, the socket that\n\
+         # /etc/rsyslog.d/30-masqlog.conf opens; rsyslog files them in\n\
+         # /var/log/masqlog.log (not through journald: see README.Debian).\n\
          #\n",
     );
     let mut skipping = false;
@@ -183,6 +388,74 @@ pub fn debian_example(plugin_dir: &Path) -> anyhow::Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    /// Runs gen-docs for the whole `masqlog` command into a temporary
+    /// directory.
+    fn generated() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let args = super::GenDocsArgs {
+            out: dir.path().to_path_buf(),
+            plugin_dir: super::DEBIAN_PLUGIN_DIR.into(),
+        };
+        super::run(&args, <crate::Cli as clap::CommandFactory>::command()).unwrap();
+        dir
+    }
+
+    fn read(dir: &Path, rel: &str) -> String {
+        std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    #[test]
+    fn completions_offer_every_command_and_not_gen_docs() {
+        let d = generated();
+        for f in [
+            "completions/masqlog.bash",
+            "completions/_masqlog",
+            "completions/masqlog.fish",
+        ] {
+            let text = read(d.path(), f);
+            assert!(
+                !text.contains("gen-docs") && !text.contains("gen_docs"),
+                "{f} offers gen-docs"
+            );
+            for sub in ["lookup", "enable", "disable", "check-config", "portblock"] {
+                assert!(text.contains(sub), "{f} lacks {sub}");
+            }
+        }
+        assert!(!d.path().join("man/man8/masqlog-gen-docs.8").exists());
+    }
+
+    #[test]
+    fn man_pages_have_examples_unfilled_and_option_values_in_the_synopsis() {
+        let d = generated();
+        let apply = read(d.path(), "man/man8/masqlog-portblock-apply.8");
+        assert!(apply.contains(".SH EXAMPLES\n"), "{apply}");
+        // the crontab line is one line, between .EX and .EE
+        let ex = &apply[apply.find(".SH EXAMPLES").unwrap()..];
+        let block = &ex[ex.find(".EX\n").unwrap()..ex.find(".EE\n").unwrap()];
+        assert!(
+            block.lines().any(|l| l
+                .starts_with("*/10 * * * * masqlog portblock apply \\-\\-state\\-dir")
+                && l.ends_with("\\-\\-per\\-client 64")),
+            "{block}"
+        );
+        assert!(apply.contains(".SH \"EXIT STATUS\"\n"), "{apply}");
+        let lookup = read(d.path(), "man/man8/masqlog-lookup.8");
+        assert!(
+            lookup.contains("\\fB\\-\\-at\\fR \\fI<TIME>\\fR"),
+            "{lookup}"
+        );
+        assert!(lookup.contains(".SH EXAMPLES\n"));
+        for entry in std::fs::read_dir(d.path().join("man/man8"))
+            .unwrap()
+            .flatten()
+        {
+            let page = std::fs::read_to_string(entry.path()).unwrap();
+            assert!(!page.contains(".SH EXTRA"), "{}", entry.path().display());
+        }
+    }
+
     /// The packaged transparent-IDENT script runs README's commands.
     #[test]
     fn the_ident_example_is_the_readmes() {
@@ -210,6 +483,6 @@ mod tests {
         assert!(!c.contains('@'), "{c}");
         assert!(c.contains("plugin=\"/usr/lib/x86_64-linux-gnu/ulogd/ulogd_output_MASQLOG.so\""));
         assert!(c.contains("logfile=\"/var/log/ulog/ulogd.log\""));
-        assert!(c.contains("destination=unix:/dev/log"));
+        assert!(c.contains("destination=unix:/run/masqlog/log"));
     }
 }

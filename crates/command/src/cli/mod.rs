@@ -2,6 +2,7 @@
 
 pub mod checkconfig;
 pub mod db;
+pub mod enable;
 pub mod gendocs;
 pub mod install;
 pub mod keygen;

@@ -85,10 +85,9 @@ pub enum PortblockCommand {
     /// Each step is reported on stderr. Switching --format or --table leaves
     /// the previous nft table loaded: apply says so and how to remove it.
     ///
-    /// Example (crontab):
+    /// Example (crontab; one line, as cron reads no continuation):
     ///
-    ///   */10 * * * * masqlog portblock apply --state-dir /var/lib/masqlog/portblock \
-    ///       --internal 10.8.0.0/24 --public 192.0.2.1 --ports 1024-32767 --per-client 64
+    ///   */10 * * * * masqlog portblock apply --state-dir /var/lib/masqlog/portblock --internal 10.8.0.0/24 --public 192.0.2.1 --ports 1024-32767 --per-client 64
     ///
     /// At boot, load the rules in force with `nft -f DIR/current`, or run the
     /// same apply with --reload-always.
