@@ -339,7 +339,7 @@ impl Instance {
             // With a spool, only the lane's refusal drops a record.
             Some(_) => writer.refusal(),
             None => format!(
-                "queue full ({} records); the syslog destination {} is too slow or down",
+                "queue full ({} records); the destination {} is too slow or down",
                 self.cfg.queue_size, self.cfg.destination
             ),
         };

@@ -278,7 +278,7 @@ impl Worker {
                     self.outbox.push(
                         Level::Notice,
                         format!(
-                            "syslog destination {} is back after {} s; {} failed attempts{rest}",
+                            "destination {} is back after {} s; {} failed attempts{rest}",
                             self.cfg.destination,
                             secs(outage.since.elapsed()),
                             outage.failures
@@ -300,7 +300,7 @@ impl Worker {
                 self.outbox.push(
                     Level::Error,
                     format!(
-                        "flow record {} dropped: syslog destination {} refused the {len}-byte message: {e}",
+                        "flow record {} dropped: destination {} refused the {len}-byte message: {e}",
                         describe(id),
                         self.cfg.destination,
                     ),
@@ -358,7 +358,7 @@ impl Worker {
                 self.outbox.push(
                     Level::Error,
                     format!(
-                        "syslog destination {dest} unreachable: {e}; {held}, retrying every {} ms",
+                        "destination {dest} unreachable: {e}; {held}, retrying every {} ms",
                         self.cfg.retry_interval.as_millis()
                     ),
                 );
@@ -370,7 +370,7 @@ impl Worker {
                     self.outbox.push(
                         Level::Error,
                         format!(
-                            "syslog destination {dest} still unreachable after {} s: {e}; {held}, {} failed attempts",
+                            "destination {dest} still unreachable after {} s: {e}; {held}, {} failed attempts",
                             secs(now.duration_since(outage.since)),
                             outage.failures
                         ),

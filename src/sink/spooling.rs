@@ -192,7 +192,7 @@ impl Spooler {
         outbox.push(
             Level::Notice,
             format!(
-                "syslog destination {destination} is slower than the flows: {queued} records queued, the backlog goes to the spool"
+                "destination {destination} is slower than the flows: {queued} records queued, the backlog goes to the spool"
             ),
         );
     }

@@ -226,7 +226,7 @@ fn down_then_up(dest: Destination, bring_up: impl FnOnce() -> Box<dyn FnMut() ->
     assert!(
         notices[0]
             .message
-            .starts_with(&format!("syslog destination {dest} unreachable: "))
+            .starts_with(&format!("destination {dest} unreachable: "))
     );
     assert!(
         notices[0]

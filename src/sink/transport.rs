@@ -1,4 +1,4 @@
-//! The transports: how one formatted message reaches the syslog destination
+//! The transports: how one formatted message reaches its destination
 //! (a local datagram socket, UDP, or TCP with RFC 6587 octet counting).
 //!
 //! Every transport connects lazily and forgets its socket after a failed

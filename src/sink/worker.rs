@@ -306,7 +306,7 @@ impl Worker {
                 self.outbox.push(
                     Level::Notice,
                     format!(
-                        "reconnecting to syslog destination {} (SIGHUP)",
+                        "reconnecting to destination {} (SIGHUP)",
                         self.cfg.destination
                     ),
                 );

@@ -278,6 +278,9 @@ fn the_debian_package_installs_works_and_purges_clean() {
         "/usr/share/fish/vendor_completions.d/masqlog.fish",
         "/usr/share/doc/masqlog/examples/ident-transparent.sh",
         "/usr/share/doc/masqlog/examples/masqlog-portblock.timer",
+        "/usr/share/doc/masqlog/examples/masqlog-postgresql.conf",
+        "/usr/share/doc/masqlog/examples/masqlog-ipfix.conf",
+        "/usr/share/masqlog/sql/schema_v1.sql",
         "/usr/share/doc/masqlog/copyright",
         "/usr/share/doc/masqlog/changelog.gz",
     ] {

@@ -172,10 +172,8 @@ fn relp_receiver_down_30s_under_steady_load_every_flow_arrives_exactly_once() {
     // SIGHUP: a new connection, and the lines keep coming.
     ok(env.ulogd.signal(Signal::Hup), "SIGHUP");
     ok(
-        env.ulogd.wait_log(
-            "reconnecting to syslog destination",
-            Duration::from_secs(10),
-        ),
+        env.ulogd
+            .wait_log("reconnecting to destination", Duration::from_secs(10)),
         "the reconnect notice",
     );
     let f = ok(env.flow("alice", FlowProto::Udp, Family::V6, 10), "a flow").spec;
