@@ -1,0 +1,173 @@
+//! Answering from an evidence store (a `store_dir` the plugin writes, see
+//! `masqlog_core::store`): the segments whose time can hold the report
+//! are chosen by their names, their indexes binary-searched for the
+//! public endpoint, and only the frames named decoded and read like any
+//! log, so the join, authentication and answer are those of a plain file.
+//!
+//! **Which segments.** With the search window of a single lookup
+//! (`report - slack - max_age` to `report + slack`, see [`super`]), the
+//! segments written during the window (plus the 5 minute margin); then,
+//! while a flow that started in the window has no end line yet, the next
+//! segments up to its start plus `max_age`, as the plain reader follows it.
+//! Without a window (`--scan-all`, `--max-age unlimited`, batch) every
+//! segment's index is searched. The live segment is read as a plain file
+//! (bisected like any other).
+//!
+//! **Evidence** names the compressed segment `seg-...zst`; its offset and
+//! line are those of the line in the segment's plain bytes (what
+//! `zstdcat` prints): `zstdcat FILE | sed -n LINEp`.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::net::IpAddr;
+use std::path::Path;
+
+use masqlog_core::store::{self, Index, SegmentKind};
+
+use super::scan::{NAV_MARGIN_SECS, Scanner, Window};
+use super::source::Spec;
+
+/// What reading a store gave besides candidates.
+#[derive(Debug, Default)]
+pub struct StoreRead {
+    /// Live segments: read as plain files.
+    pub live: Vec<Spec>,
+    pub unreadable: Vec<(String, String)>,
+    pub segments: usize,
+    pub frames: usize,
+}
+
+/// Reads the frames of the closed segments of the store `dir` that can
+/// hold lines of `targets` in `window` into the scanner.
+pub fn read(
+    scanner: &mut Scanner<'_>,
+    dir: &Path,
+    targets: &[(IpAddr, u16)],
+    window: Option<&Window>,
+) -> StoreRead {
+    let mut out = StoreRead::default();
+    let segs = match store::list(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            out.unreadable
+                .push((dir.display().to_string(), e.to_string()));
+            return out;
+        }
+    };
+    let margin = NAV_MARGIN_SECS;
+    // The time each segment's lines were written in: [opened, next opened).
+    let span = |i: usize| {
+        (
+            segs[i].opened,
+            segs.get(i + 1).map_or(i64::MAX, |n| n.opened),
+        )
+    };
+    let mut pending: HashSet<(IpAddr, u16, i64)> = HashSet::new();
+    for (i, seg) in segs.iter().enumerate() {
+        let (from_t, to_t) = span(i);
+        let (in_window, follow) = match window {
+            None => (true, false),
+            Some(w) => {
+                let inside = to_t >= w.from - margin && from_t <= w.until + margin;
+                let after = from_t > w.until + margin;
+                let follow_until = pending.iter().map(|p| p.2.saturating_add(w.max_age)).max();
+                (
+                    inside,
+                    after && follow_until.is_some_and(|f| from_t <= f + margin),
+                )
+            }
+        };
+        if !in_window && !follow {
+            if window.is_some_and(|w| from_t > w.until + margin) && pending.is_empty() {
+                break;
+            }
+            continue;
+        }
+        if seg.kind == SegmentKind::Live {
+            out.live.push(Spec::File(seg.data(dir)));
+            continue;
+        }
+        let idx_path = seg.index(dir);
+        let name = idx_path.display().to_string();
+        let res = (|| -> Result<(Index, Vec<(usize, bool)>), String> {
+            let f = File::open(&idx_path).map_err(|e| crate::access::why(&idx_path, &e))?;
+            let mut r = BufReader::with_capacity(64 << 10, f);
+            let index = Index::read(&mut r, &name).map_err(|e| e.to_string())?;
+            let mut frames: BTreeSet<u32> = BTreeSet::new();
+            for &(ip, port) in targets {
+                let hits = index
+                    .hits(r.get_mut(), &name, ip, port)
+                    .map_err(|e| e.to_string())?;
+                for h in hits {
+                    let take = match window {
+                        None => true,
+                        Some(w) if in_window => {
+                            if h.end.is_none() && h.start >= w.from && h.start <= w.until {
+                                pending.insert((ip, port, h.start));
+                            }
+                            true
+                        }
+                        Some(w) => h.start <= w.until + margin,
+                    };
+                    if h.end.is_some() {
+                        pending.remove(&(ip, port, h.start));
+                    }
+                    if take {
+                        frames.insert(h.frame);
+                    }
+                }
+            }
+            for g in &index.gaps {
+                if window.is_none_or(|w| g.to >= w.from && g.from <= w.until) {
+                    frames.insert(g.frame);
+                }
+            }
+            Ok((
+                index,
+                frames.into_iter().map(|f| (f as usize, true)).collect(),
+            ))
+        })();
+        let (index, frames) = match res {
+            Ok(x) => x,
+            Err(why) => {
+                out.unreadable.push((name, why));
+                continue;
+            }
+        };
+        out.segments += 1;
+        let data = seg.data(dir);
+        let spec = Spec::File(data.clone());
+        let mut f = match File::open(&data) {
+            Ok(f) => f,
+            Err(e) => {
+                out.unreadable
+                    .push((data.display().to_string(), crate::access::why(&data, &e)));
+                continue;
+            }
+        };
+        let mut comp = Vec::new();
+        for (k, _) in frames {
+            let Some(fr) = index.frames.get(k) else {
+                continue;
+            };
+            comp.resize(fr.comp_len as usize, 0);
+            let raw = f
+                .seek(SeekFrom::Start(fr.comp_offset))
+                .and_then(|_| f.read_exact(&mut comp))
+                .map_err(|e| e.to_string())
+                .and_then(|_| store::decode_frame(&comp, fr.raw_len).map_err(|e| e.to_string()));
+            match raw {
+                Ok(raw) => {
+                    out.frames += 1;
+                    scanner.read_piece(&spec, &raw, fr.raw_offset, fr.first_line);
+                }
+                Err(why) => out.unreadable.push((
+                    format!("{} frame {k}", data.display()),
+                    format!("cannot be decoded: {why}"),
+                )),
+            }
+        }
+    }
+    out
+}
