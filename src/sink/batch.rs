@@ -77,6 +77,9 @@ impl Batch {
 
 /// Turns records and gaps into syslog messages in the configured format.
 pub(super) struct Formatter {
+    /// The evidence store, when `store_dir` is set: every message formatted
+    /// is also appended there.
+    pub(super) store: Option<super::store::StoreSink>,
     format: FormatFn,
     kind: Format,
     origin: Origin,
@@ -108,6 +111,7 @@ impl Origin {
 impl Formatter {
     pub(super) fn new(cfg: &Config, format: FormatFn, sealer: Option<Sealer>) -> Self {
         Formatter {
+            store: None,
             format,
             sealer,
             kind: cfg.format,
@@ -137,6 +141,9 @@ impl Formatter {
         if let Some(s) = &mut self.sealer {
             s.seal(kind, start, out);
         }
+        if let Some(s) = &mut self.store {
+            s.add(out, None);
+        }
         Ok(())
     }
 
@@ -146,6 +153,9 @@ impl Formatter {
         let start = gap::write_syslog(self.kind, &self.origin.header(gap.to), gap, &mut msg);
         if let Some(s) = &mut self.sealer {
             s.seal(self.kind, start, &mut msg);
+        }
+        if let Some(s) = &mut self.store {
+            s.add(&msg, None);
         }
         msg
     }
@@ -157,6 +167,9 @@ impl Formatter {
         let hdr = self.origin.header(Timestamp::now());
         let start = chain::write_syslog(self.kind, &hdr, rec, &mut msg);
         s.seal(self.kind, start, &mut msg);
+        if let Some(st) = &mut self.store {
+            st.add(&msg, None);
+        }
         Some(msg)
     }
 }

@@ -26,6 +26,8 @@ pub struct SinkStats {
     /// Batches handed to the destination (send attempts): the writer
     /// thread wakes about once per batch.
     pub batches: u64,
+    /// The evidence store's accounting, when `store_dir` is set.
+    pub store: Option<super::store::StoreStats>,
 }
 
 impl fmt::Display for SinkStats {
@@ -42,7 +44,15 @@ impl fmt::Display for SinkStats {
             self.spooled,
             self.events_lost,
             self.batches
-        )
+        )?;
+        if let Some(s) = &self.store {
+            write!(
+                f,
+                " store_written={} store_failed={} store_torn_bytes={} store_closed={}",
+                s.written, s.failed, s.torn_bytes, s.closed
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -76,6 +86,8 @@ pub(super) struct Counts {
     pub(super) events_lost: AtomicU64,
     /// The thread: send attempts of a batch.
     pub(super) batches: AtomicU64,
+    /// The evidence store's own.
+    pub(super) store: std::sync::Arc<super::store::StoreCounts>,
 }
 
 impl Counts {
@@ -104,6 +116,7 @@ impl Counts {
             spooled: (initial + to_spool).saturating_sub(spool_done),
             events_lost: self.events_lost.load(SeqCst),
             batches: self.batches.load(SeqCst),
+            store: self.store.snapshot(),
         }
     }
 }

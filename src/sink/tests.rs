@@ -68,6 +68,7 @@ fn stats_display_is_exact() {
         spooled: 55555,
         events_lost: 6,
         batches: 7,
+        store: None,
     };
     assert_eq!(
         s.to_string(),
@@ -114,6 +115,7 @@ fn unix_destination_gets_the_exact_bytes_without_hostname() {
             spooled: 0,
             events_lost: 0,
             batches: s.batches,
+            store: None,
         }
     );
 }

@@ -176,6 +176,8 @@ pub struct Config {
     /// `None`: no spool (`spool_size_mb=0`).
     pub spool: Option<SpoolConfig>,
     pub seal: SealConfig,
+    /// `None`: no evidence store (`store_dir` empty).
+    pub store: Option<crate::store::StoreConfig>,
 }
 
 /// Sealing (config keys `seal`, `seal_state`).
@@ -489,6 +491,7 @@ impl Config {
         let remote = Self::remote(&r)?;
         let spool = Self::spool(&r)?;
         let seal = Self::seal(&r)?;
+        let store = Self::store(&r)?;
         Ok(Config {
             format,
             nat,
@@ -506,6 +509,7 @@ impl Config {
             remote,
             spool,
             seal,
+            store,
         })
     }
 
@@ -535,6 +539,31 @@ impl Config {
             state: PathBuf::from(state),
             instance: "masqlog".into(),
         })
+    }
+
+    fn store(r: &Reader<'_>) -> Result<Option<crate::store::StoreConfig>, ConfigError> {
+        let dir = r.string("store_dir")?;
+        let roll_min = r.int("store_roll_min", 1, 1440)?;
+        let roll_mb = r.int("store_roll_mb", 1, 65_536)?;
+        let keep_days = r.int("store_keep_days", 1, 36_500)?;
+        let max_mb = r.int("store_max_mb", 0, 1 << 30)?;
+        if dir.is_empty() {
+            return Ok(None);
+        }
+        if !dir.starts_with('/') || dir.len() > 200 || dir.contains('\n') {
+            return Err(ConfigError {
+                key: "store_dir",
+                value: format!("{dir:?}"),
+                allowed: "an absolute path of at most 200 bytes (or empty for no store)".into(),
+            });
+        }
+        Ok(Some(crate::store::StoreConfig {
+            dir: PathBuf::from(dir),
+            roll: Duration::from_secs(roll_min as u64 * 60),
+            roll_bytes: (roll_mb as u64) << 20,
+            keep: Duration::from_secs(keep_days as u64 * 86_400),
+            max_bytes: (max_mb as u64) << 20,
+        }))
     }
 
     fn spool(r: &Reader<'_>) -> Result<Option<SpoolConfig>, ConfigError> {
