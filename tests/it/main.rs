@@ -19,5 +19,6 @@ mod outage;
 mod package;
 mod privacy;
 mod reliability;
+mod store;
 mod trust;
 mod version;
