@@ -65,11 +65,11 @@ fn main() -> Result<()> {
     let mut buf = Vec::with_capacity(1 << 20);
     let mut last = 0i64;
     let wall = Instant::now();
-    let mut flush = |w: &mut StoreWriter,
-                     buf: &mut Vec<u8>,
-                     at: i64,
-                     wc: &mut Duration,
-                     cc: &mut Duration|
+    let flush = |w: &mut StoreWriter,
+                 buf: &mut Vec<u8>,
+                 at: i64,
+                 wc: &mut Duration,
+                 cc: &mut Duration|
      -> Result<()> {
         // An append is a write(2) into the page cache: its wall time is
         // its CPU time (finer than the 10 ms ticks of /proc).

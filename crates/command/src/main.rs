@@ -55,6 +55,9 @@ enum Command {
     Keygen(cli::keygen::KeygenArgs),
     /// Check sealed logs: every record there, unaltered, in order.
     Verify(cli::verify::VerifyArgs),
+    /// Index rotated log files (FILE.masqlog/) so that lookup answers from
+    /// them in milliseconds.
+    Index(cli::index::IndexArgs),
     /// Write the generated man pages, shell completions and example config
     /// into a directory (for packaging).
     #[command(hide = true)]
@@ -79,6 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => cli::verify::run(&args),
+        Command::Index(args) => cli::index::run(&args),
         Command::GenDocs(args) => {
             cli::gendocs::run(&args, <Cli as clap::CommandFactory>::command())?;
             Ok(ExitCode::SUCCESS)

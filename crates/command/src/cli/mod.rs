@@ -2,6 +2,7 @@
 
 pub mod checkconfig;
 pub mod gendocs;
+pub mod index;
 pub mod install;
 pub mod keygen;
 pub mod lab;

@@ -324,6 +324,26 @@ pub fn scan(queries: &[&AbuseReport], inputs: &[Input], opts: ScanOptions<'_>) -
         unreadable.append(&mut r.unreadable);
         live.append(&mut r.live);
     }
+    // Rotated files with a fresh index beside them (`masqlog index`).
+    let mut indexed = 0;
+    specs.retain(|spec| {
+        let Spec::File(p) = spec else { return true };
+        let Some(dir) = store::fresh_sidecar(p) else {
+            return true;
+        };
+        let mut r = store::read_as(&mut s, &dir, &endpoints, window.as_ref(), Some(p));
+        s.stats.inputs += 1;
+        indexed += 1;
+        unreadable.append(&mut r.unreadable);
+        false
+    });
+    if indexed > 0 {
+        notes.push(format!(
+            "{indexed} file{} read through {} index (masqlog index)",
+            if indexed == 1 { "" } else { "s" },
+            if indexed == 1 { "its" } else { "their" }
+        ));
+    }
     live.append(&mut specs);
     let specs = live;
     s.run(&specs, opts.stdin);

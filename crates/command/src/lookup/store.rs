@@ -28,6 +28,57 @@ use masqlog_core::store::{self, Index, SegmentKind};
 use super::scan::{NAV_MARGIN_SECS, Scanner, Window};
 use super::source::Spec;
 
+/// The segment name of an index beside a rotated file (`masqlog index`):
+/// one segment that covers all time.
+pub const SIDECAR_SEGMENT: &str = "seg-19700101T000000Z";
+
+/// Where `masqlog index` puts the index of `file`: `FILE.masqlog/`.
+pub fn sidecar_of(file: &Path) -> std::path::PathBuf {
+    let mut s = file.as_os_str().to_os_string();
+    s.push(".masqlog");
+    std::path::PathBuf::from(s)
+}
+
+/// The index beside `file`, when there is one and it describes the file
+/// as it is (size and mtime).
+pub fn fresh_sidecar(file: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = sidecar_of(file);
+    if !store::is_store(&dir) {
+        return None;
+    }
+    let meta = std::fs::metadata(file).ok()?;
+    let idx = dir.join(format!("{SIDECAR_SEGMENT}.idx"));
+    let mut f = BufReader::new(File::open(&idx).ok()?);
+    let index = Index::read(&mut f, &idx.display().to_string()).ok()?;
+    (index.stamp.len == meta.len() && index.stamp.mtime == meta.mtime()).then_some(dir)
+}
+
+/// Writes the index of `file` (plain, gzip or zstd) beside it:
+/// `FILE.masqlog/`, a seekable zstd copy of its lines and their index,
+/// stamped with the file's size and mtime.
+pub fn index_file(file: &Path) -> Result<(std::path::PathBuf, store::Closed), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(file).map_err(|e| crate::access::why(file, &e))?;
+    if !meta.is_file() {
+        return Err(format!("{}: not a regular file", file.display()));
+    }
+    let stamp = store::SourceStamp {
+        len: meta.len(),
+        mtime: meta.mtime(),
+        crc: 0,
+    };
+    let dir = sidecar_of(file);
+    store::init_dir(&dir).map_err(|e| e.to_string())?;
+    let reader: Box<dyn Read> = match super::source::open_file(file)? {
+        super::source::Opened::Plain { file, .. } => Box::new(file),
+        super::source::Opened::Stream { reader, .. } => reader,
+    };
+    let closed = store::write_closed(&dir, SIDECAR_SEGMENT, file, reader, stamp)
+        .map_err(|e| e.to_string())?;
+    Ok((dir, closed))
+}
+
 /// What reading a store gave besides candidates.
 #[derive(Debug, Default)]
 pub struct StoreRead {
@@ -45,6 +96,18 @@ pub fn read(
     dir: &Path,
     targets: &[(IpAddr, u16)],
     window: Option<&Window>,
+) -> StoreRead {
+    read_as(scanner, dir, targets, window, None)
+}
+
+/// [`read`]; evidence names `name_as` (the file an index beside it
+/// describes) instead of the segment.
+pub fn read_as(
+    scanner: &mut Scanner<'_>,
+    dir: &Path,
+    targets: &[(IpAddr, u16)],
+    window: Option<&Window>,
+    name_as: Option<&Path>,
 ) -> StoreRead {
     let mut out = StoreRead::default();
     let segs = match store::list(dir) {
@@ -137,7 +200,7 @@ pub fn read(
         };
         out.segments += 1;
         let data = seg.data(dir);
-        let spec = Spec::File(data.clone());
+        let spec = Spec::File(name_as.map_or_else(|| data.clone(), Path::to_path_buf));
         let mut f = match File::open(&data) {
             Ok(f) => f,
             Err(e) => {

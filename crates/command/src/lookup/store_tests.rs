@@ -218,3 +218,70 @@ fn a_store_with_a_torn_live_segment_answers_from_its_whole_lines() {
     assert!(!pv.matches.is_empty());
     assert_eq!(evidence_of(&ps, &pv), evidence_of(&ss, &sv));
 }
+
+#[test]
+fn an_index_beside_a_rotated_file_gives_the_same_answers_and_evidence() {
+    let tmp = temp_dir("store-index");
+    let mut rng = Rng::new(5);
+    let ev = flows(Format::Text, 3, &mut rng);
+    let (plain, _) = write_both(tmp.path(), &ev);
+    // A gzip copy, as logrotate makes them.
+    let gz = tmp.path().join("flows.log.2.gz");
+    {
+        let mut e = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::default(),
+        );
+        e.write_all(&std::fs::read(&plain).unwrap()).unwrap();
+        e.finish().unwrap();
+    }
+    let queries: Vec<AbuseReport> = (0..40)
+        .map(|k| {
+            let at = t("2026-11-21T10:00:00Z").secs + (rng.next_u64() % (3 * 3600)) as i64;
+            let masq = if k % 2 == 0 {
+                "192.0.2.1"
+            } else {
+                "[2001:db8::1]"
+            };
+            q(
+                &format!("{masq}:{}", 50000 + rng.next_u64() % 40),
+                &masqlog_core::time::utc_string(Timestamp::new(at, 0), false),
+            )
+        })
+        .collect();
+    for file in [&plain, &gz] {
+        let before: Vec<_> = queries
+            .iter()
+            .map(|qq| {
+                let (s, v) = run(qq, file);
+                let ev: Vec<_> = v.matches.iter().flat_map(|m| s.evidence(&m.flow)).collect();
+                (ev, v.stale.len())
+            })
+            .collect();
+        assert!(before.iter().filter(|b| !b.0.is_empty()).count() > 5);
+        let (dir, _) = super::store::index_file(file).unwrap();
+        assert!(super::store::fresh_sidecar(file).is_some());
+        assert_eq!(dir, super::store::sidecar_of(file));
+        for (qq, b) in queries.iter().zip(&before) {
+            let (s, v) = run(qq, file);
+            assert!(
+                s.notes.iter().any(|n| n.contains("read through its index")),
+                "{:?}",
+                s.notes
+            );
+            let ev: Vec<_> = v.matches.iter().flat_map(|m| s.evidence(&m.flow)).collect();
+            // The same lines, named by the same file, line and offset.
+            assert_eq!(&(ev, v.stale.len()), b, "{}", file.display());
+        }
+    }
+    // A file that changed since is read, not its stale index.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&plain)
+        .unwrap()
+        .write_all(b"more\n")
+        .unwrap();
+    assert!(super::store::fresh_sidecar(&plain).is_none());
+    let (s, _) = run(&queries[0], &plain);
+    assert!(!s.notes.iter().any(|n| n.contains("read through its index")));
+}

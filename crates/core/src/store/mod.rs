@@ -224,24 +224,44 @@ pub struct Closed {
 /// documentation for the order of the steps). A torn tail is not taken.
 pub fn close_segment(dir: &Path, name: &str) -> Result<Closed, StoreError> {
     let log = dir.join(format!("{name}.log"));
+    let f = open_nofollow(&log, OpenOptions::new().read(true)).map_err(|e| io_err(&log, e))?;
+    let len = f.metadata().map_err(|e| io_err(&log, e))?.len();
+    let closed = write_closed(dir, name, &log, f.take(len), SourceStamp::default())?;
+    fs::remove_file(&log).map_err(|e| io_err(&log, e))?;
+    Ok(closed)
+}
+
+/// Writes the closed segment `name` (`.zst` and `.idx`) in `dir` from the
+/// plain lines `src` gives (`what` names it in errors), by temporary files
+/// and renames; a last line without a newline is not taken. `stamp`
+/// describes the source for an index of a rotated file (`masqlog index`).
+pub fn write_closed(
+    dir: &Path,
+    name: &str,
+    what: &Path,
+    src: impl Read,
+    stamp: SourceStamp,
+) -> Result<Closed, StoreError> {
     let zst = dir.join(format!("{name}.zst"));
     let idx = dir.join(format!("{name}.idx"));
     let zst_tmp = dir.join(format!("{name}.zst.tmp"));
     let idx_tmp = dir.join(format!("{name}.idx.tmp"));
     let dir_meta = fs::metadata(dir).map_err(|e| io_err(dir, e))?;
-    let f = open_nofollow(&log, OpenOptions::new().read(true)).map_err(|e| io_err(&log, e))?;
-    let len = f.metadata().map_err(|e| io_err(&log, e))?.len();
     for t in [&zst_tmp, &idx_tmp] {
         let _ = fs::remove_file(t);
     }
     let out = create(&zst_tmp, &dir_meta).map_err(|e| io_err(&zst_tmp, e))?;
     let mut b = SegmentBuilder::new(io::BufWriter::new(out))?;
-    let mut r = BufReader::with_capacity(1 << 20, f.take(len));
+    let mut r = BufReader::with_capacity(1 << 20, src);
     let mut carry: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 1 << 20];
     let mut raw = 0u64;
     loop {
-        let n = r.read(&mut chunk).map_err(|e| io_err(&log, e))?;
+        let n = match r.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(what, e)),
+        };
         if n == 0 {
             break;
         }
@@ -252,10 +272,12 @@ pub fn close_segment(dir: &Path, name: &str) -> Result<Closed, StoreError> {
         carry.drain(..cut);
     }
     // What is left is a torn last line: not taken.
-    let (w, index) = b.finish(SourceStamp {
-        len: raw,
-        ..SourceStamp::default()
-    })?;
+    let stamp = if stamp == SourceStamp::default() {
+        SourceStamp { len: raw, ..stamp }
+    } else {
+        stamp
+    };
+    let (w, index) = b.finish(stamp)?;
     let out = w.into_inner().map_err(|e| io_err(&zst_tmp, e.error()))?;
     out.sync_all().map_err(|e| io_err(&zst_tmp, e))?;
     let stored = out.metadata().map_err(|e| io_err(&zst_tmp, e))?.len();
@@ -266,13 +288,30 @@ pub fn close_segment(dir: &Path, name: &str) -> Result<Closed, StoreError> {
     fs::rename(&zst_tmp, &zst).map_err(|e| io_err(&zst, e))?;
     fs::rename(&idx_tmp, &idx).map_err(|e| io_err(&idx, e))?;
     sync_dir(dir).map_err(|e| io_err(dir, e))?;
-    fs::remove_file(&log).map_err(|e| io_err(&log, e))?;
     let frames = Index::read(&mut index.as_slice(), name).map_or(0, |i| i.frames.len());
     Ok(Closed {
         raw_bytes: raw,
         stored_bytes: stored + index.len() as u64,
         frames,
     })
+}
+
+/// Makes `dir` a store (the marker), creating it (0750) when missing.
+pub fn init_dir(dir: &Path) -> Result<(), StoreError> {
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .mode(DIR_MODE)
+            .create(dir)
+            .map_err(|e| io_err(dir, e))?;
+    }
+    if !is_store(dir) {
+        let meta = fs::metadata(dir).map_err(|e| io_err(dir, e))?;
+        let marker = dir.join(MARKER);
+        let mut f = create(&marker, &meta).map_err(|e| io_err(&marker, e))?;
+        f.write_all(MARKER_TEXT.as_bytes())
+            .map_err(|e| io_err(&marker, e))?;
+    }
+    Ok(())
 }
 
 /// How a store is written (ulogd.conf keys `store_dir`,
