@@ -32,18 +32,37 @@ use super::source::Spec;
 /// one segment that covers all time.
 pub const SIDECAR_SEGMENT: &str = "seg-19700101T000000Z";
 
-/// Where `masqlog index` puts the index of `file`: `FILE.masqlog/`.
-pub fn sidecar_of(file: &Path) -> std::path::PathBuf {
-    let mut s = file.as_os_str().to_os_string();
-    s.push(".masqlog");
-    std::path::PathBuf::from(s)
+/// The directory, beside the logs, that holds the indexes of `masqlog
+/// index`.
+pub const INDEX_DIR: &str = ".masqlog-index";
+
+/// Where the index of the file with metadata `meta` in `parent` is:
+/// `PARENT/.masqlog-index/INODE-SIZE-MTIME`. A rename (logrotate's `.2.gz`
+/// becoming `.3.gz`) keeps all three, so an index follows its file through
+/// rotation; a file that changed (or a new one under the old name) has
+/// none.
+pub fn sidecar_for(parent: &Path, meta: &std::fs::Metadata) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    parent
+        .join(INDEX_DIR)
+        .join(format!("{}-{}-{}", meta.ino(), meta.len(), meta.mtime()))
 }
 
-/// The index beside `file`, when there is one and it describes the file
-/// as it is (size and mtime).
+/// [`sidecar_for`] of a file, when it can be looked at.
+pub fn sidecar_of(file: &Path) -> Option<std::path::PathBuf> {
+    let meta = std::fs::metadata(file).ok()?;
+    let parent = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Some(sidecar_for(parent, &meta))
+}
+
+/// The index of `file`, when there is one and it describes the file as it
+/// is (size and mtime, also in its header).
 pub fn fresh_sidecar(file: &Path) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::MetadataExt;
-    let dir = sidecar_of(file);
+    let dir = sidecar_of(file)?;
     if !store::is_store(&dir) {
         return None;
     }
@@ -54,21 +73,42 @@ pub fn fresh_sidecar(file: &Path) -> Option<std::path::PathBuf> {
     (index.stamp.len == meta.len() && index.stamp.mtime == meta.mtime()).then_some(dir)
 }
 
-/// Writes the index of `file` (plain, gzip or zstd) beside it:
-/// `FILE.masqlog/`, a seekable zstd copy of its lines and their index,
-/// stamped with the file's size and mtime.
-pub fn index_file(file: &Path) -> Result<(std::path::PathBuf, store::Closed), String> {
+/// What [`index_file`] did.
+#[derive(Debug)]
+pub enum Indexed {
+    Written(std::path::PathBuf, store::Closed),
+    /// A fresh index was there.
+    AlreadyFresh(std::path::PathBuf),
+}
+
+/// Writes the index of `file` (plain, gzip or zstd): a seekable zstd copy
+/// of its lines and their index, stamped with the file's size and mtime,
+/// in `.masqlog-index/` beside it (see [`sidecar_for`]). A fresh one is
+/// kept. Indexes there of files that are gone are removed.
+pub fn index_file(file: &Path) -> Result<Indexed, String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(file).map_err(|e| crate::access::why(file, &e))?;
     if !meta.is_file() {
         return Err(format!("{}: not a regular file", file.display()));
+    }
+    let parent = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    prune_indexes(parent);
+    if let Some(dir) = fresh_sidecar(file) {
+        return Ok(Indexed::AlreadyFresh(dir));
     }
     let stamp = store::SourceStamp {
         len: meta.len(),
         mtime: meta.mtime(),
         crc: 0,
     };
-    let dir = sidecar_of(file);
+    let dir = sidecar_for(parent, &meta);
+    let top = parent.join(INDEX_DIR);
+    if !top.exists() {
+        std::fs::create_dir(&top).map_err(|e| format!("{}: {e}", top.display()))?;
+    }
     store::init_dir(&dir).map_err(|e| e.to_string())?;
     let reader: Box<dyn Read> = match super::source::open_file(file)? {
         super::source::Opened::Plain { file, .. } => Box::new(file),
@@ -76,7 +116,31 @@ pub fn index_file(file: &Path) -> Result<(std::path::PathBuf, store::Closed), St
     };
     let closed = store::write_closed(&dir, SIDECAR_SEGMENT, file, reader, stamp)
         .map_err(|e| e.to_string())?;
-    Ok((dir, closed))
+    Ok(Indexed::Written(dir, closed))
+}
+
+/// Removes the indexes in `parent/.masqlog-index` whose file is gone.
+fn prune_indexes(parent: &Path) {
+    let top = parent.join(INDEX_DIR);
+    let Ok(rd) = std::fs::read_dir(&top) else {
+        return;
+    };
+    let mut live = HashSet::new();
+    if let Ok(files) = std::fs::read_dir(parent) {
+        for f in files.flatten() {
+            if let Ok(m) = f.metadata()
+                && m.is_file()
+            {
+                live.insert(sidecar_for(parent, &m));
+            }
+        }
+    }
+    for e in rd.flatten() {
+        let p = e.path();
+        if !live.contains(&p) && store::is_store(&p) {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
 }
 
 /// What reading a store gave besides candidates.

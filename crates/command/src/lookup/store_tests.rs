@@ -259,9 +259,15 @@ fn an_index_beside_a_rotated_file_gives_the_same_answers_and_evidence() {
             })
             .collect();
         assert!(before.iter().filter(|b| !b.0.is_empty()).count() > 5);
-        let (dir, _) = super::store::index_file(file).unwrap();
-        assert!(super::store::fresh_sidecar(file).is_some());
-        assert_eq!(dir, super::store::sidecar_of(file));
+        let dir = match super::store::index_file(file).unwrap() {
+            super::store::Indexed::Written(d, _) => d,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(Some(dir.clone()), super::store::fresh_sidecar(file));
+        assert!(matches!(
+            super::store::index_file(file).unwrap(),
+            super::store::Indexed::AlreadyFresh(_)
+        ));
         for (qq, b) in queries.iter().zip(&before) {
             let (s, v) = run(qq, file);
             assert!(
@@ -274,6 +280,12 @@ fn an_index_beside_a_rotated_file_gives_the_same_answers_and_evidence() {
             assert_eq!(&(ev, v.stale.len()), b, "{}", file.display());
         }
     }
+    // A rename (rotation) keeps the index.
+    let renamed = tmp.path().join("flows.log.3.gz");
+    std::fs::rename(&gz, &renamed).unwrap();
+    assert!(super::store::fresh_sidecar(&renamed).is_some());
+    let (s, _) = run(&queries[0], &renamed);
+    assert!(s.notes.iter().any(|n| n.contains("read through its index")));
     // A file that changed since is read, not its stale index.
     std::fs::OpenOptions::new()
         .append(true)
@@ -284,4 +296,11 @@ fn an_index_beside_a_rotated_file_gives_the_same_answers_and_evidence() {
     assert!(super::store::fresh_sidecar(&plain).is_none());
     let (s, _) = run(&queries[0], &plain);
     assert!(!s.notes.iter().any(|n| n.contains("read through its index")));
+    // Indexing again removes the indexes of files that are gone.
+    std::fs::remove_file(&renamed).unwrap();
+    super::store::index_file(&plain).unwrap();
+    let left = std::fs::read_dir(tmp.path().join(".masqlog-index"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 1, "the plain file's new index only");
 }
