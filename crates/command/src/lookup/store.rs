@@ -166,6 +166,13 @@ pub fn read(
 
 /// [`read`]; evidence names `name_as` (the file an index beside it
 /// describes) instead of the segment.
+///
+/// Two passes: the indexes of the chosen segments give every line of the
+/// endpoints, grouped into flows by their start; then only the frames of
+/// the flows that can matter are decoded: those that may hold the report
+/// time (open, or ending at or after `report - slack`, and starting by
+/// `report + slack`), and the nearest flow before and after it (the
+/// answer's hint when nothing matches).
 pub fn read_as(
     scanner: &mut Scanner<'_>,
     dir: &Path,
@@ -183,13 +190,21 @@ pub fn read_as(
         }
     };
     let margin = NAV_MARGIN_SECS;
-    // The time each segment's lines were written in: [opened, next opened).
     let span = |i: usize| {
         (
             segs[i].opened,
             segs.get(i + 1).map_or(i64::MAX, |n| n.opened),
         )
     };
+    // Pass 1: hits, per flow (endpoint, start): (segment, frame) and end.
+    struct FlowHits {
+        frames: Vec<(usize, u32)>,
+        end: Option<i64>,
+    }
+    let mut flows: std::collections::HashMap<(IpAddr, u16, i64), FlowHits> =
+        std::collections::HashMap::new();
+    let mut gap_frames: Vec<(usize, u32)> = Vec::new();
+    let mut opened: Vec<(usize, Index)> = Vec::new();
     let mut pending: HashSet<(IpAddr, u16, i64)> = HashSet::new();
     for (i, seg) in segs.iter().enumerate() {
         let (from_t, to_t) = span(i);
@@ -217,11 +232,10 @@ pub fn read_as(
         }
         let idx_path = seg.index(dir);
         let name = idx_path.display().to_string();
-        let res = (|| -> Result<(Index, Vec<(usize, bool)>), String> {
+        let res = (|| -> Result<Index, String> {
             let f = File::open(&idx_path).map_err(|e| crate::access::why(&idx_path, &e))?;
             let mut r = BufReader::with_capacity(64 << 10, f);
             let index = Index::read(&mut r, &name).map_err(|e| e.to_string())?;
-            let mut frames: BTreeSet<u32> = BTreeSet::new();
             for &(ip, port) in targets {
                 let hits = index
                     .hits(r.get_mut(), &name, ip, port)
@@ -241,59 +255,119 @@ pub fn read_as(
                         pending.remove(&(ip, port, h.start));
                     }
                     if take {
-                        frames.insert(h.frame);
+                        let f = flows.entry((ip, port, h.start)).or_insert(FlowHits {
+                            frames: Vec::new(),
+                            end: None,
+                        });
+                        f.frames.push((opened.len(), h.frame));
+                        f.end = f.end.or(h.end);
                     }
                 }
             }
             for g in &index.gaps {
                 if window.is_none_or(|w| g.to >= w.from && g.from <= w.until) {
-                    frames.insert(g.frame);
+                    gap_frames.push((opened.len(), g.frame));
                 }
             }
-            Ok((
-                index,
-                frames.into_iter().map(|f| (f as usize, true)).collect(),
-            ))
+            Ok(index)
         })();
-        let (index, frames) = match res {
-            Ok(x) => x,
-            Err(why) => {
-                out.unreadable.push((name, why));
-                continue;
+        match res {
+            Ok(index) => opened.push((i, index)),
+            Err(why) => out.unreadable.push((name, why)),
+        }
+    }
+    // Pass 2: the flows that can matter.
+    let mut want: BTreeSet<(usize, u32)> = gap_frames.into_iter().collect();
+    match window {
+        None => {
+            for f in flows.values() {
+                want.extend(f.frames.iter().copied());
             }
-        };
-        out.segments += 1;
-        let data = seg.data(dir);
-        let spec = Spec::File(name_as.map_or_else(|| data.clone(), Path::to_path_buf));
-        let mut f = match File::open(&data) {
-            Ok(f) => f,
-            Err(e) => {
-                out.unreadable
-                    .push((data.display().to_string(), crate::access::why(&data, &e)));
-                continue;
-            }
-        };
-        let mut comp = Vec::new();
-        for (k, _) in frames {
-            let Some(fr) = index.frames.get(k) else {
-                continue;
-            };
-            comp.resize(fr.comp_len as usize, 0);
-            let raw = f
-                .seek(SeekFrom::Start(fr.comp_offset))
-                .and_then(|_| f.read_exact(&mut comp))
-                .map_err(|e| e.to_string())
-                .and_then(|_| store::decode_frame(&comp, fr.raw_len).map_err(|e| e.to_string()));
-            match raw {
-                Ok(raw) => {
-                    out.frames += 1;
-                    scanner.read_piece(&spec, &raw, fr.raw_offset, fr.first_line);
+        }
+        Some(w) => {
+            let (lo, hi) = (w.from.saturating_add(w.max_age), w.until);
+            let mut before: std::collections::HashMap<(IpAddr, u16), (i64, i64)> =
+                std::collections::HashMap::new();
+            let mut after: std::collections::HashMap<(IpAddr, u16), (i64, i64)> =
+                std::collections::HashMap::new();
+            for (&(ip, port, start), f) in &flows {
+                let may_hold = start <= hi + margin && f.end.is_none_or(|e| e >= lo - margin);
+                if may_hold {
+                    want.extend(f.frames.iter().copied());
+                } else if let Some(e) = f.end.filter(|_| start <= hi + margin) {
+                    let b = before.entry((ip, port)).or_insert((e, start));
+                    if e > b.0 {
+                        *b = (e, start);
+                    }
+                } else {
+                    let a = after.entry((ip, port)).or_insert((start, start));
+                    if start < a.0 {
+                        *a = (start, start);
+                    }
                 }
-                Err(why) => out.unreadable.push((
-                    format!("{} frame {k}", data.display()),
-                    format!("cannot be decoded: {why}"),
-                )),
             }
+            for (&(ip, port), &(_, start)) in before.iter().chain(after.iter()) {
+                if let Some(f) = flows.get(&(ip, port, start)) {
+                    want.extend(f.frames.iter().copied());
+                }
+            }
+        }
+    }
+    // A frame decoded for one flow holds the lines of others on the same
+    // endpoint: each of those is read whole (all its frames), or its start
+    // line alone would look like a flow still open.
+    loop {
+        let before = want.len();
+        for f in flows.values() {
+            if f.frames.iter().any(|x| want.contains(x)) {
+                want.extend(f.frames.iter().copied());
+            }
+        }
+        if want.len() == before {
+            break;
+        }
+    }
+    let mut current: Option<(usize, File)> = None;
+    let mut comp = Vec::new();
+    for (k, frame) in want {
+        let (i, index) = &opened[k];
+        let data = segs[*i].data(dir);
+        if current.as_ref().is_none_or(|c| c.0 != k) {
+            match File::open(&data) {
+                Ok(f) => {
+                    current = Some((k, f));
+                    out.segments += 1;
+                }
+                Err(e) => {
+                    out.unreadable
+                        .push((data.display().to_string(), crate::access::why(&data, &e)));
+                    current = None;
+                    continue;
+                }
+            }
+        }
+        let Some((_, f)) = current.as_mut() else {
+            continue;
+        };
+        let spec = Spec::File(name_as.map_or_else(|| data.clone(), Path::to_path_buf));
+        let Some(fr) = index.frames.get(frame as usize) else {
+            continue;
+        };
+        comp.resize(fr.comp_len as usize, 0);
+        let raw = f
+            .seek(SeekFrom::Start(fr.comp_offset))
+            .and_then(|_| f.read_exact(&mut comp))
+            .map_err(|e| e.to_string())
+            .and_then(|_| store::decode_frame(&comp, fr.raw_len).map_err(|e| e.to_string()));
+        match raw {
+            Ok(raw) => {
+                out.frames += 1;
+                scanner.read_piece(&spec, &raw, fr.raw_offset, fr.first_line);
+            }
+            Err(why) => out.unreadable.push((
+                format!("{} frame {frame}", data.display()),
+                format!("cannot be decoded: {why}"),
+            )),
         }
     }
     out
