@@ -77,6 +77,9 @@ impl Batch {
 
 /// Turns records and gaps into syslog messages in the configured format.
 pub(super) struct Formatter {
+    /// The evidence store, when `store_dir` is set: every message formatted
+    /// is also appended there.
+    pub(super) store: Option<super::store::StoreSink>,
     format: FormatFn,
     kind: Format,
     origin: Origin,
@@ -111,6 +114,7 @@ impl Origin {
 impl Formatter {
     pub(super) fn new(cfg: &Config, format: FormatFn, sealer: Option<Sealer>) -> Self {
         Formatter {
+            store: None,
             format,
             sealer,
             ipfix: cfg.destination.is_ipfix(),
@@ -141,6 +145,9 @@ impl Formatter {
         if let Some(s) = &mut self.sealer {
             s.seal(kind, start, out);
         }
+        if let Some(s) = &mut self.store {
+            s.add(out, None);
+        }
         Ok(())
     }
 
@@ -155,6 +162,9 @@ impl Formatter {
         if let Some(s) = &mut self.sealer {
             s.seal(self.kind, start, &mut msg);
         }
+        if let Some(s) = &mut self.store {
+            s.add(&msg, None);
+        }
         msg
     }
 
@@ -165,6 +175,9 @@ impl Formatter {
         let hdr = self.origin.header(Timestamp::now());
         let start = chain::write_syslog(self.kind, &hdr, rec, &mut msg);
         s.seal(self.kind, start, &mut msg);
+        if let Some(st) = &mut self.store {
+            st.add(&msg, None);
+        }
         Some(msg)
     }
 }

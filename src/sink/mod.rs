@@ -46,6 +46,7 @@ pub mod spool;
 pub mod spooldir;
 mod spooling;
 mod stats;
+mod store;
 mod transport;
 mod worker;
 
@@ -55,6 +56,7 @@ mod testutil;
 pub use masqlog_core::wake::Waker;
 pub use notices::{Level, Notice};
 pub use stats::SinkStats;
+pub use store::StoreStats;
 
 use stats::Counts;
 
@@ -77,6 +79,9 @@ pub enum SinkError {
     /// client does not read).
     #[error("destination: {0}")]
     Destination(String),
+    /// The evidence store cannot be opened (`store_dir`).
+    #[error("store_dir: {0}")]
+    Store(String),
 }
 
 /// What the handle asks of the thread besides records.
@@ -325,6 +330,16 @@ impl Writer {
             sealer,
             drops,
         );
+        if let Some(sc) = &cfg.store {
+            let mut sink =
+                store::StoreSink::open(sc, Arc::clone(&counts.store), &mut worker.outbox)
+                    .map_err(SinkError::Store)?;
+            // The chain-start record was made before the store was there.
+            for msg in &worker.gaps {
+                sink.add(msg, None);
+            }
+            worker.formatter.store = Some(sink);
+        }
         let thread = std::thread::Builder::new()
             .name("masqlog-writer".into())
             .spawn(move || {

@@ -30,11 +30,14 @@ pub struct SinkStats {
     /// (`ipfix+udp:`); a collector counts its losses by the IPFIX sequence
     /// numbers.
     pub unacked: u64,
+    /// The evidence store's accounting, when `store_dir` is set.
+    pub store: Option<super::store::StoreStats>,
 }
 
 impl fmt::Display for SinkStats {
     /// `stats: waiting=N written=N failed=N dropped=N spooled=N
-    /// events_lost=N batches=N[ unacked=N]`
+    /// events_lost=N batches=N[ unacked=N][ store_written=N store_failed=N
+    /// store_torn_bytes=N store_closed=N]`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -49,6 +52,13 @@ impl fmt::Display for SinkStats {
         )?;
         if self.unacked > 0 {
             write!(f, " unacked={}", self.unacked)?;
+        }
+        if let Some(s) = &self.store {
+            write!(
+                f,
+                " store_written={} store_failed={} store_torn_bytes={} store_closed={}",
+                s.written, s.failed, s.torn_bytes, s.closed
+            )?;
         }
         Ok(())
     }
@@ -86,6 +96,8 @@ pub(super) struct Counts {
     pub(super) batches: AtomicU64,
     /// The thread: records written without acknowledgement (IPFIX over UDP).
     pub(super) unacked: AtomicU64,
+    /// The evidence store's own.
+    pub(super) store: std::sync::Arc<super::store::StoreCounts>,
 }
 
 impl Counts {
@@ -115,6 +127,7 @@ impl Counts {
             events_lost: self.events_lost.load(SeqCst),
             batches: self.batches.load(SeqCst),
             unacked: self.unacked.load(SeqCst),
+            store: self.store.snapshot(),
         }
     }
 }

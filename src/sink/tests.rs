@@ -69,6 +69,7 @@ fn stats_display_is_exact() {
         events_lost: 6,
         batches: 7,
         unacked: 0,
+        store: None,
     };
     assert_eq!(
         s.to_string(),
@@ -121,6 +122,7 @@ fn unix_destination_gets_the_exact_bytes_without_hostname() {
             events_lost: 0,
             batches: s.batches,
             unacked: 0,
+            store: None,
         }
     );
 }

@@ -177,6 +177,9 @@ impl Worker {
     /// or the stop deadline passed.
     pub(super) fn run(&mut self) {
         loop {
+            if let Some(s) = &mut self.formatter.store {
+                s.flush(Some(&mut self.outbox));
+            }
             let now = Instant::now();
             self.tick_stats(now);
             self.check_drops(now);
@@ -188,6 +191,9 @@ impl Worker {
                 stopping.is_some() && self.outage.is_some() && self.spooler.configured();
             if spool_now || stopping.is_some_and(|d| now >= d) {
                 self.give_up();
+                if let Some(s) = &mut self.formatter.store {
+                    s.finish(Some(&mut self.outbox));
+                }
                 return;
             }
             if !self.batch.is_empty() && !self.batch.from_spool && self.behind() {
@@ -253,6 +259,9 @@ impl Worker {
                     }
                     self.spooler.sync(&mut self.outbox);
                     self.close_lane();
+                    if let Some(s) = &mut self.formatter.store {
+                        s.finish(Some(&mut self.outbox));
+                    }
                     return;
                 }
                 Wake::Other => {}

@@ -21,5 +21,6 @@ mod package;
 mod pg;
 mod privacy;
 mod reliability;
+mod store;
 mod trust;
 mod version;

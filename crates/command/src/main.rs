@@ -67,6 +67,9 @@ enum Command {
     Keygen(cli::keygen::KeygenArgs),
     /// Check sealed logs: every record there, unaltered, in order.
     Verify(cli::verify::VerifyArgs),
+    /// Index rotated log files (in .masqlog-index/ beside them) so that lookup answers from
+    /// them in milliseconds.
+    Index(cli::index::IndexArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -96,6 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => cli::verify::run(&args),
+        Command::Index(args) => cli::index::run(&args),
     }
 }
 

@@ -304,6 +304,8 @@ pub struct Config {
     pub seal: SealConfig,
     /// IPFIX export (config keys `ipfix_*`; used with an `ipfix+` destination).
     pub ipfix: IpfixConfig,
+    /// `None`: no evidence store (`store_dir` empty).
+    pub store: Option<crate::store::StoreConfig>,
 }
 
 /// IPFIX export settings (config keys `ipfix_*`).
@@ -648,6 +650,18 @@ impl Config {
             }
             seal.mode = SealMode::Off;
         }
+        let store = Self::store(&r)?;
+        if store.is_some() && destination.is_ipfix() {
+            // The store keeps the plugin's text lines; the records of an
+            // IPFIX instance are binary.
+            return Err(ConfigError {
+                key: "store_dir",
+                value: format!("{:?}", r.string("store_dir")?),
+                allowed: format!(
+                    "empty with destination {destination}: the store keeps text lines, an IPFIX instance makes none (give the store an instance of its own, in the same stack or another)"
+                ),
+            });
+        }
         Ok(Config {
             format,
             nat,
@@ -666,6 +680,7 @@ impl Config {
             spool,
             seal,
             ipfix,
+            store,
         })
     }
 
@@ -708,6 +723,31 @@ impl Config {
             state: PathBuf::from(state),
             instance: "masqlog".into(),
         })
+    }
+
+    fn store(r: &Reader<'_>) -> Result<Option<crate::store::StoreConfig>, ConfigError> {
+        let dir = r.string("store_dir")?;
+        let roll_min = r.int("store_roll_min", 1, 1440)?;
+        let roll_mb = r.int("store_roll_mb", 1, 65_536)?;
+        let keep_days = r.int("store_keep_days", 1, 36_500)?;
+        let max_mb = r.int("store_max_mb", 0, 1 << 30)?;
+        if dir.is_empty() {
+            return Ok(None);
+        }
+        if !dir.starts_with('/') || dir.len() > 200 || dir.contains('\n') {
+            return Err(ConfigError {
+                key: "store_dir",
+                value: format!("{dir:?}"),
+                allowed: "an absolute path of at most 200 bytes (or empty for no store)".into(),
+            });
+        }
+        Ok(Some(crate::store::StoreConfig {
+            dir: PathBuf::from(dir),
+            roll: Duration::from_secs(roll_min as u64 * 60),
+            roll_bytes: (roll_mb as u64) << 20,
+            keep: Duration::from_secs(keep_days as u64 * 86_400),
+            max_bytes: (max_mb as u64) << 20,
+        }))
     }
 
     fn spool(r: &Reader<'_>) -> Result<Option<SpoolConfig>, ConfigError> {
@@ -1008,6 +1048,21 @@ mod tests {
         }
         let c = with("ipfix_max_message", RawValue::Int(256)).unwrap();
         assert_eq!(c.ipfix.max_message, 256);
+    }
+
+    #[test]
+    fn ipfix_refuses_a_store_dir() {
+        let mut vals = defaults();
+        let set = |vals: &mut Vec<RawValue>, k: &str, v: &str| {
+            vals[CONF_KEYS.iter().position(|c| c.name == k).unwrap()] = RawValue::Str(v.into());
+        };
+        set(&mut vals, "destination", "ipfix+udp:127.0.0.1:4739");
+        set(&mut vals, "store_dir", "/var/lib/masqlog/store");
+        let e = Config::from_values(&vals).unwrap_err();
+        assert_eq!(e.key, "store_dir", "{e}");
+        assert!(e.to_string().contains("text lines"), "{e}");
+        set(&mut vals, "destination", "udp:127.0.0.1:514");
+        assert!(Config::from_values(&vals).unwrap().store.is_some());
     }
 
     #[test]

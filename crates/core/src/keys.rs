@@ -225,6 +225,36 @@ pub const CONF_KEYS: &[ConfKey] = &[
         default: "1400",
         help: "with an ipfix+ destination: the largest IPFIX message in bytes, headers included (256 .. 65535); over UDP keep it below the path MTU less 48 (IPv6) or 28 (IPv4) bytes. Records are never split across messages: a user name too long for one message is cut and ends in \"...\"",
     },
+    ConfKey {
+        name: "store_dir",
+        kind: ConfKind::Str,
+        default: "",
+        help: "the evidence store: a directory (created mode 0750, files 0640, owned like the directory) where every record is also kept in hourly segments, compressed and indexed when closed, so that `masqlog lookup --store DIR` answers in milliseconds; empty: no store. Works alone or beside the forwarding destination, each with its own accounting",
+    },
+    ConfKey {
+        name: "store_roll_min",
+        kind: ConfKind::Int,
+        default: "60",
+        help: "minutes a store segment stays live before it is closed, compressed and indexed (1 .. 1440; aligned: 60 rolls on the hour)",
+    },
+    ConfKey {
+        name: "store_roll_mb",
+        kind: ConfKind::Int,
+        default: "1024",
+        help: "MiB after which a live store segment is closed early (1 .. 65536)",
+    },
+    ConfKey {
+        name: "store_keep_days",
+        kind: ConfKind::Int,
+        default: "180",
+        help: "days closed store segments are kept; older ones are deleted (1 .. 36500). How long records must and may be kept is a legal question: set it to what applies to you",
+    },
+    ConfKey {
+        name: "store_max_mb",
+        kind: ConfKind::Int,
+        default: "0",
+        help: "the store's size limit in MiB: the oldest closed segments are deleted while it is larger (0 .. 1073741824; 0: no limit, only store_keep_days)",
+    },
 ];
 
 /// The type an input key is declared with (ulogd does not check it: the

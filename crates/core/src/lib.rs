@@ -14,6 +14,7 @@ pub mod process;
 pub mod record;
 pub mod seal;
 pub mod spool_files;
+pub mod store;
 pub mod time;
 pub mod ulogd_conf;
 pub mod wake;

@@ -125,6 +125,12 @@ pub struct LookupArgs {
     /// each evidence line named by its table, router and sequence number.
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
+    /// Answer from the evidence store in DIR (the plugin's `store_dir`):
+    /// only the segments of the report's time are searched, through their
+    /// indexes. A store given as a LOG directory is recognised by itself;
+    /// this names it explicitly and may be repeated.
+    #[arg(long = "store", value_name = "DIR")]
+    pub stores: Vec<PathBuf>,
 }
 
 /// How a lookup ended, as the exit status says it.
@@ -359,6 +365,14 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
         logs.insert(0, PathBuf::from(p));
     }
     let mut inputs: Vec<Input> = logs.iter().map(|p| Input::from_arg(p)).collect();
+    for dir in &args.stores {
+        if !masqlog_core::store::is_store(dir) {
+            return Err(LookupError::NotAStore {
+                path: dir.display().to_string(),
+            });
+        }
+        inputs.push(Input::Path(dir.clone()));
+    }
     if inputs.is_empty() {
         if args.db.is_some() || (io.stdin_is_tty && history.is_some() && single) {
             // Port-block rules only.

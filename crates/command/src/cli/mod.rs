@@ -4,6 +4,7 @@ pub mod checkconfig;
 pub mod db;
 pub mod enable;
 pub mod gendocs;
+pub mod index;
 pub mod install;
 pub mod keygen;
 pub mod lab;

@@ -76,7 +76,10 @@ pub mod query;
 pub mod render;
 pub mod scan;
 pub mod source;
+pub mod store;
 
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -110,6 +113,10 @@ pub enum LookupError {
     /// A time where the public endpoint belongs, or an endpoint as --at.
     #[error("{what}: the public address comes first: masqlog lookup IP:PORT --at TIME [LOG...]")]
     Swapped { what: String },
+    #[error(
+        "--store {path}: not an evidence store (no masqlog-store file in it): give the directory the plugin's store_dir names"
+    )]
+    NotAStore { path: String },
     #[error("give the public endpoint and --at, or --reports FILE")]
     NoQuery,
     #[error("cannot read the reports {path}: {why}")]
@@ -273,7 +280,13 @@ pub fn window_for(q: &AbuseReport, scan_all: bool) -> Option<scan::Window> {
 /// Reads the inputs for the given queries: one query gets the windowed
 /// search (unless `scan_all`); several are answered from one full pass.
 pub fn scan(queries: &[&AbuseReport], inputs: &[Input], opts: ScanOptions<'_>) -> Scan {
-    let (specs, mut notes, mut unreadable) = source::expand(inputs);
+    // Evidence stores (directories with the store's marker) are read
+    // through their indexes; everything else as logs.
+    let (stores, logs): (Vec<&Input>, Vec<&Input>) = inputs
+        .iter()
+        .partition(|i| matches!(i, Input::Path(p) if masqlog_core::store::is_store(p)));
+    let logs: Vec<Input> = logs.into_iter().cloned().collect();
+    let (mut specs, mut notes, mut unreadable) = source::expand(&logs);
     let (targets, window) = match queries {
         [q] => (
             scan::Targets::single(q.public_ip, q.public_port),
@@ -292,6 +305,50 @@ pub fn scan(queries: &[&AbuseReport], inputs: &[Input], opts: ScanOptions<'_>) -
             .unwrap_or_else(|| masqlog_core::record::Timestamp::now().secs)
     };
     let mut s = scan::Scanner::new(targets, window.clone(), anchor, opts.progress);
+    let endpoints: Vec<(std::net::IpAddr, u16)> = queries
+        .iter()
+        .map(|q| (q.public_ip, q.public_port))
+        .collect();
+    let mut live = Vec::new();
+    for st in stores {
+        let Input::Path(dir) = st else { continue };
+        let mut r = store::read(&mut s, dir, &endpoints, window.as_ref());
+        notes.push(format!(
+            "{}: evidence store: {} frame{} of {} closed segment{} decoded, {} live segment{} read",
+            dir.display(),
+            r.frames,
+            if r.frames == 1 { "" } else { "s" },
+            r.segments,
+            if r.segments == 1 { "" } else { "s" },
+            r.live.len(),
+            if r.live.len() == 1 { "" } else { "s" },
+        ));
+        s.stats.inputs += r.segments;
+        unreadable.append(&mut r.unreadable);
+        live.append(&mut r.live);
+    }
+    // Rotated files with a fresh index beside them (`masqlog index`).
+    let mut indexed = 0;
+    specs.retain(|spec| {
+        let Spec::File(p) = spec else { return true };
+        let Some(dir) = store::fresh_sidecar(p) else {
+            return true;
+        };
+        let mut r = store::read_as(&mut s, &dir, &endpoints, window.as_ref(), Some(p));
+        s.stats.inputs += 1;
+        indexed += 1;
+        unreadable.append(&mut r.unreadable);
+        false
+    });
+    if indexed > 0 {
+        notes.push(format!(
+            "{indexed} file{} read through {} index (masqlog index)",
+            if indexed == 1 { "" } else { "s" },
+            if indexed == 1 { "its" } else { "their" }
+        ));
+    }
+    live.append(&mut specs);
+    let specs = live;
     s.run(&specs, opts.stdin);
     s.resolve_line_numbers();
     notes.append(&mut s.notes);

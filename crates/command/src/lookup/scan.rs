@@ -588,7 +588,7 @@ impl<'p> Scanner<'p> {
                 sizes += std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             }
         }
-        self.stats.bytes_total = sizes;
+        self.stats.bytes_total += sizes;
         for spec in specs {
             let idx = self.sources.len();
             self.sources.push(SourceInfo {
@@ -641,6 +641,26 @@ impl<'p> Scanner<'p> {
             }
         }
         self.progress.finish();
+    }
+
+    /// Reads one decoded piece of an indexed file (a frame of a store
+    /// segment): `data` holds whole lines that stand at byte `offset` and
+    /// line `first_line` of the plain file that `spec` names.
+    pub fn read_piece(&mut self, spec: &Spec, data: &[u8], offset: u64, first_line: u64) {
+        let idx = self.sources.len();
+        self.sources.push(SourceInfo {
+            spec: spec.clone(),
+            start_offset: offset,
+            base_line: Some(first_line),
+        });
+        let mut skew = Skew::default();
+        // The index chose the pieces: no seek, no early stop.
+        self.order = Order {
+            full: true,
+            ..Order::default()
+        };
+        self.stats.bytes_read += data.len() as u64;
+        self.process(idx, data, offset, 0, &mut skew);
     }
 
     fn read_source(&mut self, idx: usize, opened: Opened) -> Result<(), String> {

@@ -1,0 +1,300 @@
+//! The store's format, writer, recovery and retention.
+
+use super::index::NO_END;
+use super::*;
+use crate::config::Format;
+use crate::format::testutil::{header, tcp_end, tcp_start};
+use crate::format::write_syslog;
+use crate::record::{FlowRecord, Timestamp};
+use std::io::Cursor;
+use std::net::IpAddr;
+
+/// `n` flows (start and end lines), one a second from `t0`, each on port
+/// 1024 + i % 5000, addresses alternating IPv4 and IPv6, in `format`;
+/// every flow lasts 90 s so that its end line is logged 90 lines later.
+fn lines(n: u32, t0: i64, format: Format) -> (Vec<u8>, Vec<(IpAddr, u16, i64)>) {
+    let mut events: Vec<(i64, FlowRecord)> = Vec::new();
+    let mut flows = Vec::new();
+    for i in 0..n {
+        let ip: IpAddr = if i % 2 == 0 {
+            "192.0.2.1".parse().unwrap()
+        } else {
+            "2001:db8::1".parse().unwrap()
+        };
+        let port = 1024 + (i % 5000) as u16;
+        let s = t0 + i64::from(i);
+        let mut st = tcp_start();
+        st.masq.ip = ip;
+        st.masq.port = Some(port);
+        st.id = Some(i);
+        st.start = Some(Timestamp::new(s, 0));
+        let mut en = tcp_end();
+        en.masq = st.masq;
+        en.id = st.id;
+        en.start = st.start;
+        en.end = Some(Timestamp::new(s + 90, 0));
+        events.push((s, st));
+        events.push((s + 90, en));
+        flows.push((ip, port, s));
+    }
+    events.sort_by_key(|e| e.0);
+    let mut out = Vec::new();
+    for (t, r) in events {
+        let mut h = header(Some("gw1"));
+        h.timestamp = Timestamp::new(t, 0);
+        write_syslog(format, &h, &r, &mut out);
+        out.push(b'\n');
+    }
+    (out, flows)
+}
+
+fn build(data: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut b = SegmentBuilder::new(Vec::new()).unwrap();
+    b.push(data).unwrap();
+    b.finish(SourceStamp::default()).unwrap()
+}
+
+#[test]
+fn frames_decode_to_the_exact_bytes_as_one_stream_and_each_alone() {
+    let (data, _) = lines(3000, 1_795_000_000, Format::Rfc5424);
+    let (zst, idx) = build(&data);
+    assert_eq!(zstd::stream::decode_all(zst.as_slice()).unwrap(), data);
+    let index = Index::read(&mut idx.as_slice(), "t").unwrap();
+    assert!(index.frames.len() > 2, "{} frames", index.frames.len());
+    let mut again = Vec::new();
+    for f in &index.frames {
+        let c = &zst[f.comp_offset as usize..][..f.comp_len as usize];
+        let raw = decode_frame(c, f.raw_len).unwrap();
+        assert_eq!(raw.len() as u32, f.raw_len);
+        assert_eq!(f.raw_offset as usize, again.len());
+        let lines_before = again.iter().filter(|&&b| b == b'\n').count() as u64;
+        assert_eq!(f.first_line, lines_before + 1);
+        assert!(raw.ends_with(b"\n"));
+        again.extend_from_slice(&raw);
+    }
+    assert_eq!(again, data);
+    assert_eq!(index.lines, 6000);
+}
+
+#[test]
+fn every_line_of_a_flow_is_found_through_the_index() {
+    for format in [Format::Text, Format::Json, Format::Rfc5424] {
+        let t0 = 1_795_000_000;
+        let (data, flows) = lines(7000, t0, format);
+        let (zst, idx) = build(&data);
+        let index = Index::read(&mut idx.as_slice(), "t").unwrap();
+        for &(ip, port, start) in flows.iter().step_by(97) {
+            let hits = index.hits(&mut Cursor::new(&idx), "t", ip, port).unwrap();
+            let mine: Vec<_> = hits.iter().filter(|h| h.start == start).collect();
+            assert!(
+                mine.iter().any(|h| h.end.is_none())
+                    && mine.iter().any(|h| h.end == Some(start + 90)),
+                "{format:?} {ip} {port}: {hits:?}"
+            );
+            // The frames named hold the lines.
+            let needle = format!("{port}");
+            for h in mine {
+                let f = index.frames[h.frame as usize];
+                let raw = decode_frame(
+                    &zst[f.comp_offset as usize..][..f.comp_len as usize],
+                    f.raw_len,
+                )
+                .unwrap();
+                assert!(
+                    raw.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "frame {} lacks {needle}",
+                    h.frame
+                );
+            }
+            // Another address's port is not this one.
+            let other: IpAddr = "198.51.100.1".parse().unwrap();
+            assert!(
+                index
+                    .hits(&mut Cursor::new(&idx), "t", other, port)
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_damaged_index_is_refused_by_its_checksums() {
+    let (data, flows) = lines(9000, 1_795_000_000, Format::Text);
+    let (_, idx) = build(&data);
+    // In the tables: the header's checksum.
+    let mut bad = idx.clone();
+    bad[HEADER_LEN_FOR_TEST + 3] ^= 1;
+    let e = Index::read(&mut bad.as_slice(), "x").unwrap_err();
+    assert!(e.to_string().contains("checksum"), "{e}");
+    // In the entries: the block's.
+    let mut bad = idx.clone();
+    let n = bad.len();
+    bad[n - 5] ^= 0x40;
+    let index = Index::read(&mut bad.as_slice(), "x").unwrap();
+    let (ip, port, _) = *flows.last().unwrap();
+    let mut any_err = false;
+    for (ip, port) in [(ip, port)]
+        .into_iter()
+        .chain(flows.iter().map(|f| (f.0, f.1)))
+    {
+        if index.hits(&mut Cursor::new(&bad), "x", ip, port).is_err() {
+            any_err = true;
+            break;
+        }
+    }
+    assert!(any_err);
+    // Another version.
+    let mut bad = idx.clone();
+    bad[8] = 9;
+    assert!(
+        Index::read(&mut bad.as_slice(), "x")
+            .unwrap_err()
+            .to_string()
+            .contains("version")
+    );
+}
+
+const HEADER_LEN_FOR_TEST: usize = super::index::HEADER_LEN;
+
+#[test]
+fn entries_of_other_lines_have_no_end() {
+    let (data, flows) = lines(10, 1_795_000_000, Format::Text);
+    let (_, idx) = build(&data);
+    let index = Index::read(&mut idx.as_slice(), "t").unwrap();
+    let (ip, port, start) = flows[3];
+    let hits = index.hits(&mut Cursor::new(&idx), "t", ip, port).unwrap();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert!(hits.iter().all(|h| h.start == start));
+    assert_eq!(NO_END, u32::MAX);
+}
+
+#[test]
+fn segment_names_round_trip() {
+    let t = 1_795_264_692;
+    let n = segment_name(t);
+    assert_eq!(n, "seg-20261121T123812Z");
+    assert_eq!(parse_segment_name(&n), Some(t));
+    assert_eq!(parse_segment_name("seg-2026112T093812Z"), None);
+    assert_eq!(parse_segment_name("syslog.1"), None);
+}
+
+fn cfg(dir: &Path) -> StoreConfig {
+    StoreConfig {
+        dir: dir.to_path_buf(),
+        roll: Duration::from_secs(3600),
+        roll_bytes: 1 << 30,
+        keep: Duration::from_secs(400 * 86_400),
+        max_bytes: 0,
+    }
+}
+
+#[test]
+fn the_writer_rolls_hourly_and_closing_keeps_every_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let (mut w, rec) = StoreWriter::open(cfg(&dir)).unwrap();
+    assert_eq!(rec, Recovered::default());
+    assert!(is_store(&dir));
+    let meta = fs::metadata(&dir).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o750);
+    let t0 = 1_795_262_400; // on the hour
+    let (a, _) = lines(50, t0, Format::Text);
+    let (b, _) = lines(50, t0 + 3600, Format::Text);
+    assert_eq!(w.append(&a, t0 + 10).unwrap(), None);
+    let rolled = w
+        .append(&b, t0 + 3600)
+        .unwrap()
+        .expect("rolled on the hour");
+    assert_eq!(rolled, segment_name(t0 + 10));
+    let live = fs::metadata(dir.join(format!("{rolled}.log"))).unwrap();
+    assert_eq!(live.permissions().mode() & 0o777, 0o640);
+    let c = close_segment(&dir, &rolled).unwrap();
+    assert_eq!(c.raw_bytes, a.len() as u64);
+    let segs = list(&dir).unwrap();
+    assert_eq!(segs.len(), 2);
+    assert_eq!(segs[0].kind, SegmentKind::Closed);
+    assert_eq!(segs[1].kind, SegmentKind::Live);
+    let zst = fs::read(segs[0].data(&dir)).unwrap();
+    assert_eq!(zstd::stream::decode_all(zst.as_slice()).unwrap(), a);
+    assert_eq!(fs::read(segs[1].data(&dir)).unwrap(), b);
+    for p in [segs[0].data(&dir), segs[0].index(&dir)] {
+        assert_eq!(fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o640);
+    }
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_counted_and_the_segment_closed_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let (mut w, _) = StoreWriter::open(cfg(&dir)).unwrap();
+    let t0 = 1_795_262_400;
+    let (a, _) = lines(20, t0, Format::Rfc5424);
+    w.append(&a, t0).unwrap();
+    w.append(b"<30>1 2026-11-21T09:00:00Z gw1 masqlog 1 - [masq", t0)
+        .unwrap();
+    let name = w.live().unwrap().to_string();
+    drop(w); // as kill -9 leaves it
+    // A close that crashed half way left temporary files.
+    fs::write(dir.join(format!("{name}.zst.tmp")), b"partial").unwrap();
+    let (_, rec) = StoreWriter::open(cfg(&dir)).unwrap();
+    assert_eq!(rec.torn_bytes, 48);
+    assert_eq!(rec.to_close, vec![name.clone()]);
+    assert!(!dir.join(format!("{name}.zst.tmp")).exists());
+    close_segment(&dir, &name).unwrap();
+    let segs = list(&dir).unwrap();
+    assert_eq!(segs.len(), 1);
+    let zst = fs::read(segs[0].data(&dir)).unwrap();
+    assert_eq!(zstd::stream::decode_all(zst.as_slice()).unwrap(), a);
+}
+
+#[test]
+fn retention_deletes_only_what_is_past_it_and_never_the_live_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let mut c = cfg(&dir);
+    c.keep = Duration::from_secs(2 * 86_400);
+    let (mut w, _) = StoreWriter::open(c.clone()).unwrap();
+    let t0 = 1_795_262_400;
+    let (a, _) = lines(5, t0, Format::Text);
+    for day in 0..5 {
+        if let Some(n) = w.append(&a, t0 + day * 86_400).unwrap() {
+            close_segment(&dir, &n).unwrap();
+        }
+    }
+    let now = t0 + 4 * 86_400 + 60;
+    assert_eq!(list(&dir).unwrap().len(), 5);
+    // Days 0, 1 end before now - 2 days; day 2's segment ends at day 3.
+    let p = prune(&dir, c.keep, 0, now).unwrap();
+    assert_eq!(p.segments, 2);
+    let left = list(&dir).unwrap();
+    assert_eq!(left.len(), 3);
+    assert_eq!(left[0].opened, t0 + 2 * 86_400);
+    // A size limit below everything still keeps the live segment.
+    prune(&dir, c.keep, 1, now).unwrap();
+    let left = list(&dir).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].kind, SegmentKind::Live);
+}
+
+#[test]
+fn a_symlink_is_not_taken_for_the_store_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real");
+    fs::create_dir(&real).unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let e = StoreWriter::open(cfg(&link)).err().unwrap();
+    assert!(e.to_string().contains("symlink"), "{e}");
+}
+
+#[test]
+fn a_torn_file_without_any_newline_is_emptied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("f");
+    fs::write(&p, b"no newline at all").unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    assert_eq!(cut_torn(&f).unwrap(), 17);
+    assert_eq!(fs::read(&p).unwrap(), b"");
+    assert_eq!(whole_lines(b"a\nb"), 2);
+}

@@ -1,0 +1,307 @@
+//! The store destination (`store_dir=`): every message the writer formats
+//! (flow, gap and chain records, sealed as they go out) is also appended
+//! to the live segment of the evidence store (`masqlog_core::store`),
+//! whatever becomes of the forwarding destination. Lines are gathered and
+//! written once per turn of the writer's loop (or every 256 KiB), with the
+//! same bytes and order the destination gets.
+//!
+//! Closing a segment (compressing and indexing it) and retention run on a
+//! thread of their own (`masqlog-store`), fed by a bounded channel: the
+//! writer never waits for them. A segment that could not be handed over
+//! (the channel full) stays live on disk and is closed at the next start.
+//! A write the disk refuses is cut back to the segment's last whole line;
+//! its records are counted (`store_failed`) and reported.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::SeqCst;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Sender, bounded};
+use masqlog_core::store::{self, StoreConfig, StoreWriter};
+
+use super::notices::{Level, Outbox};
+
+/// Gathered bytes written at once past this.
+const FLUSH_BYTES: usize = 256 << 10;
+/// Segments waiting to be closed.
+const CLOSE_QUEUE: usize = 16;
+
+/// The store's own accounting, in the statistics line.
+#[derive(Debug, Default)]
+pub(super) struct StoreCounts {
+    pub(super) on: std::sync::atomic::AtomicBool,
+    /// Records appended to the live segment.
+    pub(super) written: AtomicU64,
+    /// Records the disk refused (lost to the store).
+    pub(super) failed: AtomicU64,
+    /// Bytes of torn last lines cut at start.
+    pub(super) torn: AtomicU64,
+    /// Segments closed (compressed and indexed).
+    pub(super) closed: AtomicU64,
+}
+
+/// The store's counters, read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub written: u64,
+    pub failed: u64,
+    pub torn_bytes: u64,
+    pub closed: u64,
+}
+
+impl StoreCounts {
+    pub(super) fn snapshot(&self) -> Option<StoreStats> {
+        self.on.load(SeqCst).then(|| StoreStats {
+            written: self.written.load(SeqCst),
+            failed: self.failed.load(SeqCst),
+            torn_bytes: self.torn.load(SeqCst),
+            closed: self.closed.load(SeqCst),
+        })
+    }
+}
+
+/// The writer's side of the store.
+pub(super) struct StoreSink {
+    writer: StoreWriter,
+    buf: Vec<u8>,
+    lines: u64,
+    counts: Arc<StoreCounts>,
+    closer: Option<Sender<String>>,
+    thread: Option<JoinHandle<()>>,
+    /// The last write failed: said once until one succeeds.
+    failing: bool,
+    /// A failure not yet reported (it happened where no outbox was at hand).
+    unreported: Option<String>,
+}
+
+impl StoreSink {
+    /// Opens the store (repairing what a crash left) and starts its closer.
+    pub(super) fn open(
+        cfg: &StoreConfig,
+        counts: Arc<StoreCounts>,
+        outbox: &mut Outbox,
+    ) -> Result<StoreSink, String> {
+        let (writer, rec) = StoreWriter::open(cfg.clone()).map_err(|e| e.to_string())?;
+        counts.on.store(true, SeqCst);
+        counts.torn.store(rec.torn_bytes, SeqCst);
+        if rec.torn_bytes > 0 {
+            outbox.push(
+                Level::Error,
+                format!(
+                    "store {}: {} bytes of a torn last line cut (a crash in the middle of a write)",
+                    cfg.dir.display(),
+                    rec.torn_bytes
+                ),
+            );
+        }
+        let (tx, rx) = bounded::<String>(CLOSE_QUEUE);
+        for n in rec.to_close {
+            let _ = tx.try_send(n);
+        }
+        let dir = cfg.dir.clone();
+        let (keep, max) = (cfg.keep, cfg.max_bytes);
+        let c = Arc::clone(&counts);
+        let thread = std::thread::Builder::new()
+            .name("masqlog-store".into())
+            .spawn(move || {
+                for name in rx {
+                    // A panic costs this segment's close (it stays live on
+                    // disk, closed at the next start), not the thread.
+                    let r = std::panic::catch_unwind(|| store::close_segment(&dir, &name));
+                    if matches!(r, Ok(Ok(_))) {
+                        c.closed.fetch_add(1, SeqCst);
+                    }
+                    let _ =
+                        store::prune(&dir, keep, max, masqlog_core::record::Timestamp::now().secs);
+                }
+            })
+            .map_err(|e| format!("cannot start the store thread: {e}"))?;
+        Ok(StoreSink {
+            writer,
+            buf: Vec::with_capacity(FLUSH_BYTES + 4096),
+            lines: 0,
+            counts,
+            closer: Some(tx),
+            thread: Some(thread),
+            failing: false,
+            unreported: None,
+        })
+    }
+
+    /// Takes one message (without its newline).
+    pub(super) fn add(&mut self, msg: &[u8], outbox: Option<&mut Outbox>) {
+        if msg.is_empty() {
+            return;
+        }
+        self.buf.extend_from_slice(msg);
+        self.buf.push(b'\n');
+        self.lines += 1;
+        if self.buf.len() >= FLUSH_BYTES {
+            self.flush(outbox);
+        }
+    }
+
+    /// Writes what was gathered to the live segment.
+    pub(super) fn flush(&mut self, mut outbox: Option<&mut Outbox>) {
+        if let Some(o) = outbox.as_deref_mut()
+            && let Some(msg) = self.unreported.take()
+        {
+            o.push(Level::Error, msg);
+        }
+        if self.buf.is_empty() {
+            return;
+        }
+        let now = masqlog_core::record::Timestamp::now().secs;
+        match self.writer.append(&self.buf, now) {
+            Ok(rolled) => {
+                self.counts.written.fetch_add(self.lines, SeqCst);
+                self.failing = false;
+                if let Some(name) = rolled
+                    && let Some(tx) = &self.closer
+                {
+                    // Full: the segment stays live on disk, closed at the
+                    // next start.
+                    let _ = tx.try_send(name);
+                }
+            }
+            Err(e) => {
+                self.counts.failed.fetch_add(self.lines, SeqCst);
+                if !std::mem::replace(&mut self.failing, true) {
+                    let msg = format!(
+                        "store: {} records not stored (counted as store_failed): {e}",
+                        self.lines
+                    );
+                    match outbox {
+                        Some(o) => o.push(Level::Error, msg),
+                        None => self.unreported = Some(msg),
+                    }
+                }
+            }
+        }
+        self.buf.clear();
+        self.lines = 0;
+    }
+
+    /// At the end of the run: the last lines written and synced; the live
+    /// segment stays live (closed at the next start, or at its roll).
+    pub(super) fn finish(&mut self, outbox: Option<&mut Outbox>) {
+        self.flush(outbox);
+        let _ = self.writer.sync();
+        // The closer finishes what it is doing on its own (a close cut
+        // short by the end of the process leaves the segment live, closed
+        // at the next start): stopping does not wait for it.
+        self.closer = None;
+        drop(self.thread.take());
+    }
+}
+
+impl Drop for StoreSink {
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use masqlog_core::config::{Config, Destination};
+    use masqlog_core::store::{self, StoreConfig};
+
+    use super::super::testutil::*;
+    use super::super::{Writer, drops};
+
+    fn store_config(dir: &std::path::Path) -> StoreConfig {
+        StoreConfig {
+            dir: dir.to_path_buf(),
+            roll: Duration::from_secs(3600),
+            roll_bytes: 1 << 30,
+            keep: Duration::from_secs(86_400),
+            max_bytes: 0,
+        }
+    }
+
+    fn start(cfg: &Config) -> Writer {
+        let waker = std::sync::Arc::new(TestWaker::default());
+        Writer::start_with(
+            cfg,
+            waker,
+            Box::new(masqlog_core::format::write_syslog),
+            drops::DropSource::Process,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_store_holds_the_bytes_the_file_destination_got() {
+        let tmp = temp_dir("store-beside-file");
+        let file = tmp.path().join("flows.log");
+        let dir = tmp.path().join("store");
+        let cfg = Config {
+            store: Some(store_config(&dir)),
+            ..test_config(Destination::File(file.clone()))
+        };
+        let w = start(&cfg);
+        for id in 0..500 {
+            w.submit(record(id));
+        }
+        let s = w.stop(Duration::from_secs(30));
+        assert_eq!(s.written, 500, "{s:?}");
+        let st = s.store.expect("store stats");
+        assert_eq!((st.written, st.failed), (500, 0), "{s:?}");
+        assert!(s.to_string().contains(" store_written=500 store_failed=0"));
+        let segs = store::list(&dir).unwrap();
+        let mut stored = Vec::new();
+        for seg in &segs {
+            let b = std::fs::read(seg.data(&dir)).unwrap();
+            match seg.kind {
+                store::SegmentKind::Live => stored.extend_from_slice(&b),
+                store::SegmentKind::Closed => {
+                    stored.extend(zstd::stream::decode_all(b.as_slice()).unwrap())
+                }
+            }
+        }
+        assert_eq!(stored, std::fs::read(&file).unwrap());
+    }
+
+    #[test]
+    fn a_full_disk_costs_the_store_counted_records_and_never_a_half_line() {
+        let Some(disk) = TinyDisk::mount("store-enospc", 64) else {
+            eprintln!("SKIP: cannot mount a tmpfs (not root)");
+            return;
+        };
+        let dir = disk.path().join("store");
+        let elsewhere = temp_dir("store-enospc-dest");
+        let cfg = Config {
+            store: Some(store_config(&dir)),
+            queue_size: 64,
+            ..test_config(Destination::File(elsewhere.path().join("flows.log")))
+        };
+        let w = start(&cfg);
+        let total = 3000u32;
+        for id in 0..total {
+            w.submit(record(id));
+            if id % 64 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let s = w.stop(Duration::from_millis(200));
+        let st = s.store.expect("store stats");
+        assert!(st.failed > 0, "a 64 KiB disk took 3000 records: {s:?}");
+        // Every record the destination got was stored or counted.
+        assert_eq!(st.written + st.failed, s.written, "{s:?}");
+        let live = store::list(&dir)
+            .unwrap()
+            .into_iter()
+            .find(|x| x.kind == store::SegmentKind::Live)
+            .unwrap();
+        let b = std::fs::read(live.data(&dir)).unwrap();
+        assert!(b.ends_with(b"\n"));
+        let lines = b.iter().filter(|&&c| c == b'\n').count() as u64;
+        assert_eq!(lines, st.written, "{s:?}");
+        for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+            masqlog_core::format::parse_line(std::str::from_utf8(l).unwrap()).unwrap();
+        }
+    }
+}
