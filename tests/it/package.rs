@@ -424,12 +424,23 @@ fn logs_a_flow_with_the_packaged_files(test: &str) {
             "masq1",
             "destination",
             &format!("unix:{}", masq_sock.display()),
+        )
+        .set(
+            "masq1",
+            "store_dir",
+            &lab.path("pkg-store").to_string_lossy(),
         );
     assert_eq!(
         UlogdConf::from_text(&packaged)
             .get("masq1", "destination")
             .as_deref(),
         Some(PACKAGE_DEST)
+    );
+    assert_eq!(
+        UlogdConf::from_text(&packaged)
+            .get("masq1", "store_dir")
+            .as_deref(),
+        Some("/var/lib/masqlog/store")
     );
     assert!(ulogd_conf.text().contains(&format!("plugin=\"{PLUGIN}\"")));
     // check-config agrees before ulogd starts
@@ -641,6 +652,10 @@ fn enable_on_debians_ulogd_conf_logs_a_flow_lookup_answers_and_disable_restores(
         "{enabled}"
     );
     assert!(enabled.contains(&format!("destination={PACKAGE_DEST}\n")));
+    assert!(
+        enabled.contains("\nstore_dir=/var/lib/masqlog/store\n"),
+        "{enabled}"
+    );
     assert_eq!(
         std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
         0o600
@@ -697,7 +712,8 @@ fn enable_on_debians_ulogd_conf_logs_a_flow_lookup_answers_and_disable_restores(
             "masqlog",
             "destination",
             &format!("unix:{}", masq_sock.display()),
-        );
+        )
+        .set("masqlog", "store_dir", &dir.join("store").to_string_lossy());
     assert_eq!(run_conf.masqlog_ids(), vec!["masqlog".to_string()]);
     let server = ok(
         lab.serve(FlowProto::Tcp, Family::V4, TCP_PORT, TCP_REPLY),
@@ -744,6 +760,39 @@ fn enable_on_debians_ulogd_conf_logs_a_flow_lookup_answers_and_disable_restores(
     assert!(
         answer.contains(&spec.client().ip().to_string()),
         "lookup does not name the client {}: {answer}",
+        spec.client()
+    );
+    // the same report from the evidence store the enabled config keeps
+    // (the writer adds a batch to the store as it sends it: wait for it)
+    let store = dir.join("store");
+    let store_s = store.to_string_lossy().to_string();
+    let lookup_store = || {
+        run(
+            &[
+                "/usr/bin/masqlog",
+                "lookup",
+                &public,
+                "--at",
+                &at,
+                "--store",
+                &store_s,
+            ],
+            None,
+        )
+    };
+    let answered = wait::poll("lookup --store answers", LINE_WAIT, || {
+        Ok((lookup_store().status.code() == Some(0)).then_some(()))
+    });
+    let out = lookup_store();
+    let from_store = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        answered.is_ok() && out.status.code() == Some(0),
+        "lookup {public} --at {at} --store {store_s}: {from_store}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        from_store.contains(&spec.client().to_string()),
+        "lookup --store does not name the client {}: {from_store}",
         spec.client()
     );
     let _ = u.stop();

@@ -11,6 +11,12 @@ pub const SYSLOG_SOCKET: &str = "/run/masqlog/log";
 /// The `destination=` of the package's config and of `masqlog enable`.
 pub const DESTINATION: &str = "unix:/run/masqlog/log";
 
+/// The `store_dir=` of the package's config and of `masqlog enable`: the
+/// plugin's own indexed evidence store, which `masqlog lookup --store`
+/// answers from in milliseconds. The package's postinst makes it for the
+/// user ulogd runs as (ulog), mode 0750.
+pub const STORE_DIR: &str = "/var/lib/masqlog/store";
+
 /// Where the package's rsyslog drop-in writes the records (rotated by
 /// `/etc/logrotate.d/masqlog`).
 pub const LOG_FILE: &str = "/var/log/masqlog.log";

@@ -356,6 +356,9 @@ pub fn check(file: &Path, text: &[u8], sys: &dyn System) -> Report {
     for (id, cfg) in &configs {
         check_destination(&mut r, id, &cfg.destination, sys);
         check_seal(&mut r, id, &cfg.seal, sys);
+        if let Some(store) = &cfg.store {
+            check_store(&mut r, id, &store.dir, sys);
+        }
     }
     spools::check_spools(&mut r, &spool_uses, &refused, sys);
     let transparent: Vec<&str> = configs
@@ -837,6 +840,45 @@ fn check_sysctls(r: &mut Report, sys: &dyn System) {
 
 /// Whether the instance's records will be sealed: the sealing state
 /// `masqlog keygen` makes, readable and well formed, and safe where it is.
+/// The evidence store's directory (`store_dir`): the plugin creates it
+/// (mode 0750) when it is missing and refuses one that is a symlink; its
+/// segments are evidence, so nobody but the writer may write there.
+fn check_store(r: &mut Report, id: &str, dir: &Path, sys: &dyn System) {
+    let subject = format!("[{id}] store_dir {}", dir.display());
+    let Ok(info) = sys.file_info(dir) else {
+        return r.ok(
+            subject,
+            "not there yet: the plugin creates it at start (mode 0750, owned like its parent); ulogd running as --uid ulog needs it owned by ulog (install -d -o ulog -m 0750)",
+        );
+    };
+    match info.kind {
+        FileKind::Dir => {}
+        FileKind::Symlink => {
+            return r.fail(
+                subject,
+                "is a symlink, which the plugin refuses: make it a directory (install -d -o ulog -m 0750)",
+            );
+        }
+        _ => return r.fail(subject, "is not a directory"),
+    }
+    let owner = user_name(sys, info.uid);
+    if info.mode & 0o022 != 0 {
+        r.fail(
+            subject,
+            format!(
+                "mode {:04o}: others may write to it (delete or replace evidence); chmod 0750 {}",
+                info.mode,
+                dir.display()
+            ),
+        );
+    } else {
+        r.ok(
+            subject,
+            format!("a directory, owner {owner}, mode {:04o}", info.mode),
+        );
+    }
+}
+
 /// It holds the forward-secure signing key: whoever reads it can seal
 /// forged records from its epoch on, and whoever can replace it (or the
 /// directory's entry) chooses the key. Nothing secret is shown.

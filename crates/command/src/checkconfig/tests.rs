@@ -1148,3 +1148,42 @@ fn the_spool_root_is_a_directory_others_may_not_write_to() {
         );
     }
 }
+
+#[test]
+fn the_store_dir_is_a_directory_only_the_writer_may_write_to() {
+    const STORE: &str = "/var/lib/masqlog/store";
+    let text = format!("{}store_dir={STORE}\n", good());
+    let mut sys = Fake::default();
+    let subject = format!("[masq1] store_dir {STORE}");
+    // without store_dir: nothing to say about a store
+    let r = run(&good(), &sys);
+    assert!(
+        !r.results.iter().any(|f| f.subject.contains("store_dir")),
+        "{}",
+        r.render_text()
+    );
+    let r = run(&text, &sys);
+    assert!(
+        has(&r, Status::Ok, &subject, "creates it"),
+        "{}",
+        r.render_text()
+    );
+    for (info, status, needle) in [
+        (info(FileKind::Dir, 0o750, 0), Status::Ok, "mode 0750"),
+        (info(FileKind::Dir, 0o770, 0), Status::Fail, "may write"),
+        (info(FileKind::Symlink, 0o777, 0), Status::Fail, "symlink"),
+        (
+            info(FileKind::File, 0o640, 0),
+            Status::Fail,
+            "not a directory",
+        ),
+    ] {
+        sys.infos.insert(STORE.into(), info);
+        let r = run(&text, &sys);
+        assert!(
+            has(&r, status, &subject, needle),
+            "{info:?}: {}",
+            r.render_text()
+        );
+    }
+}

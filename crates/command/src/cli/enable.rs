@@ -71,6 +71,14 @@ pub struct EnableArgs {
     /// ulogd_output_MASQLOG(5)).
     #[arg(long, value_name = "DEST", default_value = package::DESTINATION)]
     pub destination: String,
+    /// The evidence store's directory (store_dir): every record is also
+    /// kept there, indexed, for `masqlog lookup --store DIR`.
+    #[arg(long, value_name = "DIR", default_value = package::STORE_DIR, conflicts_with = "no_store")]
+    pub store_dir: String,
+    /// Keep no evidence store (no store_dir line): the records go to the
+    /// destination only.
+    #[arg(long)]
+    pub no_store: bool,
     /// ulogd's plugin directory, for the plugin= lines of a config that
     /// names its plugins.
     #[arg(long, value_name = "DIR")]
@@ -331,7 +339,13 @@ pub fn run_enable(args: &EnableArgs) -> anyhow::Result<()> {
         .unwrap_or_else(masqlog_core::ulogd_conf::default_plugin_dir);
     let plugins = Plugins::in_dir(&plugin_dir);
     let edit = edit_config(&path, c.dry_run, |file, text| {
-        enable::enable(file, text, &plugins, &args.destination)
+        enable::enable(
+            file,
+            text,
+            &plugins,
+            &args.destination,
+            (!args.no_store).then_some(args.store_dir.as_str()),
+        )
     })?;
     let sets_both = |t: &str| {
         let lines: Vec<String> = t.lines().map(|l| l.replace(' ', "")).collect();

@@ -347,8 +347,9 @@ pub fn debian_example(plugin_dir: &Path) -> anyhow::Result<String> {
         remote: None,
     };
     let ex = Example::Local;
-    let conf = UlogdConf::render(ex.template(), ex.file_name(), &subs)
+    let mut conf = UlogdConf::render(ex.template(), ex.file_name(), &subs)
         .map_err(|e| anyhow::anyhow!("rendering {}: {e}", ex.file_name()))?;
+    conf.set("masq1", "store_dir", masqlog_command::package::STORE_DIR);
     // The comments explain the placeholders the lab fills in: here they
     // are filled in already.
     let mut out = String::from(
@@ -362,7 +363,9 @@ pub fn debian_example(plugin_dir: &Path) -> anyhow::Result<String> {
          #   masqlog check-config /etc/ulogd-masqlog.conf\n\
          # The records go to /run/masqlog/log, the socket that\n\
          # /etc/rsyslog.d/30-masqlog.conf opens; rsyslog files them in\n\
-         # /var/log/masqlog.log (not through journald: see README.Debian).\n\
+         # /var/log/masqlog.log (not through journald: see README.Debian), and\n\
+         # into the evidence store /var/lib/masqlog/store, indexed for\n\
+         #   masqlog lookup PUBLIC:PORT --at TIME --store /var/lib/masqlog/store\n\
          #\n",
     );
     let mut skipping = false;
@@ -484,5 +487,6 @@ mod tests {
         assert!(c.contains("plugin=\"/usr/lib/x86_64-linux-gnu/ulogd/ulogd_output_MASQLOG.so\""));
         assert!(c.contains("logfile=\"/var/log/ulog/ulogd.log\""));
         assert!(c.contains("destination=unix:/run/masqlog/log"));
+        assert!(c.contains("\nstore_dir=/var/lib/masqlog/store\n"), "{c}");
     }
 }

@@ -165,8 +165,9 @@ fn blocks(file: &str, lines: &[&str]) -> Result<Blocks, EnableError> {
 }
 
 /// The sections of the package's config (`ulogd-conf/masqlog-local.conf`)
-/// under the names `ct` and `masq`, sending to `destination`.
-pub fn sections_text(ct: &str, masq: &str, destination: &str) -> String {
+/// under the names `ct` and `masq`, sending to `destination` and, with
+/// `store_dir`, keeping the evidence store there.
+pub fn sections_text(ct: &str, masq: &str, destination: &str, store_dir: Option<&str>) -> String {
     let subs = Substitutions {
         plugin_dir: "/".into(),
         masqlog_so: "/".into(),
@@ -178,6 +179,9 @@ pub fn sections_text(ct: &str, masq: &str, destination: &str) -> String {
     let mut conf = UlogdConf::render(ex.template(), ex.file_name(), &subs)
         .expect("the local example has no other placeholder");
     conf.set("masq1", "destination", destination);
+    if let Some(dir) = store_dir {
+        conf.set("masq1", "store_dir", dir);
+    }
     let text = conf.text();
     let start = text.find("\n[ct1]\n").expect("the example has [ct1]") + 1;
     let mut out = String::new();
@@ -217,6 +221,7 @@ pub fn enable(
     text: &str,
     plugins: &Plugins,
     destination: &str,
+    store_dir: Option<&str>,
 ) -> Result<Edit, EnableError> {
     let ls = lines(text);
     let (gblock, sblock) = blocks(file, &ls)?;
@@ -323,10 +328,11 @@ pub fn enable(
     };
     out.push_str(&format!(
         "{begin}\n\n{}{END}\n",
-        sections_text(&ct, &masq, destination)
+        sections_text(&ct, &masq, destination, store_dir)
     ));
     notes.push(format!(
-        "{file}: added stack={ct}:NFCT,{masq}:MASQLOG to [global] and the sections [{ct}] and [{masq}] (destination={destination})"
+        "{file}: added stack={ct}:NFCT,{masq}:MASQLOG to [global] and the sections [{ct}] and [{masq}] (destination={destination}{})",
+        store_dir.map(|d| format!(", store_dir={d}")).unwrap_or_default()
     ));
     Ok(Edit {
         text: out,
@@ -376,6 +382,11 @@ pub fn disable(file: &str, text: &str) -> Result<Edit, EnableError> {
 /// The destination enable writes: the package's.
 pub fn default_destination() -> &'static str {
     package::DESTINATION
+}
+
+/// The evidence store enable configures: the package's.
+pub fn default_store_dir() -> Option<&'static str> {
+    Some(package::STORE_DIR)
 }
 
 #[cfg(test)]

@@ -12,7 +12,14 @@ fn plugins() -> Plugins {
 }
 
 fn on(text: &str) -> Edit {
-    enable(FILE, text, &plugins(), default_destination()).unwrap()
+    enable(
+        FILE,
+        text,
+        &plugins(),
+        default_destination(),
+        default_store_dir(),
+    )
+    .unwrap()
 }
 
 fn stacks(text: &str) -> Vec<String> {
@@ -152,7 +159,14 @@ fn names_in_use_are_not_taken() {
 #[test]
 fn a_hand_made_masqlog_stack_is_left_alone() {
     let text = "[global]\nstack=ct1:NFCT,masq1:MASQLOG\n[ct1]\n[masq1]\n";
-    let err = enable(FILE, text, &plugins(), default_destination()).unwrap_err();
+    let err = enable(
+        FILE,
+        text,
+        &plugins(),
+        default_destination(),
+        default_store_dir(),
+    )
+    .unwrap_err();
     assert!(
         matches!(err, EnableError::HandMade { line: 2, .. }),
         "{err}"
@@ -162,7 +176,14 @@ fn a_hand_made_masqlog_stack_is_left_alone() {
 
 #[test]
 fn no_global_section_is_refused() {
-    let err = enable(FILE, "[ct1]\nx=1\n", &plugins(), default_destination()).unwrap_err();
+    let err = enable(
+        FILE,
+        "[ct1]\nx=1\n",
+        &plugins(),
+        default_destination(),
+        default_store_dir(),
+    )
+    .unwrap_err();
     assert!(matches!(err, EnableError::NoGlobal { .. }), "{err}");
 }
 
@@ -170,7 +191,14 @@ fn no_global_section_is_refused() {
 fn a_damaged_block_is_refused_by_both() {
     let e = on(DEBIAN);
     let damaged = e.text.replacen(&format!("{END}\n"), "", 1);
-    let err = enable(FILE, &damaged, &plugins(), default_destination()).unwrap_err();
+    let err = enable(
+        FILE,
+        &damaged,
+        &plugins(),
+        default_destination(),
+        default_store_dir(),
+    )
+    .unwrap_err();
     assert!(matches!(err, EnableError::Damaged { .. }), "{err}");
     assert!(disable(FILE, &damaged).is_err());
 }
