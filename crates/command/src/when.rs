@@ -337,14 +337,40 @@ pub fn parse_zone(input: &str) -> Result<Zone, TimeError> {
 pub fn default_zone(tz_flag: Option<&str>) -> Result<Zone, TimeError> {
     match tz_flag {
         Some(z) => parse_zone(z),
-        None => match TimeZone::try_system() {
-            Ok(tz) => {
-                let name = tz.iana_name().unwrap_or("system zone").to_string();
-                Ok(Zone::Tz { tz, name })
-            }
-            Err(e) => Err(TimeError::SystemZone { why: e.to_string() }),
+        None => match localtime_zone() {
+            Some(zone) => Ok(zone),
+            None => match TimeZone::try_system() {
+                Ok(tz) => {
+                    let name = tz.iana_name().unwrap_or("system zone").to_string();
+                    Ok(Zone::Tz { tz, name })
+                }
+                Err(e) => Err(TimeError::SystemZone { why: e.to_string() }),
+            },
         },
     }
+}
+
+/// The system zone read from `/etc/localtime` itself, named by its symlink
+/// (`.../zoneinfo/Europe/Amsterdam`): the zone jiff would find, without
+/// its listing of the whole time-zone database first (about a millisecond
+/// of every lookup). `None` when `TZ` is set or `/etc/localtime` is no
+/// such symlink to a TZif file: jiff's own search then decides.
+fn localtime_zone() -> Option<Zone> {
+    use std::io::Read as _;
+    const LOCALTIME: &str = "/etc/localtime";
+    if std::env::var_os("TZ").is_some() {
+        return None;
+    }
+    let target = std::fs::read_link(LOCALTIME).ok()?;
+    let name = target.to_str()?.rsplit_once("zoneinfo/")?.1.to_string();
+    let mut bytes = Vec::new();
+    std::fs::File::open(LOCALTIME)
+        .ok()?
+        .take(1 << 20)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let tz = TimeZone::tzif(&name, &bytes).ok()?;
+    Some(Zone::Tz { tz, name })
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -1121,6 +1147,21 @@ mod tests {
             at("1970-01-01T00:00:00.0000009Z", &utc()),
             vec!["1970-01-01T00:00:00Z"]
         );
+    }
+
+    #[test]
+    fn the_zone_read_from_etc_localtime_is_the_one_jiff_finds() {
+        let (Some(ours), Ok(jiffs)) = (super::localtime_zone(), TimeZone::try_system()) else {
+            return; // TZ set, or no /etc/localtime symlink here: nothing to compare
+        };
+        let Zone::Tz { tz, name } = ours else {
+            panic!("not a zone of the database: {ours:?}");
+        };
+        assert_eq!(Some(name.as_str()), jiffs.iana_name());
+        for secs in [0, 1_700_000_000, 1_790_000_000, 2_000_000_000] {
+            let t = jiff::Timestamp::from_second(secs).unwrap();
+            assert_eq!(tz.to_offset(t), jiffs.to_offset(t), "at {t}");
+        }
     }
 
     #[test]
