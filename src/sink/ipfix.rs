@@ -19,10 +19,11 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::transport::{
-    Limit, MIN_TIMEOUT, SendError, Transport, peer_closed, timed_out, write_frame,
+    DatagramSocket, Limit, SendError, Transport, connect_within, peer_closed, send_datagram,
+    write_frame,
 };
 use masqlog_core::config::IpfixConfig;
 use masqlog_core::ipfix::{FIRST_TEMPLATE, MessageBuilder, shape_of};
@@ -38,6 +39,8 @@ pub(super) struct Ipfix {
     to: SocketAddr,
     cfg: IpfixConfig,
     socket: Socket,
+    /// The send timeout set on the UDP socket (`send_datagram`).
+    timeout: Option<Duration>,
     /// Data records sent in this session: the next message's sequence
     /// number (modulo 2^32).
     sequence: u32,
@@ -60,6 +63,7 @@ impl Ipfix {
             } else {
                 Socket::Udp(None)
             },
+            timeout: None,
             sequence: 0,
             known: 0,
             refreshed: None,
@@ -73,13 +77,8 @@ impl Ipfix {
         match &mut self.socket {
             Socket::Udp(Some(_)) => {}
             Socket::Udp(sock) => {
-                let any: SocketAddr = match self.to {
-                    SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-                    SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-                };
-                let s = UdpSocket::bind(any)?;
-                s.connect(self.to)?;
-                *sock = Some(s);
+                *sock = Some(UdpSocket::open(&self.to)?);
+                self.timeout = None;
                 self.sequence = 0;
                 self.known = 0;
             }
@@ -88,11 +87,7 @@ impl Ipfix {
                     *stream = None;
                 }
                 if stream.is_none() {
-                    let left = limit.left();
-                    if left.is_zero() {
-                        return Err(timed_out("no time left to connect".into()));
-                    }
-                    let s = TcpStream::connect_timeout(&self.to, left.max(MIN_TIMEOUT))?;
+                    let s = connect_within(&self.to, limit)?;
                     s.set_nonblocking(true)?;
                     *stream = Some(s);
                     self.sequence = 0;
@@ -122,30 +117,7 @@ impl Ipfix {
             .map_or(0, |d| d.as_secs() as u32);
         let msg = self.builder.finish(secs, self.sequence, self.cfg.domain_id);
         match &mut self.socket {
-            Socket::Udp(Some(sock)) => loop {
-                let slice = limit.slice().ok_or_else(|| {
-                    timed_out(format!(
-                        "the collector's socket did not take the {}-byte message within the send timeout",
-                        msg.len()
-                    ))
-                })?;
-                sock.set_write_timeout(Some(slice))?;
-                match sock.send(msg) {
-                    Ok(n) if n == msg.len() => return Ok(()),
-                    Ok(n) => {
-                        return Err(io::Error::other(format!(
-                            "short datagram: {n} of {} bytes sent",
-                            msg.len()
-                        )));
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => return Err(e),
-                }
-            },
+            Socket::Udp(Some(sock)) => send_datagram(sock, &mut self.timeout, msg, limit),
             Socket::Tcp(Some(stream)) => write_frame(stream, msg, limit, &mut 0),
             _ => Err(io::Error::from(io::ErrorKind::NotConnected)),
         }

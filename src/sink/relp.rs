@@ -218,14 +218,7 @@ impl Relp {
 
     /// Connects and opens the session.
     fn connect(&mut self, limit: &Limit<'_>) -> io::Result<()> {
-        let left = limit.left();
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no time left to connect",
-            ));
-        }
-        let stream = TcpStream::connect_timeout(&self.addr, left)?;
+        let stream = super::transport::connect_within(&self.addr, limit)?;
         stream.set_nodelay(true)?;
         self.stream = Some(stream);
         self.inbuf.clear();

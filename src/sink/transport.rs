@@ -130,7 +130,7 @@ fn open_with(dest: &Destination, ipfix: IpfixConfig) -> Box<dyn Transport> {
 }
 
 /// A connected datagram socket of some family.
-trait DatagramSocket: Sized + Send + std::os::fd::AsFd {
+pub(super) trait DatagramSocket: Sized + Send + std::os::fd::AsFd {
     type Addr: Send;
     fn open(to: &Self::Addr) -> io::Result<Self>;
     fn set_send_timeout(&self, t: Duration) -> io::Result<()>;
@@ -208,35 +208,13 @@ impl<S: DatagramSocket> Datagram<S> {
                     .insert(S::open(&self.to).map_err(SendError::Retry)?)
             }
         };
-        loop {
-            let Some(slice) = limit.slice() else {
-                return Err(SendError::Retry(timed_out(format!(
-                    "the receiver did not take the {}-byte message within the send timeout",
-                    msg.len()
-                ))));
-            };
-            if self.timeout != Some(slice) {
-                sock.set_send_timeout(slice).map_err(SendError::Retry)?;
-                self.timeout = Some(slice);
+        send_datagram(sock, &mut self.timeout, msg, limit).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EMSGSIZE) {
+                SendError::Reject(e)
+            } else {
+                SendError::Retry(e)
             }
-            match sock.send_one(msg) {
-                Ok(n) if n == msg.len() => return Ok(()),
-                Ok(n) => {
-                    return Err(SendError::Retry(io::Error::other(format!(
-                        "short datagram: {n} of {} bytes sent",
-                        msg.len()
-                    ))));
-                }
-                // The receiver's queue is still full after a slice: the
-                // loop head checks the limit.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                    return Err(SendError::Reject(e));
-                }
-                Err(e) => return Err(SendError::Retry(e)),
-            }
-        }
+        })
     }
 
     /// Sends what the socket takes of `msgs` at once in one `sendmmsg`,
@@ -366,12 +344,7 @@ impl Tcp {
         let stream = match &mut self.stream {
             Some(stream) => stream,
             None => {
-                // Not sliced: std has no way to resume a connect.
-                let left = limit.left();
-                if left.is_zero() {
-                    return Err(timed_out("no time left to connect".into()));
-                }
-                let stream = TcpStream::connect_timeout(&self.addr, left.max(MIN_TIMEOUT))?;
+                let stream = connect_within(&self.addr, limit)?;
                 stream.set_nonblocking(true)?;
                 self.stream.insert(stream)
             }
@@ -431,6 +404,57 @@ impl Transport for Tcp {
         }
         Ok(())
     }
+}
+
+/// Sends `msg` as one datagram on `sock` within `limit`, waiting a slice at
+/// a time while the receiver's queue is full; `timeout` is the send
+/// timeout set on `sock` (`None`: not known), so that an unchanged one
+/// costs no syscall.
+pub(super) fn send_datagram<S: DatagramSocket>(
+    sock: &S,
+    timeout: &mut Option<Duration>,
+    msg: &[u8],
+    limit: &Limit<'_>,
+) -> io::Result<()> {
+    loop {
+        let Some(slice) = limit.slice() else {
+            return Err(timed_out(format!(
+                "the receiver did not take the {}-byte message within the send timeout",
+                msg.len()
+            )));
+        };
+        if *timeout != Some(slice) {
+            sock.set_send_timeout(slice)?;
+            *timeout = Some(slice);
+        }
+        match sock.send_one(msg) {
+            Ok(n) if n == msg.len() => return Ok(()),
+            Ok(n) => {
+                return Err(io::Error::other(format!(
+                    "short datagram: {n} of {} bytes sent",
+                    msg.len()
+                )));
+            }
+            // The receiver's queue is still full after a slice: the loop
+            // head checks the limit.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A TCP connection to `addr` within the time `limit` leaves (not sliced:
+/// std has no way to resume a connect).
+pub(super) fn connect_within(addr: &SocketAddr, limit: &Limit<'_>) -> io::Result<TcpStream> {
+    let left = limit.left();
+    if left.is_zero() {
+        return Err(timed_out("no time left to connect".into()));
+    }
+    TcpStream::connect_timeout(addr, left.max(MIN_TIMEOUT))
 }
 
 /// Whether the receiver already closed (FIN: read returns 0) or reset
