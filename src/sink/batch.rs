@@ -142,13 +142,19 @@ impl Formatter {
                 out.clear();
                 panic_message(&*panic).to_string()
             })?;
+        self.seal_and_keep(start, out);
+        Ok(())
+    }
+
+    /// The last steps of every message: sealed (when sealing is on), then
+    /// kept in the evidence store (when there is one), as it goes out.
+    fn seal_and_keep(&mut self, start: usize, msg: &mut Vec<u8>) {
         if let Some(s) = &mut self.sealer {
-            s.seal(kind, start, out);
+            s.seal(self.kind, start, msg);
         }
         if let Some(s) = &mut self.store {
-            s.add(out, None);
+            s.add(msg, None);
         }
-        Ok(())
     }
 
     /// The gap record of `gap`, stamped with its end; empty for IPFIX,
@@ -159,25 +165,17 @@ impl Formatter {
         }
         let mut msg = Vec::with_capacity(256);
         let start = gap::write_syslog(self.kind, &self.origin.header(gap.to), gap, &mut msg);
-        if let Some(s) = &mut self.sealer {
-            s.seal(self.kind, start, &mut msg);
-        }
-        if let Some(s) = &mut self.store {
-            s.add(&msg, None);
-        }
+        self.seal_and_keep(start, &mut msg);
         msg
     }
 
     /// A chain record, sealed, stamped now; `None` when not sealing.
     pub(super) fn chain(&mut self, rec: &ChainRecord) -> Option<Vec<u8>> {
-        let s = self.sealer.as_mut()?;
+        self.sealer.as_ref()?;
         let mut msg = Vec::with_capacity(256);
         let hdr = self.origin.header(Timestamp::now());
         let start = chain::write_syslog(self.kind, &hdr, rec, &mut msg);
-        s.seal(self.kind, start, &mut msg);
-        if let Some(st) = &mut self.store {
-            st.add(&msg, None);
-        }
+        self.seal_and_keep(start, &mut msg);
         Some(msg)
     }
 }
