@@ -30,11 +30,9 @@ use postgres::{Client, NoTls};
 
 use super::transport::{Limit, SendError, Transport};
 use masqlog_core::config::PgTarget;
-use masqlog_core::pgrow::{COLUMNS, write_row};
+use masqlog_core::pgrow::{COLUMNS, SCHEMA_VERSION, write_row};
 use masqlog_core::record::Timestamp;
 
-/// The schema version this build writes (`sql/schema_v1.sql`).
-pub(crate) const SCHEMA_VERSION: i32 = 1;
 /// Days whose partition is known to exist, at most (then forgotten).
 const DAYS_KEPT: usize = 64;
 /// The shortest connect timeout handed to the client.

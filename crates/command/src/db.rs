@@ -18,7 +18,7 @@ use crate::lookup::source::{Input, Rows};
 use crate::lookup::{AbuseReport, window_for};
 
 /// The schema this build creates and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub use masqlog_core::pgrow::SCHEMA_VERSION;
 /// Version 1 of the schema.
 pub const SCHEMA_V1: &str = include_str!("../../../sql/schema_v1.sql");
 

@@ -20,6 +20,10 @@ use crate::record::{Endpoint, Event, IdentStatus, Remote, Timestamp};
 use crate::seal::hex_string;
 use crate::time::{days_from_civil, write_rfc3339_micros};
 
+/// The schema version these rows are for (`sql/schema_v1.sql`): the one
+/// the plugin writes and the command creates and reads.
+pub const SCHEMA_VERSION: i32 = 1;
+
 /// The columns a row gives, in order (the `COPY` column list).
 pub const COLUMNS: &str = "at, router, instance, event, nat, proto, conntrack_id, \
 client_ip, client_port, masq_ip, masq_port, remote_ip, remote_port, remote_hash, \
