@@ -5,20 +5,23 @@
 //! written once per turn of the writer's loop (or every 256 KiB), with the
 //! same bytes and order the destination gets.
 //!
-//! Closing a segment (compressing and indexing it) and retention run on a
-//! thread of their own (`masqlog-store`), fed by a bounded channel: the
-//! writer never waits for them. A segment that could not be handed over
-//! (the channel full) stays live on disk and is closed at the next start.
+//! Closing a segment (compressing and indexing it), the live segment's
+//! index (`NAME.lix`, kept up to date about once a second from the length
+//! the writer last completed) and retention run on a thread of their own
+//! (`masqlog-store`), fed by a bounded channel: the writer never waits for
+//! them. A segment that could not be handed over (the channel full) stays
+//! live on disk and is closed at the next start.
 //! A write the disk refuses is cut back to the segment's last whole line;
 //! its records are counted (`store_failed`) and reported.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crossbeam_channel::{Sender, bounded};
-use masqlog_core::store::{self, StoreConfig, StoreWriter};
+use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
+use masqlog_core::store::{self, LiveIndexer, StoreConfig, StoreWriter};
 
 use super::notices::{Level, Outbox};
 
@@ -26,6 +29,12 @@ use super::notices::{Level, Outbox};
 const FLUSH_BYTES: usize = 256 << 10;
 /// Segments waiting to be closed.
 const CLOSE_QUEUE: usize = 16;
+/// How often the store's thread brings the live segment's index up to
+/// date.
+const LIVE_INDEX_TICK: Duration = Duration::from_secs(1);
+
+/// The live segment's name and the length the writer last completed.
+type LiveLen = Arc<Mutex<Option<(String, u64)>>>;
 
 /// The store's own accounting, in the statistics line.
 #[derive(Debug, Default)]
@@ -69,6 +78,7 @@ pub(super) struct StoreSink {
     counts: Arc<StoreCounts>,
     closer: Option<Sender<String>>,
     thread: Option<JoinHandle<()>>,
+    live: LiveLen,
     /// The last write failed: said once until one succeeds.
     failing: bool,
     /// A failure not yet reported (it happened where no outbox was at hand).
@@ -102,18 +112,51 @@ impl StoreSink {
         let dir = cfg.dir.clone();
         let (keep, max) = (cfg.keep, cfg.max_bytes);
         let c = Arc::clone(&counts);
+        let live: LiveLen = Arc::default();
+        let progress = Arc::clone(&live);
         let thread = std::thread::Builder::new()
             .name("masqlog-store".into())
             .spawn(move || {
-                for name in rx {
-                    // A panic costs this segment's close (it stays live on
-                    // disk, closed at the next start), not the thread.
-                    let r = std::panic::catch_unwind(|| store::close_segment(&dir, &name));
-                    if matches!(r, Ok(Ok(_))) {
-                        c.closed.fetch_add(1, SeqCst);
+                let mut indexer: Option<LiveIndexer> = None;
+                // A segment whose index failed: not tried again (lookup
+                // reads it as plain lines).
+                let mut given_up: Option<String> = None;
+                loop {
+                    match rx.recv_timeout(LIVE_INDEX_TICK) {
+                        Ok(name) => {
+                            if indexer.as_ref().is_some_and(|i| i.name() == name) {
+                                indexer = None;
+                            }
+                            // A panic costs this segment's close (it stays
+                            // live on disk, closed at the next start), not
+                            // the thread.
+                            let r = std::panic::catch_unwind(|| store::close_segment(&dir, &name));
+                            if matches!(r, Ok(Ok(_))) {
+                                c.closed.fetch_add(1, SeqCst);
+                            }
+                            let now = masqlog_core::record::Timestamp::now().secs;
+                            let _ = store::prune(&dir, keep, max, now);
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
-                    let _ =
-                        store::prune(&dir, keep, max, masqlog_core::record::Timestamp::now().secs);
+                    let Some((name, len)) = progress.lock().map_or(None, |g| g.clone()) else {
+                        continue;
+                    };
+                    if given_up.as_deref() == Some(name.as_str()) {
+                        continue;
+                    }
+                    if indexer.as_ref().is_none_or(|i| i.name() != name) {
+                        indexer = Some(LiveIndexer::new(&name));
+                    }
+                    let ix = indexer.as_mut().expect("set above");
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        ix.advance(&dir, len, false)
+                    }));
+                    if !matches!(r, Ok(Ok(_))) {
+                        indexer = None;
+                        given_up = Some(name);
+                    }
                 }
             })
             .map_err(|e| format!("cannot start the store thread: {e}"))?;
@@ -124,6 +167,7 @@ impl StoreSink {
             counts,
             closer: Some(tx),
             thread: Some(thread),
+            live,
             failing: false,
             unreported: None,
         })
@@ -157,6 +201,12 @@ impl StoreSink {
             Ok(rolled) => {
                 self.counts.written.fetch_add(self.lines, SeqCst);
                 self.failing = false;
+                if let (Ok(mut g), Some((name, len))) = (self.live.lock(), self.writer.live_len()) {
+                    match g.as_mut() {
+                        Some(l) if l.0 == name => l.1 = len,
+                        _ => *g = Some((name.to_string(), len)),
+                    }
+                }
                 if let Some(name) = rolled
                     && let Some(tx) = &self.closer
                 {
@@ -263,6 +313,50 @@ mod tests {
             }
         }
         assert_eq!(stored, std::fs::read(&file).unwrap());
+    }
+
+    #[test]
+    fn the_store_thread_keeps_an_index_of_the_live_segment() {
+        let tmp = temp_dir("store-live-index");
+        let dir = tmp.path().join("store");
+        let cfg = Config {
+            store: Some(store_config(&dir)),
+            ..test_config(Destination::File(tmp.path().join("flows.log")))
+        };
+        let w = start(&cfg);
+        // Well past the first step of the live index (1 MiB of lines).
+        let mut id = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let lix = loop {
+            for _ in 0..2000 {
+                w.submit(record(id));
+                id += 1;
+            }
+            let live = store::list(&dir)
+                .unwrap()
+                .into_iter()
+                .find(|x| x.kind == store::SegmentKind::Live);
+            if let Some(p) = live
+                .map(|l| store::live_index_path(&dir, &l.name))
+                .filter(|p| p.exists())
+            {
+                break p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no live index after {id} records"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let s = w.stop(Duration::from_secs(30));
+        assert_eq!(s.store.expect("store stats").failed, 0, "{s:?}");
+        let index =
+            store::Index::read(&mut std::fs::read(&lix).unwrap().as_slice(), "lix").unwrap();
+        let live = std::fs::read(lix.with_extension("log")).unwrap();
+        assert!(index.stamp.len >= store::live::MIN_STEP && index.stamp.len <= live.len() as u64);
+        let last = index.frames.last().unwrap();
+        assert_eq!(last.raw_offset + u64::from(last.raw_len), index.stamp.len);
+        assert_eq!(live[index.stamp.len as usize - 1], b'\n');
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use masqlog_core::format::parse::parse_line;
-use masqlog_core::store::{self, StoreConfig, StoreWriter};
+use masqlog_core::store::{self, LiveIndexer, StoreConfig, StoreWriter};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,6 +29,11 @@ struct Args {
     /// store from the same day of lines).
     #[arg(long, default_value_t = 0)]
     day: i64,
+    /// Leave the last segment live, with the index the plugin's store
+    /// thread keeps of it (brought up to date after every append, written
+    /// when it has grown enough, as in the plugin).
+    #[arg(long)]
+    live: bool,
 }
 
 fn cpu() -> Duration {
@@ -65,7 +70,9 @@ fn main() -> Result<()> {
     let mut buf = Vec::with_capacity(1 << 20);
     let mut last = 0i64;
     let wall = Instant::now();
+    let mut live: Option<LiveIndexer> = None;
     let flush = |w: &mut StoreWriter,
+                 live: &mut Option<LiveIndexer>,
                  buf: &mut Vec<u8>,
                  at: i64,
                  wc: &mut Duration,
@@ -82,6 +89,16 @@ fn main() -> Result<()> {
             store::close_segment(&a.store, &name)?;
             *cc += cpu() - c1;
         }
+        if a.live
+            && let Some((name, len)) = w.live_len()
+        {
+            if live.as_ref().is_none_or(|l| l.name() != name) {
+                *live = Some(LiveIndexer::new(name));
+            }
+            if let Some(l) = live.as_mut() {
+                l.advance(&a.store, len, false)?;
+            }
+        }
         Ok(())
     };
     for line in r.split(b'\n') {
@@ -94,19 +111,42 @@ fn main() -> Result<()> {
             .map_or(last, |t| t.secs + shift);
         // The plugin writes a batch at a time: one append per second of lines.
         if at != last && !buf.is_empty() {
-            flush(&mut w, &mut buf, last, &mut write_cpu, &mut close_cpu)?;
+            flush(
+                &mut w,
+                &mut live,
+                &mut buf,
+                last,
+                &mut write_cpu,
+                &mut close_cpu,
+            )?;
         }
         last = at;
         buf.extend_from_slice(&line);
         buf.push(b'\n');
         n += 1;
     }
-    flush(&mut w, &mut buf, last, &mut write_cpu, &mut close_cpu)?;
+    flush(
+        &mut w,
+        &mut live,
+        &mut buf,
+        last,
+        &mut write_cpu,
+        &mut close_cpu,
+    )?;
     let c0 = cpu();
-    if let Some(name) = w.roll() {
+    if !a.live
+        && let Some(name) = w.roll()
+    {
         store::close_segment(&a.store, &name)?;
     }
     close_cpu += cpu() - c0;
+    if let Some(l) = &live {
+        println!(
+            "masqlog-storegen: live segment {} left live, its index covering {} bytes",
+            l.name(),
+            l.covered()
+        );
+    }
     println!(
         "masqlog-storegen: {n} records in {:.1} s; writer {:.3} us/record (append), closer CPU {:.3} us/record (compress and index)",
         wall.elapsed().as_secs_f64(),

@@ -313,16 +313,29 @@ pub fn scan(queries: &[&AbuseReport], inputs: &[Input], opts: ScanOptions<'_>) -
     for st in stores {
         let Input::Path(dir) = st else { continue };
         let mut r = store::read(&mut s, dir, &endpoints, window.as_ref());
-        notes.push(format!(
-            "{}: evidence store: {} frame{} of {} closed segment{} decoded, {} live segment{} read",
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let mut note = format!(
+            "{}: evidence store: {} frame{} of {} segment{} read",
             dir.display(),
             r.frames,
-            if r.frames == 1 { "" } else { "s" },
+            plural(r.frames),
             r.segments,
-            if r.segments == 1 { "" } else { "s" },
+            plural(r.segments),
+        );
+        if r.live_indexed > 0 {
+            note += &format!(
+                ", {} live segment{} searched through its index ({} bytes after it read as lines)",
+                r.live_indexed,
+                plural(r.live_indexed),
+                r.live_tail_bytes
+            );
+        }
+        note += &format!(
+            ", {} live segment{} read whole",
             r.live.len(),
-            if r.live.len() == 1 { "" } else { "s" },
-        ));
+            plural(r.live.len())
+        );
+        notes.push(note);
         s.stats.inputs += r.segments;
         unreadable.append(&mut r.unreadable);
         live.append(&mut r.live);

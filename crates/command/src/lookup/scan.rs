@@ -663,6 +663,34 @@ impl<'p> Scanner<'p> {
         self.process(idx, data, offset, 0, &mut skew);
     }
 
+    /// Reads a plain file from byte `offset` (line `first_line`) to its
+    /// end, every line: the lines of a live store segment after what its
+    /// index covers.
+    pub fn read_rest(
+        &mut self,
+        spec: &Spec,
+        file: &mut std::fs::File,
+        offset: u64,
+        first_line: u64,
+    ) -> Result<(), String> {
+        let idx = self.sources.len();
+        self.sources.push(SourceInfo {
+            spec: spec.clone(),
+            start_offset: offset,
+            base_line: Some(first_line),
+        });
+        let mut skew = Skew::default();
+        self.order = Order {
+            full: true,
+            ..Order::default()
+        };
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| e.to_string())?;
+        self.scan_stream(idx, file, &mut skew, None)
+            .map(|_| ())
+            .map_err(|(e, at, line)| describe_read_error(&e, at, line, false))
+    }
+
     fn read_source(&mut self, idx: usize, opened: Opened) -> Result<(), String> {
         let mut skew = Skew::default();
         self.order = Order {

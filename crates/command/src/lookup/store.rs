@@ -10,7 +10,11 @@
 //! while a flow that started in the window has no end line yet, the next
 //! segments up to its start plus `max_age`, as the plain reader follows it.
 //! Without a window (`--scan-all`, `--max-age unlimited`, batch) every
-//! segment's index is searched. The live segment is read as a plain file
+//! segment's index is searched. The live segment is searched through its
+//! index (`NAME.lix`, kept by the plugin's store thread, see
+//! `masqlog_core::store::live`), whose frames are byte ranges of the live
+//! file, and the lines after what that index covers are read as they are;
+//! a live segment without a usable index is read as a plain file
 //! (bisected like any other).
 //!
 //! **Evidence** names the compressed segment `seg-...zst`; its offset and
@@ -151,6 +155,20 @@ pub struct StoreRead {
     pub unreadable: Vec<(String, String)>,
     pub segments: usize,
     pub frames: usize,
+    /// Live segments searched through their index ...
+    pub live_indexed: usize,
+    /// ... and the bytes after what their indexes cover, read as lines.
+    pub live_tail_bytes: u64,
+}
+
+/// The index of a live segment, when it has one that fits the file (it
+/// covers no more than the file holds), with the file's length.
+fn live_index(dir: &Path, seg: &store::SegmentFile) -> Option<(std::path::PathBuf, u64)> {
+    let lix = store::live_index_path(dir, &seg.name);
+    let len = std::fs::symlink_metadata(seg.data(dir)).ok()?.len();
+    std::fs::symlink_metadata(&lix)
+        .is_ok_and(|m| m.is_file())
+        .then_some((lix, len))
 }
 
 /// Reads the frames of the closed segments of the store `dir` that can
@@ -204,7 +222,8 @@ pub fn read_as(
     let mut flows: std::collections::HashMap<(IpAddr, u16, i64), FlowHits> =
         std::collections::HashMap::new();
     let mut gap_frames: Vec<(usize, u32)> = Vec::new();
-    let mut opened: Vec<(usize, Index)> = Vec::new();
+    // (segment, its index, whether live: frames are plain byte ranges)
+    let mut opened: Vec<(usize, Index, bool)> = Vec::new();
     let mut pending: HashSet<(IpAddr, u16, i64)> = HashSet::new();
     for (i, seg) in segs.iter().enumerate() {
         let (from_t, to_t) = span(i);
@@ -226,16 +245,24 @@ pub fn read_as(
             }
             continue;
         }
-        if seg.kind == SegmentKind::Live {
-            out.live.push(Spec::File(seg.data(dir)));
-            continue;
-        }
-        let idx_path = seg.index(dir);
+        let (idx_path, live_len) = match seg.kind {
+            SegmentKind::Closed => (seg.index(dir), None),
+            SegmentKind::Live => match live_index(dir, seg) {
+                Some((lix, len)) => (lix, Some(len)),
+                None => {
+                    out.live.push(Spec::File(seg.data(dir)));
+                    continue;
+                }
+            },
+        };
         let name = idx_path.display().to_string();
         let res = (|| -> Result<Index, String> {
             let f = File::open(&idx_path).map_err(|e| crate::access::why(&idx_path, &e))?;
             let mut r = BufReader::with_capacity(64 << 10, f);
             let index = Index::read(&mut r, &name).map_err(|e| e.to_string())?;
+            if live_len.is_some_and(|len| index.stamp.len > len) {
+                return Err("covers more than the live segment holds".into());
+            }
             for &(ip, port) in targets {
                 let hits = index
                     .hits(r.get_mut(), &name, ip, port)
@@ -271,9 +298,11 @@ pub fn read_as(
             }
             Ok(index)
         })();
-        match res {
-            Ok(index) => opened.push((i, index)),
-            Err(why) => out.unreadable.push((name, why)),
+        match (res, live_len) {
+            (Ok(index), _) => opened.push((i, index, live_len.is_some())),
+            // A live segment is read whole when its index is no use.
+            (Err(_), Some(_)) => out.live.push(Spec::File(seg.data(dir))),
+            (Err(why), None) => out.unreadable.push((name, why)),
         }
     }
     // Pass 2: the flows that can matter.
@@ -330,7 +359,7 @@ pub fn read_as(
     let mut current: Option<(usize, File)> = None;
     let mut comp = Vec::new();
     for (k, frame) in want {
-        let (i, index) = &opened[k];
+        let (i, index, plain) = &opened[k];
         let data = segs[*i].data(dir);
         if current.as_ref().is_none_or(|c| c.0 != k) {
             match File::open(&data) {
@@ -354,11 +383,15 @@ pub fn read_as(
             continue;
         };
         comp.resize(fr.comp_len as usize, 0);
-        let raw = f
+        let read = f
             .seek(SeekFrom::Start(fr.comp_offset))
             .and_then(|_| f.read_exact(&mut comp))
-            .map_err(|e| e.to_string())
-            .and_then(|_| store::decode_frame(&comp, fr.raw_len).map_err(|e| e.to_string()));
+            .map_err(|e| e.to_string());
+        let raw = match read {
+            Ok(()) if *plain => Ok(std::mem::take(&mut comp)),
+            Ok(()) => store::decode_frame(&comp, fr.raw_len).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
         match raw {
             Ok(raw) => {
                 out.frames += 1;
@@ -368,6 +401,22 @@ pub fn read_as(
                 format!("{} frame {frame}", data.display()),
                 format!("cannot be decoded: {why}"),
             )),
+        }
+    }
+    // The lines of live segments after what their indexes cover.
+    for (i, index, _) in opened.iter().filter(|o| o.2) {
+        let data = segs[*i].data(dir);
+        let spec = Spec::File(data.clone());
+        out.live_indexed += 1;
+        let res = File::open(&data)
+            .map_err(|e| crate::access::why(&data, &e))
+            .and_then(|mut f| {
+                let len = f.metadata().map_err(|e| e.to_string())?.len();
+                out.live_tail_bytes += len.saturating_sub(index.stamp.len);
+                scanner.read_rest(&spec, &mut f, index.stamp.len, index.lines + 1)
+            });
+        if let Err(e) = res {
+            out.unreadable.push((data.display().to_string(), e));
         }
     }
     out

@@ -304,3 +304,110 @@ fn an_index_beside_a_rotated_file_gives_the_same_answers_and_evidence() {
         .count();
     assert_eq!(left, 1, "the plain file's new index only");
 }
+
+#[test]
+fn a_live_segment_searched_through_its_index_gives_the_plain_files_answers() {
+    let tmp = temp_dir("store-live-index");
+    let mut rng = Rng::new(23);
+    let ev = flows(Format::Text, 4, &mut rng);
+    let plain = tmp.path().join("flows.log");
+    let store_dir = tmp.path().join("store");
+    // One live segment for the whole span; its index covers about the
+    // first 60 % (whole frames), the rest is read as lines.
+    let (mut w, _) = StoreWriter::open(StoreConfig {
+        dir: store_dir.clone(),
+        roll: Duration::from_secs(86_400),
+        roll_bytes: 1 << 30,
+        keep: Duration::from_secs(86_400 * 400),
+        max_bytes: 0,
+    })
+    .unwrap();
+    let mut f = std::fs::File::create(&plain).unwrap();
+    let mut ix: Option<store::LiveIndexer> = None;
+    for (k, (at, l)) in ev.iter().enumerate() {
+        writeln!(f, "{l}").unwrap();
+        assert_eq!(
+            w.append(format!("{l}\n").as_bytes(), ev[0].0).unwrap(),
+            None
+        );
+        if k == ev.len() * 6 / 10 {
+            let (name, len) = w.live_len().unwrap();
+            let x = ix.get_or_insert_with(|| store::LiveIndexer::new(name));
+            assert!(x.advance(&store_dir, len, true).unwrap(), "at {at}");
+        }
+    }
+    let covered = ix.unwrap().covered();
+    let total = std::fs::metadata(&plain).unwrap().len();
+    assert!(
+        covered > total / 3 && covered < total,
+        "{covered} of {total}"
+    );
+    let mut found = 0;
+    for k in 0..100 {
+        let at = t("2026-11-21T10:00:00Z").secs + (rng.next_u64() % (4 * 3600 + 600)) as i64;
+        let masq = if k % 2 == 0 {
+            "192.0.2.1"
+        } else {
+            "[2001:db8::1]"
+        };
+        let public = format!("{masq}:{}", 50000 + rng.next_u64() % 40);
+        let when = masqlog_core::time::utc_string(Timestamp::new(at, 0), false);
+        let query = q(&public, &when);
+        let (ps, pv) = run(&query, &plain);
+        let (ss, sv) = run(&query, &store_dir);
+        assert!(
+            ss.notes
+                .iter()
+                .any(|n| n.contains("1 live segment searched through its index")),
+            "{:?}",
+            ss.notes
+        );
+        assert_eq!(
+            evidence_of(&ps, &pv),
+            evidence_of(&ss, &sv),
+            "{public} at {when}"
+        );
+        assert_eq!(pv.stale.len(), sv.stale.len(), "{public} at {when}");
+        assert!(ss.unreadable.is_empty(), "{:?}", ss.unreadable);
+        found += usize::from(!pv.matches.is_empty());
+        // Evidence names the live file, at the plain file's offsets and
+        // lines (the same bytes).
+        let ev_p: Vec<_> = pv
+            .matches
+            .iter()
+            .flat_map(|m| ps.evidence(&m.flow))
+            .collect();
+        let ev_s: Vec<_> = sv
+            .matches
+            .iter()
+            .flat_map(|m| ss.evidence(&m.flow))
+            .collect();
+        for (a, b) in ev_p.iter().zip(&ev_s) {
+            assert!(
+                b.file.ends_with(".log") && b.file.contains("seg-"),
+                "{}",
+                b.file
+            );
+            assert_eq!((a.offset, a.line), (b.offset, b.line));
+        }
+    }
+    assert!(found > 20, "only {found} reports found a flow");
+    // An index that claims more than the file holds is not used.
+    let name = w.live_len().unwrap().0.to_string();
+    let seg = store_dir.join(format!("{name}.log"));
+    let cut = std::fs::read(&seg).unwrap();
+    let keep = cut[..covered as usize - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    std::fs::write(&seg, &cut[..keep]).unwrap();
+    let (ss, _) = run(&q("192.0.2.1:50001", "2026-11-21T11:00:00Z"), &store_dir);
+    assert!(
+        ss.notes
+            .iter()
+            .any(|n| n.contains("1 live segment read whole")),
+        "{:?}",
+        ss.notes
+    );
+}

@@ -175,8 +175,9 @@ impl IndexBuilder {
         self.lines += n;
     }
 
-    /// The index file's bytes.
-    pub fn finish(self, stamp: SourceStamp) -> Vec<u8> {
+    /// The index file's bytes (of the frames added so far: a live
+    /// segment's index is written again as it grows).
+    pub fn finish(&self, stamp: SourceStamp) -> Vec<u8> {
         let base = self.raw.iter().map(|r| r.2).min().unwrap_or(0);
         let mut entries: Vec<Entry> = self
             .raw

@@ -8,6 +8,7 @@
 //! ```text
 //! masqlog-store                 marker: "masqlog store 1"
 //! seg-20261204T170000Z.log      the live segment: plain lines, appended
+//! seg-20261204T170000Z.lix      its index so far (see [`live`])
 //! seg-20261204T160000Z.zst      closed: the same bytes, zstd frames
 //! seg-20261204T160000Z.idx      its index (see [`index`])
 //! ```
@@ -34,6 +35,7 @@
 //! and `zstdcat NAME.zst | sed -n LINEp` show it.
 
 pub mod index;
+pub mod live;
 pub mod segment;
 
 use std::fs::{self, File, OpenOptions};
@@ -43,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use index::{Frame, Hit, Index, SourceStamp};
+pub use live::{LiveIndexer, live_index_path};
 pub use segment::{SegmentBuilder, decode_frame, whole_lines};
 
 /// The marker file that makes a directory a store.
@@ -227,6 +230,12 @@ pub fn close_segment(dir: &Path, name: &str) -> Result<Closed, StoreError> {
     let f = open_nofollow(&log, OpenOptions::new().read(true)).map_err(|e| io_err(&log, e))?;
     let len = f.metadata().map_err(|e| io_err(&log, e))?.len();
     let closed = write_closed(dir, name, &log, f.take(len), SourceStamp::default())?;
+    match fs::remove_file(live_index_path(dir, name)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(io_err(&live_index_path(dir, name), e));
+        }
+        _ => {}
+    }
     fs::remove_file(&log).map_err(|e| io_err(&log, e))?;
     Ok(closed)
 }
@@ -401,12 +410,18 @@ impl StoreWriter {
             rec.to_close.push(s.name);
         }
         // A live segment whose closed form is complete: the crash came
-        // between the rename and the removal.
+        // between the rename and the removal. A live index without its
+        // live segment is left from such a crash too.
         for e in fs::read_dir(dir).map_err(|e| io_err(dir, e))?.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if let Some(stem) = n.strip_suffix(".log")
                 && dir.join(format!("{stem}.zst")).exists()
                 && dir.join(format!("{stem}.idx")).exists()
+            {
+                let _ = fs::remove_file(live_index_path(dir, stem));
+                let _ = fs::remove_file(e.path());
+            } else if let Some(stem) = n.strip_suffix(".lix")
+                && !dir.join(format!("{stem}.log")).exists()
             {
                 let _ = fs::remove_file(e.path());
             }
@@ -428,6 +443,12 @@ impl StoreWriter {
     /// The live segment's name, when one is open.
     pub fn live(&self) -> Option<&str> {
         self.live.as_ref().map(|l| l.name.as_str())
+    }
+
+    /// The live segment's name and the length of what was written to it
+    /// whole (for its index, [`LiveIndexer::advance`]).
+    pub fn live_len(&self) -> Option<(&str, u64)> {
+        self.live.as_ref().map(|l| (l.name.as_str(), l.len))
     }
 
     /// Closes the live segment's file (without compressing it): returns

@@ -56,13 +56,34 @@ pub struct SegmentBuilder<W: Write> {
     raw_offset: u64,
     next_line: u64,
     lines_in_buf: u64,
-    compressor: zstd::bulk::Compressor<'static>,
+    /// `None`: frames are stored as they are (a live segment's index,
+    /// whose frames are byte ranges of the plain file).
+    compressor: Option<zstd::bulk::Compressor<'static>>,
     scratch: Vec<u8>,
+}
+
+impl SegmentBuilder<std::io::Sink> {
+    /// Indexes without compressing or writing: each frame is the byte
+    /// range of the plain lines it covers (`comp_offset` = `raw_offset`,
+    /// `comp_len` = `raw_len`), for the index of a live segment.
+    pub fn plain() -> Self {
+        SegmentBuilder {
+            compressor: None,
+            ..Self::with(std::io::sink())
+        }
+    }
 }
 
 impl<W: Write> SegmentBuilder<W> {
     pub fn new(out: W) -> Result<Self, StoreError> {
         Ok(SegmentBuilder {
+            compressor: Some(zstd::bulk::Compressor::new(LEVEL).map_err(StoreError::Compress)?),
+            ..Self::with(out)
+        })
+    }
+
+    fn with(out: W) -> Self {
+        SegmentBuilder {
             out,
             buf: Vec::with_capacity(FRAME_RAW + (16 << 10)),
             keys: Vec::new(),
@@ -72,9 +93,21 @@ impl<W: Write> SegmentBuilder<W> {
             raw_offset: 0,
             next_line: 1,
             lines_in_buf: 0,
-            compressor: zstd::bulk::Compressor::new(LEVEL).map_err(StoreError::Compress)?,
+            compressor: None,
             scratch: Vec::new(),
-        })
+        }
+    }
+
+    /// The plain bytes in whole frames so far (what [`Self::index_so_far`]
+    /// covers).
+    pub fn framed_len(&self) -> u64 {
+        self.raw_offset
+    }
+
+    /// The index of the frames made so far (the lines after the last one
+    /// are not in it).
+    pub fn index_so_far(&self, stamp: SourceStamp) -> Vec<u8> {
+        self.index.finish(stamp)
     }
 
     /// Adds whole lines (each ending with `\n`; a last line without one is
@@ -110,18 +143,23 @@ impl<W: Write> SegmentBuilder<W> {
             return Ok(());
         }
         let frame = self.index.frames() as u32;
-        self.scratch.clear();
-        self.scratch
-            .reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
-        self.compressor
-            .compress_to_buffer(&self.buf, &mut self.scratch)
-            .map_err(StoreError::Compress)?;
-        self.out
-            .write_all(&self.scratch)
-            .map_err(StoreError::Write)?;
+        let comp_len = match &mut self.compressor {
+            Some(c) => {
+                self.scratch.clear();
+                self.scratch
+                    .reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
+                c.compress_to_buffer(&self.buf, &mut self.scratch)
+                    .map_err(StoreError::Compress)?;
+                self.out
+                    .write_all(&self.scratch)
+                    .map_err(StoreError::Write)?;
+                self.scratch.len()
+            }
+            None => self.buf.len(),
+        };
         self.index.add_frame(Frame {
             comp_offset: self.comp_offset,
-            comp_len: self.scratch.len() as u32,
+            comp_len: comp_len as u32,
             raw_len: self.buf.len() as u32,
             raw_offset: self.raw_offset,
             first_line: self.next_line,
@@ -132,7 +170,7 @@ impl<W: Write> SegmentBuilder<W> {
         for (from, to) in self.gaps.drain(..) {
             self.index.add_gap(GapRef { from, to, frame });
         }
-        self.comp_offset += self.scratch.len() as u64;
+        self.comp_offset += comp_len as u64;
         self.raw_offset += self.buf.len() as u64;
         self.next_line += self.lines_in_buf;
         self.index.count_lines(self.lines_in_buf);

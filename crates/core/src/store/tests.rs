@@ -298,3 +298,83 @@ fn a_torn_file_without_any_newline_is_emptied() {
     assert_eq!(fs::read(&p).unwrap(), b"");
     assert_eq!(whole_lines(b"a\nb"), 2);
 }
+
+#[test]
+fn the_live_index_covers_whole_frames_of_the_plain_file_and_grows_by_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let (mut w, _) = StoreWriter::open(cfg(&dir)).unwrap();
+    let t0 = 1_795_262_400;
+    let (data, flows) = lines(12_000, t0, Format::Text);
+    // Written in pieces that end in the middle of a line: the indexer
+    // takes only the writer's completed lengths, which end at line ends.
+    let mut ix: Option<LiveIndexer> = None;
+    let mut wrote = 0;
+    for piece in data
+        .split_inclusive(|&b| b == b'\n')
+        .collect::<Vec<_>>()
+        .chunks(700)
+    {
+        let bytes: Vec<u8> = piece.concat();
+        w.append(&bytes, t0 + 10).unwrap();
+        let (name, len) = w.live_len().unwrap();
+        let ix = ix.get_or_insert_with(|| LiveIndexer::new(name));
+        if ix.advance(&dir, len, false).unwrap() {
+            wrote += 1;
+        }
+    }
+    let ix = ix.unwrap();
+    let name = ix.name().to_string();
+    assert!(wrote >= 1, "{} bytes gave no index", data.len());
+    let path = live_index_path(&dir, &name);
+    let index = Index::read(&mut fs::read(&path).unwrap().as_slice(), "lix").unwrap();
+    assert_eq!(index.stamp.len, ix.covered());
+    assert!(index.stamp.len <= data.len() as u64 && index.stamp.len >= super::live::MIN_STEP);
+    // Frames are byte ranges of the live file, in order, at line starts.
+    let mut at = 0;
+    for f in &index.frames {
+        assert_eq!((f.comp_offset, f.comp_len), (f.raw_offset, f.raw_len));
+        assert_eq!(f.raw_offset, at);
+        let lines_before = data[..at as usize].iter().filter(|&&b| b == b'\n').count() as u64;
+        assert_eq!(f.first_line, lines_before + 1);
+        at += u64::from(f.raw_len);
+    }
+    assert_eq!(at, index.stamp.len);
+    // Every flow whose start line lies in the covered part is found, in
+    // the frame that holds it.
+    let mut found = 0;
+    for (ip, port, start) in flows {
+        let hits = index
+            .hits(&mut Cursor::new(fs::read(&path).unwrap()), "lix", ip, port)
+            .unwrap();
+        let Some(h) = hits.iter().find(|h| h.start == start) else {
+            continue;
+        };
+        let f = index.frames[h.frame as usize];
+        let raw = &data[f.raw_offset as usize..][..f.raw_len as usize];
+        assert!(
+            memchr::memmem::find(raw, format!(":{port} ").as_bytes()).is_some(),
+            "flow on port {port} not in its frame"
+        );
+        found += 1;
+    }
+    assert!(found > 1000, "{found} flows found");
+    // Forced, it covers every whole frame; the close removes it.
+    let (_, len) = w.live_len().unwrap();
+    let mut ix = ix;
+    ix.advance(&dir, len, true).unwrap();
+    let rolled = w.roll().unwrap();
+    close_segment(&dir, &rolled).unwrap();
+    assert!(!path.exists(), "the close leaves no live index");
+}
+
+#[test]
+fn a_live_index_left_without_its_segment_is_removed_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let (_w, _) = StoreWriter::open(cfg(&dir)).unwrap();
+    let stray = live_index_path(&dir, "seg-20261122T000000Z");
+    fs::write(&stray, b"x").unwrap();
+    let (_w, _) = StoreWriter::open(cfg(&dir)).unwrap();
+    assert!(!stray.exists());
+}
