@@ -124,13 +124,20 @@ impl StoreSink {
                 loop {
                     match rx.recv_timeout(LIVE_INDEX_TICK) {
                         Ok(name) => {
-                            if indexer.as_ref().is_some_and(|i| i.name() == name) {
-                                indexer = None;
-                            }
+                            // Its lines indexed so far are not parsed again.
+                            let ix = indexer.take_if(|i| i.name() == name);
                             // A panic costs this segment's close (it stays
                             // live on disk, closed at the next start), not
                             // the thread.
-                            let r = std::panic::catch_unwind(|| store::close_segment(&dir, &name));
+                            let r =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                                    || match ix {
+                                        Some(ix) => ix
+                                            .close(&dir)
+                                            .or_else(|_| store::close_segment(&dir, &name)),
+                                        None => store::close_segment(&dir, &name),
+                                    },
+                                ));
                             if matches!(r, Ok(Ok(_))) {
                                 c.closed.fetch_add(1, SeqCst);
                             }

@@ -29,9 +29,9 @@ struct Args {
     /// store from the same day of lines).
     #[arg(long, default_value_t = 0)]
     day: i64,
-    /// Leave the last segment live, with the index the plugin's store
-    /// thread keeps of it (brought up to date after every append, written
-    /// when it has grown enough, as in the plugin).
+    /// Keep the live segment's index as the plugin's store thread does
+    /// (brought up to date after every append, written when it has grown
+    /// enough; a segment closed from it), and leave the last segment live.
     #[arg(long)]
     live: bool,
 }
@@ -84,10 +84,14 @@ fn main() -> Result<()> {
         let rolled = w.append(buf, at)?;
         buf.clear();
         *wc += t0.elapsed();
+        // The store thread's work: closing (from the live index when
+        // there is one, as the plugin does) and keeping the live index.
         let c1 = cpu();
         if let Some(name) = rolled {
-            store::close_segment(&a.store, &name)?;
-            *cc += cpu() - c1;
+            match live.take_if(|l| l.name() == name) {
+                Some(l) => l.close(&a.store)?,
+                None => store::close_segment(&a.store, &name)?,
+            };
         }
         if a.live
             && let Some((name, len)) = w.live_len()
@@ -99,6 +103,7 @@ fn main() -> Result<()> {
                 l.advance(&a.store, len, false)?;
             }
         }
+        *cc += cpu() - c1;
         Ok(())
     };
     for line in r.split(b'\n') {
@@ -148,10 +153,15 @@ fn main() -> Result<()> {
         );
     }
     println!(
-        "masqlog-storegen: {n} records in {:.1} s; writer {:.3} us/record (append), closer CPU {:.3} us/record (compress and index)",
+        "masqlog-storegen: {n} records in {:.1} s; writer {:.3} us/record (append), store thread CPU {:.3} us/record ({})",
         wall.elapsed().as_secs_f64(),
         write_cpu.as_secs_f64() * 1e6 / n.max(1) as f64,
         close_cpu.as_secs_f64() * 1e6 / n.max(1) as f64,
+        if a.live {
+            "live index, then compress at close"
+        } else {
+            "index and compress at close"
+        },
     );
     Ok(())
 }

@@ -124,7 +124,16 @@ pub struct IndexBuilder {
     first: Option<i64>,
     last: Option<i64>,
     lines: u64,
+    /// For an index written again as it grows ([`Self::finish_again`]):
+    /// its base, how many of `raw` are in `sorted`, and those entries,
+    /// sorted.
+    again: Option<(i64, usize, Vec<Entry>)>,
 }
+
+/// How far before its earliest start an index written again as it grows
+/// puts its base, so that later lines of older flows still fit (a line
+/// older than that makes it sort everything again).
+const AGAIN_BASE_MARGIN: i64 = 366 * 86_400;
 
 pub fn v6(ip: IpAddr) -> Ipv6Addr {
     match ip {
@@ -171,6 +180,12 @@ impl IndexBuilder {
         self.frames.len()
     }
 
+    /// The frames added so far, to be compressed one by one (a live
+    /// segment's plain frames, at its close).
+    pub fn frames_mut(&mut self) -> &mut [Frame] {
+        &mut self.frames
+    }
+
     pub fn count_lines(&mut self, n: u64) {
         self.lines += n;
     }
@@ -179,9 +194,43 @@ impl IndexBuilder {
     /// segment's index is written again as it grows).
     pub fn finish(&self, stamp: SourceStamp) -> Vec<u8> {
         let base = self.raw.iter().map(|r| r.2).min().unwrap_or(0);
-        let mut entries: Vec<Entry> = self
-            .raw
-            .iter()
+        let mut entries = Self::entries(&self.raw, base);
+        entries.sort_unstable();
+        entries.dedup();
+        self.encode(&entries, base, stamp)
+    }
+
+    /// [`Self::finish`] for an index written again and again as its
+    /// segment grows (a live segment's): the entries sorted for the last
+    /// one are kept, and only the new ones sorted and merged in (the base
+    /// is set a year before the earliest start, so it rarely moves).
+    pub fn finish_again(&mut self, stamp: SourceStamp) -> Vec<u8> {
+        let (base, upto, mut sorted) = self.again.take().unwrap_or((i64::MAX, 0, Vec::new()));
+        let new = &self.raw[upto..];
+        let (base, mut sorted, new) = match new.iter().map(|r| r.2).min() {
+            Some(m) if m < base => {
+                let all = self.raw.iter().map(|r| r.2).min().unwrap_or(m);
+                (
+                    all.saturating_sub(AGAIN_BASE_MARGIN),
+                    Vec::new(),
+                    &self.raw[..],
+                )
+            }
+            _ => (base, std::mem::take(&mut sorted), new),
+        };
+        let mut add = Self::entries(new, base);
+        add.sort_unstable();
+        sorted.extend(add);
+        // Two sorted runs: the stable sort merges them in linear time.
+        sorted.sort();
+        sorted.dedup();
+        let out = self.encode(&sorted, base, stamp);
+        self.again = Some((base, self.raw.len(), sorted));
+        out
+    }
+
+    fn entries(raw: &[(u16, u16, i64, Option<i64>, u32)], base: i64) -> Vec<Entry> {
+        raw.iter()
             .filter_map(|&(addr, port, start, end, frame)| {
                 let start_rel = u32::try_from(start - base).ok()?;
                 let span = match end {
@@ -198,9 +247,10 @@ impl IndexBuilder {
                     frame,
                 })
             })
-            .collect();
-        entries.sort_unstable();
-        entries.dedup();
+            .collect()
+    }
+
+    fn encode(&self, entries: &[Entry], base: i64, stamp: SourceStamp) -> Vec<u8> {
         let blocks: Vec<&[Entry]> = entries.chunks(BLOCK_ENTRIES).collect();
         let mut out = vec![0u8; HEADER_LEN];
         out[0..8].copy_from_slice(MAGIC);

@@ -25,7 +25,7 @@ use std::path::Path;
 
 use super::index::SourceStamp;
 use super::segment::{SegmentBuilder, whole_lines};
-use super::{StoreError, create, io_err, open_nofollow};
+use super::{Closed, StoreError, close_indexed, create, io_err, open_nofollow, remove_live};
 
 /// A new index is written when its frames grew by at least this ...
 pub const MIN_STEP: u64 = 1 << 20;
@@ -77,12 +77,49 @@ impl LiveIndexer {
     /// has grown enough (`force`: whenever it covers more than the last
     /// one). Returns whether an index was written.
     pub fn advance(&mut self, dir: &Path, len: u64, force: bool) -> Result<bool, StoreError> {
-        let path = dir.join(format!("{}.log", self.name));
+        self.take(dir, len)?;
+        let framed = self.builder.framed_len();
+        let grown = framed.saturating_sub(self.written);
+        let due = grown >= MIN_STEP.max(self.written / STEP_DIVISOR);
+        if grown == 0 || !(due || force) {
+            return Ok(false);
+        }
+        self.write(dir, framed)?;
+        self.written = framed;
+        Ok(true)
+    }
+
+    /// Closes the segment (rolled: no longer written) as
+    /// [`close_segment`](super::close_segment) does, with the same files
+    /// as a result, but from the frames and entries indexed so far: only
+    /// its last lines are parsed, and its frames compressed.
+    pub fn close(mut self, dir: &Path) -> Result<Closed, StoreError> {
+        let len = self
+            .open(dir)?
+            .metadata()
+            .map_err(|e| io_err(dir, e))?
+            .len();
+        self.take(dir, len)?;
+        let file = self.file.take().expect("opened above");
+        let closed = close_indexed(dir, &self.name, &file, self.builder.into_index()?)?;
+        remove_live(dir, &self.name)?;
+        Ok(closed)
+    }
+
+    fn open(&mut self, dir: &Path) -> Result<&File, StoreError> {
         if self.file.is_none() {
+            let path = dir.join(format!("{}.log", self.name));
             let f = open_nofollow(&path, OpenOptions::new().read(true))
                 .map_err(|e| io_err(&path, e))?;
             self.file = Some(f);
         }
+        Ok(self.file.as_ref().expect("opened above"))
+    }
+
+    /// Gives the builder the whole lines within the first `len` bytes.
+    fn take(&mut self, dir: &Path, len: u64) -> Result<(), StoreError> {
+        let path = dir.join(format!("{}.log", self.name));
+        self.open(dir)?;
         let f = self.file.as_ref().expect("opened above");
         while self.taken < len {
             let want = (len - self.taken).min(READ_CHUNK as u64) as usize;
@@ -100,18 +137,10 @@ impl LiveIndexer {
             self.builder.push(&self.buf[..cut])?;
             self.taken += cut as u64;
         }
-        let framed = self.builder.framed_len();
-        let grown = framed.saturating_sub(self.written);
-        let due = grown >= MIN_STEP.max(self.written / STEP_DIVISOR);
-        if grown == 0 || !(due || force) {
-            return Ok(false);
-        }
-        self.write(dir, framed)?;
-        self.written = framed;
-        Ok(true)
+        Ok(())
     }
 
-    fn write(&self, dir: &Path, framed: u64) -> Result<(), StoreError> {
+    fn write(&mut self, dir: &Path, framed: u64) -> Result<(), StoreError> {
         let bytes = self.builder.index_so_far(SourceStamp {
             len: framed,
             mtime: 0,

@@ -230,14 +230,62 @@ pub fn close_segment(dir: &Path, name: &str) -> Result<Closed, StoreError> {
     let f = open_nofollow(&log, OpenOptions::new().read(true)).map_err(|e| io_err(&log, e))?;
     let len = f.metadata().map_err(|e| io_err(&log, e))?.len();
     let closed = write_closed(dir, name, &log, f.take(len), SourceStamp::default())?;
+    remove_live(dir, name)?;
+    Ok(closed)
+}
+
+/// Compresses the frames of a live segment that `live` has indexed to its
+/// last whole line (so its lines are parsed once, not again at the
+/// close): the same files [`close_segment`] writes, byte for byte.
+fn close_indexed(
+    dir: &Path,
+    name: &str,
+    log: &File,
+    mut index: index::IndexBuilder,
+) -> Result<Closed, StoreError> {
+    let path = dir.join(format!("{name}.log"));
+    let zst_tmp = dir.join(format!("{name}.zst.tmp"));
+    let dir_meta = fs::metadata(dir).map_err(|e| io_err(dir, e))?;
+    let _ = fs::remove_file(&zst_tmp);
+    let out = create(&zst_tmp, &dir_meta).map_err(|e| io_err(&zst_tmp, e))?;
+    let mut w = io::BufWriter::new(out);
+    let mut c = zstd::bulk::Compressor::new(segment::LEVEL).map_err(StoreError::Compress)?;
+    let (mut raw, mut comp) = (Vec::new(), Vec::new());
+    let mut at = 0u64;
+    let mut raw_total = 0u64;
+    for f in index.frames_mut() {
+        raw.resize(f.raw_len as usize, 0);
+        std::os::unix::fs::FileExt::read_exact_at(log, &mut raw, f.raw_offset)
+            .map_err(|e| io_err(&path, e))?;
+        comp.clear();
+        comp.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        c.compress_to_buffer(&raw, &mut comp)
+            .map_err(StoreError::Compress)?;
+        w.write_all(&comp).map_err(StoreError::Write)?;
+        f.comp_offset = at;
+        f.comp_len = comp.len() as u32;
+        at += comp.len() as u64;
+        raw_total = f.raw_offset + u64::from(f.raw_len);
+    }
+    let out = w.into_inner().map_err(|e| io_err(&zst_tmp, e.error()))?;
+    let bytes = index.finish(SourceStamp {
+        len: raw_total,
+        ..SourceStamp::default()
+    });
+    commit(dir, name, &out, &bytes, raw_total, &dir_meta)
+}
+
+/// Removes what is left of a closed live segment: its index, then its
+/// file.
+fn remove_live(dir: &Path, name: &str) -> Result<(), StoreError> {
+    let log = dir.join(format!("{name}.log"));
     match fs::remove_file(live_index_path(dir, name)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             return Err(io_err(&live_index_path(dir, name), e));
         }
         _ => {}
     }
-    fs::remove_file(&log).map_err(|e| io_err(&log, e))?;
-    Ok(closed)
+    fs::remove_file(&log).map_err(|e| io_err(&log, e))
 }
 
 /// Writes the closed segment `name` (`.zst` and `.idx`) in `dir` from the
@@ -251,8 +299,6 @@ pub fn write_closed(
     src: impl Read,
     stamp: SourceStamp,
 ) -> Result<Closed, StoreError> {
-    let zst = dir.join(format!("{name}.zst"));
-    let idx = dir.join(format!("{name}.idx"));
     let zst_tmp = dir.join(format!("{name}.zst.tmp"));
     let idx_tmp = dir.join(format!("{name}.idx.tmp"));
     let dir_meta = fs::metadata(dir).map_err(|e| io_err(dir, e))?;
@@ -288,16 +334,34 @@ pub fn write_closed(
     };
     let (w, index) = b.finish(stamp)?;
     let out = w.into_inner().map_err(|e| io_err(&zst_tmp, e.error()))?;
+    commit(dir, name, &out, &index, raw, &dir_meta)
+}
+
+/// The last steps of a close: the compressed file `NAME.zst.tmp` (`out`,
+/// written) synced, the index written to `NAME.idx.tmp` and synced, both
+/// renamed, the directory synced.
+fn commit(
+    dir: &Path,
+    name: &str,
+    out: &File,
+    index: &[u8],
+    raw: u64,
+    dir_meta: &fs::Metadata,
+) -> Result<Closed, StoreError> {
+    let zst = dir.join(format!("{name}.zst"));
+    let idx = dir.join(format!("{name}.idx"));
+    let zst_tmp = dir.join(format!("{name}.zst.tmp"));
+    let idx_tmp = dir.join(format!("{name}.idx.tmp"));
     out.sync_all().map_err(|e| io_err(&zst_tmp, e))?;
     let stored = out.metadata().map_err(|e| io_err(&zst_tmp, e))?.len();
-    let mut fi = create(&idx_tmp, &dir_meta).map_err(|e| io_err(&idx_tmp, e))?;
-    fi.write_all(&index)
+    let mut fi = create(&idx_tmp, dir_meta).map_err(|e| io_err(&idx_tmp, e))?;
+    fi.write_all(index)
         .and_then(|_| fi.sync_all())
         .map_err(|e| io_err(&idx_tmp, e))?;
     fs::rename(&zst_tmp, &zst).map_err(|e| io_err(&zst, e))?;
     fs::rename(&idx_tmp, &idx).map_err(|e| io_err(&idx, e))?;
     sync_dir(dir).map_err(|e| io_err(dir, e))?;
-    let frames = Index::read(&mut index.as_slice(), name).map_or(0, |i| i.frames.len());
+    let frames = Index::read(&mut &index[..], name).map_or(0, |i| i.frames.len());
     Ok(Closed {
         raw_bytes: raw,
         stored_bytes: stored + index.len() as u64,

@@ -104,10 +104,17 @@ impl<W: Write> SegmentBuilder<W> {
         self.raw_offset
     }
 
+    /// The lines after the last frame made into one more frame; the
+    /// index of them all (for [`super::live::LiveIndexer::close`]).
+    pub fn into_index(mut self) -> Result<IndexBuilder, StoreError> {
+        self.flush_frame()?;
+        Ok(self.index)
+    }
+
     /// The index of the frames made so far (the lines after the last one
     /// are not in it).
-    pub fn index_so_far(&self, stamp: SourceStamp) -> Vec<u8> {
-        self.index.finish(stamp)
+    pub fn index_so_far(&mut self, stamp: SourceStamp) -> Vec<u8> {
+        self.index.finish_again(stamp)
     }
 
     /// Adds whole lines (each ending with `\n`; a last line without one is

@@ -378,3 +378,110 @@ fn a_live_index_left_without_its_segment_is_removed_at_the_next_start() {
     let (_w, _) = StoreWriter::open(cfg(&dir)).unwrap();
     assert!(!stray.exists());
 }
+
+#[test]
+fn closing_from_the_live_index_writes_the_same_files_as_closing_from_scratch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t0 = 1_795_262_400;
+    let (data, _) = lines(9_000, t0, Format::Rfc5424);
+    let mut out = Vec::new();
+    for (k, via_index) in [false, true].into_iter().enumerate() {
+        let dir = tmp.path().join(format!("store{k}"));
+        let (mut w, _) = StoreWriter::open(cfg(&dir)).unwrap();
+        let mut ix: Option<LiveIndexer> = None;
+        for piece in data
+            .split_inclusive(|&b| b == b'\n')
+            .collect::<Vec<_>>()
+            .chunks(500)
+        {
+            w.append(&piece.concat(), t0 + 10).unwrap();
+            let (name, len) = w.live_len().unwrap();
+            if via_index {
+                ix.get_or_insert_with(|| LiveIndexer::new(name))
+                    .advance(&dir, len, false)
+                    .unwrap();
+            }
+        }
+        // A torn last line is not taken either way.
+        let name = w.roll().unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(format!("{name}.log")))
+            .unwrap()
+            .write_all(b"<30>1 2026-11-22T00:00:00Z gw1 masqlog - - - torn")
+            .unwrap();
+        let closed = match ix {
+            Some(ix) => ix.close(&dir).unwrap(),
+            None => close_segment(&dir, &name).unwrap(),
+        };
+        assert_eq!(closed.raw_bytes, data.len() as u64);
+        let segs = list(&dir).unwrap();
+        assert_eq!(segs.len(), 1);
+        assert_eq!(segs[0].kind, SegmentKind::Closed);
+        assert!(!live_index_path(&dir, &name).exists());
+        assert!(!dir.join(format!("{name}.log")).exists());
+        out.push((
+            fs::read(segs[0].data(&dir)).unwrap(),
+            fs::read(segs[0].index(&dir)).unwrap(),
+            closed,
+        ));
+    }
+    assert!(out[0].0 == out[1].0, "the .zst files differ");
+    assert!(out[0].1 == out[1].1, "the .idx files differ");
+    assert_eq!(out[0].2, out[1].2);
+}
+
+#[test]
+fn an_index_written_again_as_it_grows_finds_what_a_fresh_one_finds() {
+    use super::index::{IndexBuilder, LineKey};
+    let mut b = IndexBuilder::new();
+    let t0 = 1_795_262_400;
+    let mut seed = 7u64;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    let ips: [IpAddr; 2] = ["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
+    for round in 0..6u32 {
+        for k in 0..3000u32 {
+            // Mostly recent starts; now and then a flow far older than any
+            // before (its base moves) .
+            let age = if next() % 500 == 0 {
+                400 * 86_400
+            } else {
+                (next() % 7200) as i64
+            };
+            let start = t0 + i64::from(round * 600 + k / 10) - age;
+            let end = (next() % 2 == 0).then_some(start + age + 5);
+            b.add(
+                LineKey {
+                    addr: ips[(k % 2) as usize],
+                    port: 50_000 + (next() % 20) as u16,
+                    start,
+                    end,
+                },
+                round * 4 + k / 1000,
+            );
+        }
+        let again = b.finish_again(SourceStamp::default());
+        let fresh = b.finish(SourceStamp::default());
+        let ia = Index::read(&mut again.as_slice(), "again").unwrap();
+        let ifr = Index::read(&mut fresh.as_slice(), "fresh").unwrap();
+        for ip in ips {
+            for port in 50_000..50_020 {
+                let mut ha = ia
+                    .hits(&mut Cursor::new(&again), "again", ip, port)
+                    .unwrap();
+                let mut hf = ifr
+                    .hits(&mut Cursor::new(&fresh), "fresh", ip, port)
+                    .unwrap();
+                ha.sort_by_key(|h| (h.start, h.end, h.frame));
+                hf.sort_by_key(|h| (h.start, h.end, h.frame));
+                assert!(!hf.is_empty());
+                assert_eq!(ha, hf, "round {round}: {ip} {port}");
+            }
+        }
+    }
+}
