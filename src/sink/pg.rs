@@ -36,9 +36,11 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::net::IpAddr;
 use std::pin::pin;
+use std::sync::Arc;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
@@ -55,6 +57,8 @@ const DAYS_KEPT: usize = 64;
 const MIN_TIME: Duration = Duration::from_secs(1);
 /// The shortest `statement_timeout` set on the server.
 const MIN_STATEMENT: Duration = Duration::from_secs(10);
+/// How long a failed call waits for the connection's own reason.
+const ENDED_GRACE: Duration = Duration::from_millis(100);
 /// TCP keepalive: the first probe after this long idle (a TCP URL only).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
@@ -127,6 +131,10 @@ struct Conn {
     /// The task that runs the connection; ended when the connection is
     /// dropped (a connection given up on after a timeout).
     task: tokio::task::JoinHandle<()>,
+    /// Why the connection ended, when the server said (an administrator's
+    /// shutdown arrives between batches, and the next call only sees the
+    /// connection closed).
+    ended: Arc<Mutex<Option<String>>>,
     copy_direct: Statement,
     copy_staged: Statement,
     move_staged: Statement,
@@ -257,9 +265,12 @@ impl Session {
                 .connect(NoTls)
                 .await
                 .map_err(|e| fail(format!("cannot connect: {}", describe(&e))))?;
+            let ended = Arc::new(Mutex::new(None));
+            let why = Arc::clone(&ended);
             let task = tokio::spawn(async move {
-                // Its error is the next call's.
-                let _ = connection.await;
+                if let Err(e) = connection.await {
+                    *why.lock() = Some(describe(&e));
+                }
             });
             check_schema(&client).await?;
             client
@@ -294,7 +305,7 @@ impl Session {
             let move_staged = client
                 .prepare(&format!(
                     "INSERT INTO masqlog.flow_log ({COLUMNS}) SELECT {COLUMNS} FROM masqlog_stage \
-                     ON CONFLICT (at, digest) WHERE digest IS NOT NULL DO NOTHING"
+                     ON CONFLICT DO NOTHING"
                 ))
                 .await
                 .map_err(prep)?;
@@ -311,6 +322,7 @@ impl Session {
             self.conn = Some(Conn {
                 client,
                 task,
+                ended,
                 copy_direct,
                 copy_staged,
                 move_staged,
@@ -328,6 +340,17 @@ impl Session {
         time: Duration,
     ) -> Result<(), io::Error> {
         let new: Vec<i64> = days.difference(&self.days).copied().collect();
+        if let Some(conn) = &self.conn {
+            // The connection's task reads what the server said between
+            // batches (an administrator's shutdown): a connection that
+            // ended is given up with the server's reason.
+            tokio::task::yield_now().await;
+            if conn.task.is_finished() {
+                let why = conn.ended.lock().clone();
+                self.conn = None;
+                return Err(fail(why.unwrap_or_else(|| "connection closed".into())));
+            }
+        }
         let conn = self.connect(time).await?;
         for &d in &new {
             ensure(&conn.client, d, d).await?;
@@ -339,11 +362,11 @@ impl Session {
         match conn.copy(rows, types, false).await {
             Ok(()) => {}
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                conn.copy(rows, types, true)
-                    .await
-                    .map_err(|e| fail(describe(&e)))?;
+                if let Err(e) = conn.copy(rows, types, true).await {
+                    return Err(fail(conn.describe(&e).await));
+                }
             }
-            Err(e) => return Err(fail(describe(&e))),
+            Err(e) => return Err(fail(conn.describe(&e).await)),
         }
         if self.days.len() + new.len() > DAYS_KEPT {
             self.days.clear();
@@ -354,6 +377,19 @@ impl Session {
 }
 
 impl Conn {
+    /// A failure, with the server's reason when the connection ended (the
+    /// connection's task may read it just after the call failed: it is
+    /// given a moment).
+    async fn describe(&mut self, e: &tokio_postgres::Error) -> String {
+        if e.as_db_error().is_none() && !self.task.is_finished() {
+            let _ = tokio::time::timeout(ENDED_GRACE, &mut self.task).await;
+        }
+        match self.ended.lock().as_deref() {
+            Some(why) if e.as_db_error().is_none() => why.to_string(),
+            _ => describe(e),
+        }
+    }
+
     /// One transaction: the sealed rows checked against the ledger (those
     /// committed before are left out, and so is a repeat within the
     /// batch), then the rest by binary COPY, into the table or (`staged`)
