@@ -988,3 +988,41 @@ fn a_full_disk_on_the_database_side_loses_nothing() {
     );
     drop(tiny);
 }
+
+/// A cluster whose owner died without dropping it (a `kill -9` of the
+/// test) is stopped and removed by the next start's sweep: its postmaster
+/// is killed and its directory removed; the clusters of live owners (the
+/// other tests of this process) are left alone.
+#[test]
+fn a_cluster_whose_owner_died_is_stopped_and_removed_by_the_next_run() {
+    if !TempCluster::available() || masqlog_lab::process::effective_uid().ok() != Some(0) {
+        eprintln!("skipped: needs root and PostgreSQL 15 (/usr/lib/postgresql/15/bin)");
+        return;
+    }
+    let c = TempCluster::start().unwrap();
+    let dir = c.dir().to_path_buf();
+    let pid: u32 = std::fs::read_to_string(dir.join("data/postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    // Its owner is now a process that has ended.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(dir.join("owner"), format!("{dead} 1\n")).unwrap();
+    // As if the test had been killed: no drop.
+    std::mem::forget(c);
+    let live = TempCluster::start().unwrap();
+    assert!(!dir.exists(), "{} is still there", dir.display());
+    poll("the stale postmaster to end", LONG, || {
+        Ok((!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()))
+    })
+    .unwrap();
+    // The live cluster was not touched by its own start's sweep.
+    assert!(live.dir().exists());
+    assert_eq!(live.psql("postgres", "SELECT 1").unwrap(), "1");
+}
