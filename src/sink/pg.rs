@@ -36,8 +36,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::net::IpAddr;
 use std::pin::pin;
-use std::sync::Arc;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -310,9 +310,7 @@ impl Session {
                 .await
                 .map_err(prep)?;
             let claim = client
-                .prepare(
-                    "SELECT first_seq, last_seq FROM masqlog.claim_seqs($1, $2, $3, $4)",
-                )
+                .prepare("SELECT first_seq, last_seq FROM masqlog.claim_seqs($1, $2, $3, $4)")
                 .await
                 .map_err(prep)?;
             self.days.clear();

@@ -980,7 +980,11 @@ fn a_database_that_never_answers_ends_each_batch_in_bounded_time() {
     // Messages with a header a row can be made of.
     let format: FormatFn = Box::new(|_, _: &Header<'_>, rec: &FlowRecord, out: &mut Vec<u8>| {
         out.extend_from_slice(
-            format!("<30>Nov 21 12:37:42 gw1 masqlog[1]: id={}", rec.id.unwrap_or(0)).as_bytes(),
+            format!(
+                "<30>Nov 21 12:37:42 gw1 masqlog[1]: id={}",
+                rec.id.unwrap_or(0)
+            )
+            .as_bytes(),
         );
         0
     });

@@ -384,7 +384,15 @@ mod tests {
     fn sequence_ranges() {
         let r = SeqRanges::of(vec![5, 3, 4, 9, 9, 10, 1]);
         assert_eq!(r.ranges, vec![(1, 1), (3, 5), (9, 10)]);
-        for (s, want) in [(0, false), (1, true), (2, false), (4, true), (6, false), (10, true), (11, false)] {
+        for (s, want) in [
+            (0, false),
+            (1, true),
+            (2, false),
+            (4, true),
+            (6, false),
+            (10, true),
+            (11, false),
+        ] {
             assert_eq!(r.contains(s), want, "{s}");
         }
         assert!(SeqRanges::of(Vec::new()).ranges.is_empty());

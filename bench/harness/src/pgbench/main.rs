@@ -36,10 +36,10 @@ use std::os::unix::fs::PermissionsExt;
 
 use masqlog_core::config::{Config, Destination, Format, PgTarget, SealConfig, SealMode};
 use masqlog_core::format;
-use masqlog_core::seal::{SealState, VerifyKey};
 use masqlog_core::record::{
     Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Remote, Timestamp,
 };
+use masqlog_core::seal::{SealState, VerifyKey};
 use masqlog_lab::TempCluster;
 
 #[derive(Parser, Debug)]
@@ -250,7 +250,12 @@ fn partition_sizes(c: &TempCluster) -> Result<Vec<(String, f64, f64, f64)>> {
             let [name, rows, table, idx] = f[..] else {
                 bail!("partition sizes: {l:?}")
             };
-            Ok((name.to_string(), rows.parse()?, table.parse()?, idx.parse()?))
+            Ok((
+                name.to_string(),
+                rows.parse()?,
+                table.parse()?,
+                idx.parse()?,
+            ))
         })
         .collect()
 }
@@ -277,15 +282,17 @@ fn bulk_load(
     seal: Option<SealState>,
 ) -> Result<(f64, f64)> {
     const BATCH: usize = 20_000;
-    let indexes: Vec<String> = db::SCHEMA_V1
+    // The schema's CREATE INDEX statements, its comments left out first
+    // (a comment may hold a semicolon).
+    let sql: String = db::SCHEMA_V1
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let indexes: Vec<String> = sql
         .split(';')
-        .map(|st| {
-            st.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
         .filter(|st| st.contains("INDEX IF NOT EXISTS"))
+        .map(|st| st.trim().to_string())
         .collect();
     if indexes.is_empty() {
         bail!("no CREATE INDEX in the schema");
