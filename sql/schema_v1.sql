@@ -5,9 +5,12 @@
 -- One table, masqlog.flow_log, partitioned by day on `at`, holds every
 -- line a router's masqlog plugin wrote: one row per line, never updated.
 -- The view masqlog.flows joins start, ident and end rows into one row per
--- connection. Rows are deduplicated on (at, digest): a batch sent again
--- (a replay from the spool, a retry after a dropped connection) inserts
--- nothing twice.
+-- connection. A batch sent again (a replay from the spool, a retry after
+-- a dropped connection) inserts nothing twice: a sealed row is known by
+-- its writer, run and sequence number, and masqlog.seal_ledger keeps the
+-- ranges of sequence numbers committed, checked and extended in the
+-- batch's own transaction (masqlog.claim_seqs); a row without a seal is
+-- known by (at, digest), a unique key that holds those rows only.
 
 CREATE SCHEMA IF NOT EXISTS masqlog;
 
@@ -48,23 +51,88 @@ CREATE TABLE IF NOT EXISTS masqlog.flow_log (
     seal_writer   text,
     seal_run      bigint,
     seal_seq      bigint,
-    seal_mac      text,
+    seal_mac      bytea,
     -- the exact message as the plugin formatted it: what `masqlog lookup
     -- --db` reads back and `masqlog verify` checks
     line          text NOT NULL,
-    -- the first 16 bytes of the SHA-256 of `line`, made by the writer:
-    -- with `at`, the key that keeps a line sent twice once
-    digest        bytea NOT NULL
+    -- rows without a seal only: the first 16 bytes of the SHA-256 of
+    -- `line`, made by the writer; with `at`, the key that keeps such a
+    -- line sent twice once
+    digest        bytea
 ) PARTITION BY RANGE (at);
 
--- The no-duplicate key (it must hold the partition key).
-CREATE UNIQUE INDEX IF NOT EXISTS flow_log_line_key ON masqlog.flow_log (at, digest);
+-- Two indexes on the write path, no more: each costs every insert.
+-- The no-duplicate key of the rows without a seal (it must hold the
+-- partition key); sealed rows are not in it (see masqlog.seal_ledger).
+CREATE UNIQUE INDEX IF NOT EXISTS flow_log_unsealed_key ON masqlog.flow_log (at, digest)
+    WHERE digest IS NOT NULL;
 -- Lookup by public address, port and time.
 CREATE INDEX IF NOT EXISTS flow_log_masq ON masqlog.flow_log (masq_ip, masq_port, at);
--- The gap records of a period (lookup's "the log is incomplete" note).
+-- The gap records of a period (lookup's "the log is incomplete" note):
+-- partial, so it holds only the few gap rows.
 CREATE INDEX IF NOT EXISTS flow_log_gaps ON masqlog.flow_log (at) WHERE event = 'gap';
--- Joining the lines of one connection (the flows view).
-CREATE INDEX IF NOT EXISTS flow_log_conn ON masqlog.flow_log (router, conntrack_id, start_at);
+-- The flows view joins a day's start and end rows by hashing them; an
+-- index on (router, conntrack_id, start_at) would serve joins of single
+-- connections but costs every insert: create it on a reporting replica.
+
+-- The ranges of sequence numbers of each sealed writer's run whose rows
+-- are committed: a range per batch, merged with its neighbours, so a
+-- writer that delivers in order keeps one row per run.
+CREATE TABLE IF NOT EXISTS masqlog.seal_ledger (
+    writer    text NOT NULL,
+    run       bigint NOT NULL,
+    first_seq bigint NOT NULL,
+    last_seq  bigint NOT NULL,
+    PRIMARY KEY (writer, run, first_seq),
+    CHECK (first_seq <= last_seq)
+);
+
+-- Called in the transaction that inserts a batch, before its rows: for
+-- writer `w`'s run `r` and the ranges firsts[i] ..= lasts[i] of sequence
+-- numbers the batch holds (every number of a range is in the batch),
+-- returns the committed ranges that overlap them (the caller leaves their
+-- rows out), and records the batch's ranges as committed, merged with
+-- their neighbours. A lock on (w, r) held to the end of the transaction
+-- serializes two transactions of the same run (a retry on a new
+-- connection while the old one's transaction still runs): the second
+-- sees what the first committed. If the batch's transaction fails, its
+-- ranges are not recorded.
+CREATE OR REPLACE FUNCTION masqlog.claim_seqs(w text, r bigint, firsts bigint[], lasts bigint[])
+RETURNS TABLE (first_seq bigint, last_seq bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, masqlog
+AS $fn$
+DECLARE
+    i integer;
+    lo bigint;
+    hi bigint;
+BEGIN
+    IF coalesce(array_length(firsts, 1), 0) <> coalesce(array_length(lasts, 1), 0) THEN
+        RAISE EXCEPTION 'masqlog.claim_seqs: % firsts, % lasts', array_length(firsts, 1), array_length(lasts, 1);
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended(w, r));
+    RETURN QUERY
+        SELECT DISTINCT l.first_seq, l.last_seq
+        FROM masqlog.seal_ledger l, unnest(firsts, lasts) AS b(f, t)
+        WHERE l.writer = w AND l.run = r AND l.first_seq <= b.t AND l.last_seq >= b.f
+        ORDER BY 1;
+    FOR i IN 1 .. coalesce(array_length(firsts, 1), 0) LOOP
+        IF firsts[i] > lasts[i] THEN
+            RAISE EXCEPTION 'masqlog.claim_seqs: range % .. % is empty', firsts[i], lasts[i];
+        END IF;
+        SELECT least(min(l.first_seq), firsts[i]), greatest(max(l.last_seq), lasts[i])
+            INTO lo, hi
+            FROM masqlog.seal_ledger l
+            WHERE l.writer = w AND l.run = r
+              AND l.first_seq <= lasts[i] + 1 AND l.last_seq >= firsts[i] - 1;
+        DELETE FROM masqlog.seal_ledger l
+            WHERE l.writer = w AND l.run = r
+              AND l.first_seq <= lasts[i] + 1 AND l.last_seq >= firsts[i] - 1;
+        INSERT INTO masqlog.seal_ledger VALUES (w, r, lo, hi);
+    END LOOP;
+END
+$fn$;
 
 -- The safety net: a row whose day has no partition lands here instead of
 -- failing. `masqlog db status` warns when it holds rows.
@@ -195,6 +263,9 @@ GRANT SELECT ON masqlog.flow_log, masqlog.flows TO masqlog_reader;
 REVOKE ALL ON FUNCTION masqlog.ensure_partitions(date, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION masqlog.ensure_partitions(date, date) TO masqlog_writer;
 REVOKE ALL ON FUNCTION masqlog.drop_partitions_before(date) FROM PUBLIC;
+REVOKE ALL ON FUNCTION masqlog.claim_seqs(text, bigint, bigint[], bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION masqlog.claim_seqs(text, bigint, bigint[], bigint[]) TO masqlog_writer;
+GRANT SELECT ON masqlog.seal_ledger TO masqlog_reader;
 
 INSERT INTO masqlog.schema_version (version)
 SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM masqlog.schema_version);

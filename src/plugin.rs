@@ -379,8 +379,18 @@ impl Instance {
         } else {
             String::new()
         };
+        // PostgreSQL: batches that ended because the database did not
+        // answer within the send timeout (a hung or black-holed server).
+        let timed_out = if matches!(
+            self.cfg.destination,
+            masqlog_core::config::Destination::Postgres(_)
+        ) {
+            format!(" timed_out={}", s.timed_out)
+        } else {
+            String::new()
+        };
         format!(
-            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} spooled={} events_lost={} batches={} events={} logged={} untranslated={} incomplete={}{unacked}{ident}",
+            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} spooled={} events_lost={} batches={} events={} logged={} untranslated={} incomplete={}{unacked}{timed_out}{ident}",
             self.id,
             s.waiting,
             s.written,

@@ -319,6 +319,9 @@ impl Worker {
             }
             Some(SendError::Retry(e)) => {
                 self.counts.failed.fetch_add(1, SeqCst);
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    self.counts.timed_out.fetch_add(1, SeqCst);
+                }
                 let now = Instant::now();
                 self.retry_at = Some(now + self.cfg.retry_interval);
                 self.failed(now, &e);

@@ -1,15 +1,20 @@
 //! The `postgresql://` destination: each batch becomes rows of
 //! `masqlog.flow_log` (schema: `sql/schema_v1.sql`, installed by
-//! `masqlog db init`), sent with `COPY` into a temporary staging table and
-//! moved with `INSERT ... ON CONFLICT DO NOTHING`, in one transaction per
+//! `masqlog db init`), sent with a binary `COPY` in one transaction per
 //! batch.
 //!
 //! The writer hands this transport the same formatted messages it hands
 //! any other, and the spool keeps and replays those same bytes; the rows
 //! are made from them (`masqlog_core::pgrow`), so a batch sent twice (a
 //! replay after a crash between the commit and the spool's mark, a retry
-//! after a connection lost during the commit) gives the same rows, which
-//! the unique key on `(at, digest)` keeps once.
+//! after a connection lost during the commit) gives the same rows, and
+//! none is inserted twice: the sealed rows of a batch are checked against
+//! the ledger of committed sequence ranges of their writer's run
+//! (`masqlog.claim_seqs`, in the batch's own transaction, which records
+//! the batch's ranges), and those already committed are left out; rows
+//! without a seal meet the unique key on `(at, digest)`, which fails the
+//! COPY, and the batch then goes the careful way, through a staging table
+//! and `INSERT ... ON CONFLICT DO NOTHING`.
 //!
 //! At connect the transport checks the schema version (another version, or
 //! none, is refused with the command that fixes it) and has the partitions
@@ -17,26 +22,45 @@
 //! not seen yet has that day's partition created first (by the
 //! `SECURITY DEFINER` function `masqlog.ensure_partitions`, which the
 //! routers' insert-only role may call), so no insert waits for a partition
-//! at midnight. Any failure drops the connection and is a `Retry`: the
+//! at midnight.
+//!
+//! Every exchange with the server, the connect included, is bounded by the
+//! send timeout: the client runs on a small runtime that this thread
+//! drives, and a batch that has not committed in time (a server that hangs,
+//! a peer that accepted the connection and never answers, a black-holed
+//! route) ends with a timeout, counted in the statistics line as
+//! `timed_out`. Any failure drops the connection and is a `Retry`: the
 //! batch goes to the spool, and the next attempt connects anew.
 
-use std::collections::BTreeSet;
-use std::io::{self, Write as _};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io;
+use std::net::IpAddr;
+use std::pin::pin;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use postgres::error::SqlState;
-use postgres::{Client, NoTls};
+use parking_lot::Mutex;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls, Statement};
 
-use super::transport::{Limit, SendError, Transport};
+use super::transport::{Limit, SendError, Transport, timed_out};
 use masqlog_core::config::PgTarget;
-use masqlog_core::pgrow::{COLUMNS, SCHEMA_VERSION, write_row};
+use masqlog_core::pgrow::{COLUMNS, PgRow, SCHEMA_VERSION, SeqRanges, row};
 use masqlog_core::record::Timestamp;
 
 /// Days whose partition is known to exist, at most (then forgotten).
 const DAYS_KEPT: usize = 64;
-/// The shortest connect timeout handed to the client.
-const MIN_CONNECT: Duration = Duration::from_secs(1);
+/// The shortest time a batch (its connect included) is given.
+const MIN_TIME: Duration = Duration::from_secs(1);
+/// The shortest `statement_timeout` set on the server.
+const MIN_STATEMENT: Duration = Duration::from_secs(10);
+/// How long a failed call waits for the connection's own reason.
+const ENDED_GRACE: Duration = Duration::from_millis(100);
+/// TCP keepalive: the first probe after this long idle (a TCP URL only).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
 /// The staging table: the connection's own, emptied at every commit (a
 /// failed transaction leaves nothing either). Its columns are
@@ -48,16 +72,79 @@ const STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS masqlog_stage (\
     remote_ip inet, remote_port integer, remote_hash text, start_at timestamptz, \
     end_at timestamptz, out_pkts bigint, out_bytes bigint, in_pkts bigint, in_bytes bigint, \
     ident_status text, ident_user bytea, seal_writer text, seal_run bigint, seal_seq bigint, \
-    seal_mac text, line text, digest bytea) ON COMMIT DELETE ROWS;";
+    seal_mac bytea, line text, digest bytea) ON COMMIT DELETE ROWS;";
+
+/// The types of `pgrow::COLUMNS`, in order (the binary COPY's).
+fn column_types() -> Vec<Type> {
+    vec![
+        Type::TIMESTAMPTZ, // at
+        Type::TEXT,        // router
+        Type::TEXT,        // instance
+        Type::TEXT,        // event
+        Type::TEXT,        // nat
+        Type::INT2,        // proto
+        Type::INT8,        // conntrack_id
+        Type::INET,        // client_ip
+        Type::INT4,        // client_port
+        Type::INET,        // masq_ip
+        Type::INT4,        // masq_port
+        Type::INET,        // remote_ip
+        Type::INT4,        // remote_port
+        Type::TEXT,        // remote_hash
+        Type::TIMESTAMPTZ, // start_at
+        Type::TIMESTAMPTZ, // end_at
+        Type::INT8,        // out_pkts
+        Type::INT8,        // out_bytes
+        Type::INT8,        // in_pkts
+        Type::INT8,        // in_bytes
+        Type::TEXT,        // ident_status
+        Type::BYTEA,       // ident_user
+        Type::TEXT,        // seal_writer
+        Type::INT8,        // seal_run
+        Type::INT8,        // seal_seq
+        Type::BYTEA,       // seal_mac
+        Type::TEXT,        // line
+        Type::BYTEA,       // digest
+    ]
+}
 
 /// A PostgreSQL database as a destination.
 pub struct Postgres {
+    /// The runtime the client runs on, driven by the calling thread only
+    /// while a batch is under way; made at the first batch.
+    rt: Option<tokio::runtime::Runtime>,
+    session: Session,
+    types: Vec<Type>,
+}
+
+/// What lives between batches.
+struct Session {
     target: PgTarget,
-    client: Option<Client>,
+    conn: Option<Conn>,
     /// UTC days (since 1970-01-01) that have a partition.
     days: BTreeSet<i64>,
-    /// The batch's rows in COPY text form, reused.
-    rows: Vec<u8>,
+}
+
+/// A connection and its statements.
+struct Conn {
+    client: Client,
+    /// The task that runs the connection; ended when the connection is
+    /// dropped (a connection given up on after a timeout).
+    task: tokio::task::JoinHandle<()>,
+    /// Why the connection ended, when the server said (an administrator's
+    /// shutdown arrives between batches, and the next call only sees the
+    /// connection closed).
+    ended: Arc<Mutex<Option<String>>>,
+    copy_direct: Statement,
+    copy_staged: Statement,
+    move_staged: Statement,
+    claim: Statement,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// A failure, as the writer's notices show it.
@@ -66,7 +153,7 @@ fn fail(what: String) -> io::Error {
 }
 
 /// A database error with its SQLSTATE and what it means for the operator.
-fn describe(e: &postgres::Error) -> String {
+fn describe(e: &tokio_postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {
         // Connection-level: refused, reset, closed, timed out, or a failed
         // authentication exchange.
@@ -98,14 +185,14 @@ fn describe(e: &postgres::Error) -> String {
 /// cannot read is a configuration error, not an outage). The password
 /// file is read at each connect, not here.
 pub(crate) fn check_url(target: &PgTarget) -> Result<(), String> {
-    postgres::Config::from_str(&target.url)
+    tokio_postgres::Config::from_str(&target.url)
         .map(|_| ())
         .map_err(|e| format!("{}: not a PostgreSQL URL the client reads: {e} (in ulogd.conf, a URL with `=` in it must be in double quotes)", target.url))
 }
 
 /// The client configuration of `target` (the password read from its file).
-pub(crate) fn client_config(target: &PgTarget) -> Result<postgres::Config, String> {
-    let mut cfg = postgres::Config::from_str(&target.url)
+pub(crate) fn client_config(target: &PgTarget) -> Result<tokio_postgres::Config, String> {
+    let mut cfg = tokio_postgres::Config::from_str(&target.url)
         .map_err(|e| format!("{}: not a PostgreSQL URL: {e}", target.url))?;
     if cfg.get_application_name().is_none() {
         cfg.application_name("masqlog");
@@ -119,76 +206,165 @@ pub(crate) fn client_config(target: &PgTarget) -> Result<postgres::Config, Strin
 impl Postgres {
     pub fn new(target: PgTarget) -> Self {
         Postgres {
-            target,
-            client: None,
-            days: BTreeSet::new(),
-            rows: Vec::new(),
+            rt: None,
+            session: Session {
+                target,
+                conn: None,
+                days: BTreeSet::new(),
+            },
+            types: column_types(),
         }
     }
 
-    /// Connects, checks the schema, makes the staging table and the
-    /// partitions around today.
-    fn connect(&mut self, limit: &Limit<'_>) -> Result<&mut Client, io::Error> {
-        if self.client.is_none() {
+    /// One transaction for `rows` (connecting first when needed), within
+    /// the limit's time; any failure drops the connection.
+    fn write(
+        &mut self,
+        rows: &[PgRow<'_>],
+        days: &BTreeSet<i64>,
+        limit: &Limit<'_>,
+    ) -> Result<(), io::Error> {
+        if self.rt.is_none() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| fail(format!("cannot start the client's runtime: {e}")))?;
+            self.rt = Some(rt);
+        }
+        let rt = self.rt.as_ref().expect("made above");
+        let time = limit.left().max(MIN_TIME);
+        let s = &mut self.session;
+        let r = rt.block_on(async {
+            tokio::time::timeout(time, s.write(rows, days, &self.types, time))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(timed_out(format!(
+                        "the database did not answer within {:.1} s (the send timeout): the connection is dropped, the batch waits in the spool",
+                        time.as_secs_f64()
+                    )))
+                })
+        });
+        if r.is_err() {
+            self.session.conn = None;
+        }
+        r
+    }
+}
+
+impl Session {
+    /// Connects, checks the schema, makes the staging table, prepares the
+    /// statements and has the partitions around today created.
+    async fn connect(&mut self, time: Duration) -> Result<&mut Conn, io::Error> {
+        if self.conn.is_none() {
             let mut cfg = client_config(&self.target).map_err(fail)?;
-            cfg.connect_timeout(limit.left().max(MIN_CONNECT));
-            let mut client = cfg
+            cfg.connect_timeout(time)
+                .keepalives(true)
+                .keepalives_idle(KEEPALIVE_IDLE)
+                .tcp_user_timeout(time.max(MIN_STATEMENT));
+            let (client, connection) = cfg
                 .connect(NoTls)
+                .await
                 .map_err(|e| fail(format!("cannot connect: {}", describe(&e))))?;
-            check_schema(&mut client)?;
+            let ended = Arc::new(Mutex::new(None));
+            let why = Arc::clone(&ended);
+            let task = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    *why.lock() = Some(describe(&e));
+                }
+            });
+            check_schema(&client).await?;
             client
                 .batch_execute(&format!(
+                    // A statement the server works on too long ends the
+                    // batch on the server's side as well.
                     "{STAGE} SET statement_timeout = {};",
-                    // A hung server ends a batch, not the writer.
-                    limit.left().max(Duration::from_secs(10)).as_millis()
+                    time.max(MIN_STATEMENT).as_millis()
                 ))
+                .await
                 .map_err(|e| {
                     fail(format!(
                         "cannot prepare the staging table: {}",
                         describe(&e)
                     ))
                 })?;
+            let prep = |e: tokio_postgres::Error| {
+                fail(format!("cannot prepare the statements: {}", describe(&e)))
+            };
+            let copy_direct = client
+                .prepare(&format!(
+                    "COPY masqlog.flow_log ({COLUMNS}) FROM STDIN (FORMAT binary)"
+                ))
+                .await
+                .map_err(prep)?;
+            let copy_staged = client
+                .prepare(&format!(
+                    "COPY masqlog_stage ({COLUMNS}) FROM STDIN (FORMAT binary)"
+                ))
+                .await
+                .map_err(prep)?;
+            let move_staged = client
+                .prepare(&format!(
+                    "INSERT INTO masqlog.flow_log ({COLUMNS}) SELECT {COLUMNS} FROM masqlog_stage \
+                     ON CONFLICT DO NOTHING"
+                ))
+                .await
+                .map_err(prep)?;
+            let claim = client
+                .prepare("SELECT first_seq, last_seq FROM masqlog.claim_seqs($1, $2, $3, $4)")
+                .await
+                .map_err(prep)?;
             self.days.clear();
             let today = Timestamp::now().secs.div_euclid(86_400);
-            ensure(&mut client, today - 1, today + 2)?;
+            ensure(&client, today - 1, today + 2).await?;
             self.days.extend(today - 1..=today + 2);
-            self.client = Some(client);
+            self.conn = Some(Conn {
+                client,
+                task,
+                ended,
+                copy_direct,
+                copy_staged,
+                move_staged,
+                claim,
+            });
         }
-        Ok(self.client.as_mut().expect("connected above"))
+        Ok(self.conn.as_mut().expect("connected above"))
     }
 
-    /// One transaction: the rows in `self.rows` copied and moved.
-    fn write(&mut self, days: &BTreeSet<i64>, limit: &Limit<'_>) -> Result<(), io::Error> {
-        let rows = std::mem::take(&mut self.rows);
-        let r = self.write_rows(&rows, days, limit);
-        self.rows = rows;
-        if r.is_err() {
-            self.client = None;
-        }
-        r
-    }
-
-    fn write_rows(
+    async fn write(
         &mut self,
-        rows: &[u8],
+        rows: &[PgRow<'_>],
         days: &BTreeSet<i64>,
-        limit: &Limit<'_>,
+        types: &[Type],
+        time: Duration,
     ) -> Result<(), io::Error> {
         let new: Vec<i64> = days.difference(&self.days).copied().collect();
-        let client = self.connect(limit)?;
-        for &d in &new {
-            ensure(client, d, d)?;
+        if let Some(conn) = &self.conn {
+            // The connection's task reads what the server said between
+            // batches (an administrator's shutdown): a connection that
+            // ended is given up with the server's reason.
+            tokio::task::yield_now().await;
+            if conn.task.is_finished() {
+                let why = conn.ended.lock().clone();
+                self.conn = None;
+                return Err(fail(why.unwrap_or_else(|| "connection closed".into())));
+            }
         }
-        // The common case: COPY straight into the table. A row that is
-        // there already (a batch sent again) fails the whole COPY with a
-        // unique violation; then the batch goes the careful way, through
-        // the staging table and ON CONFLICT DO NOTHING.
-        match copy_direct(client, rows) {
+        let conn = self.connect(time).await?;
+        for &d in &new {
+            ensure(&conn.client, d, d).await?;
+        }
+        // The common case: COPY straight into the table. A row without a
+        // seal that is there already (a batch sent again) fails the whole
+        // COPY with a unique violation; then the batch goes the careful
+        // way, through the staging table and ON CONFLICT DO NOTHING.
+        match conn.copy(rows, types, false).await {
             Ok(()) => {}
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                copy_staged(client, rows).map_err(|e| fail(describe(&e)))?;
+                if let Err(e) = conn.copy(rows, types, true).await {
+                    return Err(fail(conn.describe(&e).await));
+                }
             }
-            Err(e) => return Err(fail(describe(&e))),
+            Err(e) => return Err(fail(conn.describe(&e).await)),
         }
         if self.days.len() + new.len() > DAYS_KEPT {
             self.days.clear();
@@ -198,32 +374,201 @@ impl Postgres {
     }
 }
 
-/// The batch by COPY into `masqlog.flow_log`, in one transaction.
-fn copy_direct(client: &mut Client, rows: &[u8]) -> Result<(), postgres::Error> {
-    let mut tx = client.transaction()?;
-    let mut w = tx.copy_in(&format!("COPY masqlog.flow_log ({COLUMNS}) FROM STDIN"))?;
-    // A write error is the connection's: `finish` reports it.
-    let _ = w.write_all(rows);
-    w.finish()?;
-    tx.commit()
+impl Conn {
+    /// A failure, with the server's reason when the connection ended (the
+    /// connection's task may read it just after the call failed: it is
+    /// given a moment).
+    async fn describe(&mut self, e: &tokio_postgres::Error) -> String {
+        if e.as_db_error().is_none() && !self.task.is_finished() {
+            let _ = tokio::time::timeout(ENDED_GRACE, &mut self.task).await;
+        }
+        match self.ended.lock().as_deref() {
+            Some(why) if e.as_db_error().is_none() => why.to_string(),
+            _ => describe(e),
+        }
+    }
+
+    /// One transaction: the sealed rows checked against the ledger (those
+    /// committed before are left out, and so is a repeat within the
+    /// batch), then the rest by binary COPY, into the table or (`staged`)
+    /// into the staging table and from there with ON CONFLICT DO NOTHING.
+    async fn copy(
+        &mut self,
+        rows: &[PgRow<'_>],
+        types: &[Type],
+        staged: bool,
+    ) -> Result<(), tokio_postgres::Error> {
+        let tx = self.client.transaction().await?;
+        let mut runs: BTreeMap<(&str, i64), Vec<i64>> = BTreeMap::new();
+        for r in rows {
+            if let Some(s) = &r.seal {
+                runs.entry((s.writer.as_str(), s.run))
+                    .or_default()
+                    .push(s.seq);
+            }
+        }
+        let mut committed: BTreeMap<(&str, i64), SeqRanges> = BTreeMap::new();
+        for ((writer, run), seqs) in runs {
+            let ranges = SeqRanges::of(seqs);
+            let (firsts, lasts): (Vec<i64>, Vec<i64>) = ranges.ranges.iter().copied().unzip();
+            let done = tx
+                .query(&self.claim, &[&writer, &run, &firsts, &lasts])
+                .await?;
+            if !done.is_empty() {
+                committed.insert(
+                    (writer, run),
+                    SeqRanges {
+                        ranges: done.iter().map(|r| (r.get(0), r.get(1))).collect(),
+                    },
+                );
+            }
+        }
+        let stmt = if staged {
+            &self.copy_staged
+        } else {
+            &self.copy_direct
+        };
+        let sink = tx.copy_in(stmt).await?;
+        let mut w = pin!(BinaryCopyInWriter::new(sink, types));
+        let mut seen = HashSet::new();
+        for r in rows {
+            if let Some(s) = &r.seal {
+                let key = (s.writer.as_str(), s.run);
+                if committed.get(&key).is_some_and(|c| c.contains(s.seq))
+                    || !seen.insert((key, s.seq))
+                {
+                    continue;
+                }
+            }
+            let v = Values::of(r);
+            w.as_mut().write(&v.refs()).await?;
+        }
+        w.finish().await?;
+        if staged {
+            tx.execute(&self.move_staged, &[]).await?;
+        }
+        tx.commit().await
+    }
 }
 
-/// The batch by COPY into the staging table, then INSERT ... ON CONFLICT
-/// DO NOTHING: the rows already there are skipped. One transaction.
-fn copy_staged(client: &mut Client, rows: &[u8]) -> Result<(), postgres::Error> {
-    let mut tx = client.transaction()?;
-    let mut w = tx.copy_in(&format!("COPY masqlog_stage ({COLUMNS}) FROM STDIN"))?;
-    let _ = w.write_all(rows);
-    w.finish()?;
-    tx.batch_execute(&format!(
-        "INSERT INTO masqlog.flow_log ({COLUMNS}) SELECT {COLUMNS} FROM masqlog_stage ON CONFLICT DO NOTHING"
-    ))?;
-    tx.commit()
+/// A row's values as the client sends them.
+struct Values<'a> {
+    r: &'a PgRow<'a>,
+    at: SystemTime,
+    start_at: Option<SystemTime>,
+    end_at: Option<SystemTime>,
+    digest: Option<&'a [u8]>,
+}
+
+impl<'a> Values<'a> {
+    fn of(r: &'a PgRow<'a>) -> Self {
+        let f = r.flow.as_ref();
+        Values {
+            r,
+            at: system_time(r.at),
+            start_at: f.and_then(|f| f.start_at).map(system_time),
+            end_at: f.and_then(|f| f.end_at).map(system_time),
+            digest: r.digest.as_ref().map(|d| &d[..]),
+        }
+    }
+
+    /// In the order of `pgrow::COLUMNS`.
+    fn refs(&self) -> [&(dyn ToSql + Sync); 28] {
+        const NONE_TEXT: &Option<&str> = &None;
+        const NONE_I16: &Option<i16> = &None;
+        const NONE_I32: &Option<i32> = &None;
+        const NONE_I64: &Option<i64> = &None;
+        const NONE_IP: &Option<IpAddr> = &None;
+        const NONE_TIME: &Option<SystemTime> = &None;
+        const NONE_BYTES: &Option<Vec<u8>> = &None;
+        const NONE_STRING: &Option<String> = &None;
+        let r = self.r;
+        let (seal_writer, seal_run, seal_seq, seal_mac): (
+            &(dyn ToSql + Sync),
+            &(dyn ToSql + Sync),
+            &(dyn ToSql + Sync),
+            &(dyn ToSql + Sync),
+        ) = match &r.seal {
+            Some(s) => (&s.writer, &s.run, &s.seq, &s.mac),
+            None => (NONE_TEXT, NONE_I64, NONE_I64, NONE_BYTES),
+        };
+        let digest = &self.digest;
+        match &r.flow {
+            Some(f) => [
+                &self.at,
+                &r.router,
+                &r.instance,
+                &r.event,
+                &f.nat,
+                &f.proto,
+                &f.conntrack_id,
+                &f.client_ip,
+                &f.client_port,
+                &f.masq_ip,
+                &f.masq_port,
+                &f.remote_ip,
+                &f.remote_port,
+                &f.remote_hash,
+                &self.start_at,
+                &self.end_at,
+                &f.out_pkts,
+                &f.out_bytes,
+                &f.in_pkts,
+                &f.in_bytes,
+                &f.ident_status,
+                &f.ident_user,
+                seal_writer,
+                seal_run,
+                seal_seq,
+                seal_mac,
+                &r.line,
+                digest,
+            ],
+            None => [
+                &self.at,
+                &r.router,
+                &r.instance,
+                &r.event,
+                NONE_TEXT,
+                NONE_I16,
+                NONE_I64,
+                NONE_IP,
+                NONE_I32,
+                NONE_IP,
+                NONE_I32,
+                NONE_IP,
+                NONE_I32,
+                NONE_STRING,
+                NONE_TIME,
+                NONE_TIME,
+                NONE_I64,
+                NONE_I64,
+                NONE_I64,
+                NONE_I64,
+                NONE_TEXT,
+                NONE_BYTES,
+                seal_writer,
+                seal_run,
+                seal_seq,
+                seal_mac,
+                &r.line,
+                digest,
+            ],
+        }
+    }
+}
+
+fn system_time(t: Timestamp) -> SystemTime {
+    let sub = Duration::from_micros(u64::from(t.usecs));
+    match u64::try_from(t.secs) {
+        Ok(s) => UNIX_EPOCH + Duration::from_secs(s) + sub,
+        Err(_) => UNIX_EPOCH - Duration::from_secs(t.secs.unsigned_abs()) + sub,
+    }
 }
 
 /// Has the partitions of days `first ..= last` created (the days are
 /// bounded to a year around today; others go to the default partition).
-fn ensure(client: &mut Client, first: i64, last: i64) -> Result<(), io::Error> {
+async fn ensure(client: &Client, first: i64, last: i64) -> Result<(), io::Error> {
     let today = Timestamp::now().secs.div_euclid(86_400);
     let (first, last) = (first.max(today - 366), last.min(today + 7));
     if first > last {
@@ -237,14 +582,16 @@ fn ensure(client: &mut Client, first: i64, last: i64) -> Result<(), io::Error> {
                 &i32::try_from(last).unwrap_or(0),
             ],
         )
+        .await
         .map(|_| ())
         .map_err(|e| fail(format!("cannot create the daily partitions: {}", describe(&e))))
 }
 
 /// Refuses a database without the schema or with another version of it.
-fn check_schema(client: &mut Client) -> Result<(), io::Error> {
+async fn check_schema(client: &Client) -> Result<(), io::Error> {
     let row = client
         .query_opt("SELECT max(version) FROM masqlog.schema_version", &[])
+        .await
         .map_err(|e| fail(format!("cannot read the schema version: {}", describe(&e))))?;
     let version: Option<i32> = row.and_then(|r| r.get(0));
     match version {
@@ -291,20 +638,21 @@ impl Transport for Postgres {
         msgs: &[Vec<u8>],
         limit: &Limit<'_>,
     ) -> Result<(), (usize, SendError)> {
-        self.rows.clear();
         let now = Timestamp::now();
+        let mut rows = Vec::with_capacity(msgs.len());
         let mut days = BTreeSet::new();
         for (i, m) in msgs.iter().enumerate() {
-            match write_row(m, now, &mut self.rows) {
-                Ok(info) => {
-                    days.insert(info.day());
+            match row(m, now) {
+                Ok(r) => {
+                    days.insert(r.day());
+                    rows.push(r);
                 }
                 Err(e) if i == 0 => {
                     return Err((0, SendError::Reject(fail(format!("not a row: {e}")))));
                 }
                 // Those before it go first; it is refused on its own.
                 Err(_) => {
-                    return match self.write(&days, limit) {
+                    return match self.write(&rows, &days, limit) {
                         Ok(()) => Err((
                             i,
                             SendError::Retry(fail("a message that is no row follows".into())),
@@ -314,7 +662,7 @@ impl Transport for Postgres {
                 }
             }
         }
-        self.write(&days, limit)
+        self.write(&rows, &days, limit)
             .map_err(|e| (0, SendError::Retry(e)))
     }
 }

@@ -30,13 +30,16 @@ pub struct SinkStats {
     /// (`ipfix+udp:`); a collector counts its losses by the IPFIX sequence
     /// numbers.
     pub unacked: u64,
+    /// Of `failed`: send attempts that ended because the destination did
+    /// not answer within the send timeout (a hung or black-holed server).
+    pub timed_out: u64,
     /// The evidence store's accounting, when `store_dir` is set.
     pub store: Option<super::store::StoreStats>,
 }
 
 impl fmt::Display for SinkStats {
     /// `stats: waiting=N written=N failed=N dropped=N spooled=N
-    /// events_lost=N batches=N[ unacked=N][ store_written=N store_failed=N
+    /// events_lost=N batches=N[ unacked=N][ timed_out=N][ store_written=N store_failed=N
     /// store_torn_bytes=N store_closed=N]`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -52,6 +55,9 @@ impl fmt::Display for SinkStats {
         )?;
         if self.unacked > 0 {
             write!(f, " unacked={}", self.unacked)?;
+        }
+        if self.timed_out > 0 {
+            write!(f, " timed_out={}", self.timed_out)?;
         }
         if let Some(s) = &self.store {
             write!(
@@ -96,6 +102,8 @@ pub(super) struct Counts {
     pub(super) batches: AtomicU64,
     /// The thread: records written without acknowledgement (IPFIX over UDP).
     pub(super) unacked: AtomicU64,
+    /// The thread: failed send attempts that timed out.
+    pub(super) timed_out: AtomicU64,
     /// The evidence store's own.
     pub(super) store: std::sync::Arc<super::store::StoreCounts>,
 }
@@ -127,6 +135,7 @@ impl Counts {
             events_lost: self.events_lost.load(SeqCst),
             batches: self.batches.load(SeqCst),
             unacked: self.unacked.load(SeqCst),
+            timed_out: self.timed_out.load(SeqCst),
             store: self.store.snapshot(),
         }
     }

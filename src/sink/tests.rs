@@ -69,6 +69,7 @@ fn stats_display_is_exact() {
         events_lost: 6,
         batches: 7,
         unacked: 0,
+        timed_out: 0,
         store: None,
     };
     assert_eq!(
@@ -79,6 +80,11 @@ fn stats_display_is_exact() {
     assert_eq!(
         udp.to_string(),
         "stats: waiting=1 written=22 failed=333 dropped=4444 spooled=55555 events_lost=6 batches=7 unacked=22"
+    );
+    let hung = SinkStats { timed_out: 3, ..s };
+    assert_eq!(
+        hung.to_string(),
+        "stats: waiting=1 written=22 failed=333 dropped=4444 spooled=55555 events_lost=6 batches=7 timed_out=3"
     );
 }
 
@@ -122,6 +128,7 @@ fn unix_destination_gets_the_exact_bytes_without_hostname() {
             events_lost: 0,
             batches: s.batches,
             unacked: 0,
+            timed_out: 0,
             store: None,
         }
     );
@@ -917,4 +924,88 @@ fn a_queue_past_its_high_water_mark_ends_the_flush_delay() {
     let s = stopping.join().unwrap();
     assert_eq!(ids(&all), (0..n).collect::<Vec<_>>());
     assert_eq!((s.written, s.dropped), (u64::from(n), 0));
+}
+
+/// A PostgreSQL server that accepts the connection and never answers (a
+/// hung or black-holed database): each batch ends within the send timeout,
+/// is counted as timed out, and the records wait in the spool; none is
+/// lost. Without the client's own bound the writer would wait forever.
+#[cfg(feature = "postgresql")]
+#[test]
+fn a_database_that_never_answers_ends_each_batch_in_bounded_time() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts, keeps the connections open, reads nothing, says nothing.
+    let held: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+    let keep = Arc::clone(&held);
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            keep.lock().push(s);
+        }
+    });
+    let dir = temp_dir("writer-pg-hung");
+    std::fs::write(dir.path().join("pw"), "secret\n").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("pw"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let url = format!(
+        "postgresql://gw@127.0.0.1:{port}/masqlog?password_file={}",
+        dir.path().join("pw").display()
+    );
+    let target = masqlog_core::config::PgTarget::parse(&url).unwrap();
+
+    // The transport alone: the connect never completes; the batch fails
+    // with a timeout instead of waiting.
+    let mut pg = pg::Postgres::new(target.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let msg = b"<30>Nov 21 12:37:42 gw1 masqlog[1]: hello".to_vec();
+        let _ = tx.send(pg.deliver(&[msg], Duration::from_millis(500)));
+    });
+    let r = rx
+        .recv_timeout(LONG)
+        .expect("the batch still waits on a server that never answers");
+    let e = r.unwrap_err();
+    assert!(e.contains("did not answer within"), "{e}");
+    assert!(!held.lock().is_empty(), "the server was never reached");
+
+    // Through the writer: counted, spooled, nothing dropped.
+    let cfg = Config {
+        send_timeout: Duration::from_millis(300),
+        spool: spool_config(&dir.path().join("spool"), 1 << 20),
+        ..test_config(Destination::Postgres(target))
+    };
+    // Messages with a header a row can be made of.
+    let format: FormatFn = Box::new(|_, _: &Header<'_>, rec: &FlowRecord, out: &mut Vec<u8>| {
+        out.extend_from_slice(
+            format!(
+                "<30>Nov 21 12:37:42 gw1 masqlog[1]: id={}",
+                rec.id.unwrap_or(0)
+            )
+            .as_bytes(),
+        );
+        0
+    });
+    let (w, _) = start(&cfg, format);
+    submit_all(&w, 0..20);
+    assert!(
+        wait_until(LONG, || {
+            let s = w.stats();
+            s.timed_out >= 2 && s.spooled == 20
+        }),
+        "{:?}",
+        w.stats()
+    );
+    let s = w.stats();
+    assert_eq!((s.dropped, s.written), (0, 0), "{s:?}");
+    assert!(s.to_string().contains(" timed_out="), "{s}");
+    assert!(
+        w.take_notices()
+            .iter()
+            .any(|n| n.message.contains("did not answer within")),
+        "no notice names the timeout"
+    );
+    drop(w);
 }

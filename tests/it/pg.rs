@@ -772,6 +772,109 @@ fn a_batch_sent_again_is_kept_once() {
     assert!(e.contains("not a row"), "{e}");
 }
 
+/// Sealed rows carry no per-row unique key: the ledger of committed
+/// sequence ranges keeps them once. A batch sent again, a batch half old
+/// and half new, a repeat within a batch, a batch of another run, and the
+/// same batch sent by two connections at once (a retry while the first
+/// connection's transaction still runs) each leave every line once, and a
+/// writer that delivers in order keeps one ledger row per run.
+#[test]
+fn sealed_batches_sent_again_are_kept_once_by_the_ledger() {
+    use masqlog_core::config::Format;
+    use masqlog_core::seal::{Chain, VerifyKey};
+    let Some((c, _admin)) = setup() else { return };
+    let t0 = Timestamp::now().secs - 60;
+    let key = VerifyKey::generate("gw1", t0 - 3600, 86_400).unwrap();
+    let sealed = |run: u64, n: u16| -> Vec<Vec<u8>> {
+        let mut chain = Chain::start(key.initial_state(), "masq1", run).unwrap();
+        (0..n)
+            .flat_map(|i| flow(1, i, t0))
+            .map(|rec| {
+                let mut m = Vec::new();
+                masqlog_core::format::write_syslog(
+                    Format::Text,
+                    &masqlog_core::format::Header {
+                        pri: 30,
+                        timestamp: Timestamp::new(t0 + 100, 0),
+                        hostname: Some("gw1"),
+                        app: "masqlog",
+                        pid: 7,
+                    },
+                    &rec,
+                    &mut m,
+                );
+                let body = masqlog_core::format::message_start(&m).unwrap();
+                masqlog_core::format::sealing::seal_message(Format::Text, body, &mut chain, &mut m);
+                m
+            })
+            .collect()
+    };
+    let distinct = || -> String {
+        c.psql(
+            "masqlog",
+            "SELECT count(*) || ' ' || count(DISTINCT line) || ' ' || count(digest) FROM masqlog.flow_log",
+        )
+        .unwrap()
+    };
+    let all = sealed(1, 100); // 200 lines, seq 1 ..= 200
+    let url = role_url(&c, "gw1");
+    let mut pg = masqlog::sink::pg::Postgres::new(PgTarget::parse(&url).unwrap());
+    pg.deliver(&all[..100], LONG).unwrap();
+    assert_eq!(distinct(), "100 100 0", "sealed rows carry no digest");
+    pg.deliver(&all[..100], LONG).unwrap();
+    assert_eq!(distinct(), "100 100 0");
+    // Half old, half new, with a repeat inside.
+    let mut mixed = all[50..150].to_vec();
+    mixed.push(all[120].clone());
+    pg.deliver(&mixed, LONG).unwrap();
+    assert_eq!(distinct(), "150 150 0");
+    // In order: one ledger row for the run.
+    assert_eq!(
+        c.psql(
+            "masqlog",
+            "SELECT writer || ' ' || run || ' ' || first_seq || ' ' || last_seq FROM masqlog.seal_ledger"
+        )
+        .unwrap(),
+        "gw1/masq1 1 1 150"
+    );
+    // Out of order (a later range first), then the gap filled.
+    pg.deliver(&all[180..], LONG).unwrap();
+    pg.deliver(&all[140..190], LONG).unwrap();
+    assert_eq!(distinct(), "200 200 0");
+    // Another run with the same sequence numbers is other lines.
+    let run2 = sealed(2, 10);
+    pg.deliver(&run2, LONG).unwrap();
+    pg.deliver(&run2, LONG).unwrap();
+    assert_eq!(distinct(), "220 220 0");
+    assert_eq!(
+        c.psql("masqlog", "SELECT count(*) FROM masqlog.seal_ledger")
+            .unwrap(),
+        "2"
+    );
+    // The same new batch from two connections at once.
+    let run3 = sealed(3, 200);
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, batch) = (url.clone(), run3.clone());
+            std::thread::spawn(move || {
+                let mut pg = masqlog::sink::pg::Postgres::new(PgTarget::parse(&url).unwrap());
+                pg.deliver(&batch, LONG)
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    assert_eq!(distinct(), "620 620 0");
+    // A row without a seal next to sealed ones: kept once by its digest.
+    let mut m = all[0].clone();
+    let cut = m.windows(4).position(|w| w == b" w=g").unwrap();
+    m.truncate(cut);
+    pg.deliver(&[m.clone(), all[0].clone()], LONG).unwrap();
+    pg.deliver(&[m, all[1].clone()], LONG).unwrap();
+    assert_eq!(distinct(), "621 621 1");
+}
+
 /// A tmpfs mounted for the test, unmounted on drop.
 struct Tiny(std::path::PathBuf);
 
@@ -884,4 +987,42 @@ fn a_full_disk_on_the_database_side_loses_nothing() {
         want.to_string()
     );
     drop(tiny);
+}
+
+/// A cluster whose owner died without dropping it (a `kill -9` of the
+/// test) is stopped and removed by the next start's sweep: its postmaster
+/// is killed and its directory removed; the clusters of live owners (the
+/// other tests of this process) are left alone.
+#[test]
+fn a_cluster_whose_owner_died_is_stopped_and_removed_by_the_next_run() {
+    if !TempCluster::available() || masqlog_lab::process::effective_uid().ok() != Some(0) {
+        eprintln!("skipped: needs root and PostgreSQL 15 (/usr/lib/postgresql/15/bin)");
+        return;
+    }
+    let c = TempCluster::start().unwrap();
+    let dir = c.dir().to_path_buf();
+    let pid: u32 = std::fs::read_to_string(dir.join("data/postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    // Its owner is now a process that has ended.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(dir.join("owner"), format!("{dead} 1\n")).unwrap();
+    // As if the test had been killed: no drop.
+    std::mem::forget(c);
+    let live = TempCluster::start().unwrap();
+    assert!(!dir.exists(), "{} is still there", dir.display());
+    poll("the stale postmaster to end", LONG, || {
+        Ok((!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()))
+    })
+    .unwrap();
+    // The live cluster was not touched by its own start's sweep.
+    assert!(live.dir().exists());
+    assert_eq!(live.psql("postgres", "SELECT 1").unwrap(), "1");
 }

@@ -1,24 +1,26 @@
 //! One formatted message as a row of the PostgreSQL table
-//! `masqlog.flow_log` (see `sql/schema_v1.sql`), in `COPY ... FROM STDIN`
-//! text form: a pure function from the message the writer formatted (the
-//! same bytes the spool keeps and replays) to one tab-separated line.
+//! `masqlog.flow_log` (see `sql/schema_v1.sql`): a pure function from the
+//! message the writer formatted (the same bytes the spool keeps and
+//! replays) to the typed values of one row, which the destination sends
+//! with a binary `COPY`.
 //!
 //! The row carries the fields of the line (the three endpoints as `inet`
 //! and ports, protocol, conntrack id, event, times in microseconds,
 //! counters, IDENT outcome and user, the seal) and the exact message text,
 //! so that a row is read back, joined and verified like a log line. Every
 //! field is derived from the message alone: a message sent twice (a replay
-//! from the spool) gives the same row twice, which the table's unique key
-//! on `(at, digest)` keeps once.
+//! from the spool) gives the same row twice. A sealed row is kept once by
+//! its writer, run and sequence number (the destination's ledger of
+//! committed sequence ranges); a row without a seal carries a `digest` of
+//! its line, which the table's unique key on `(at, digest)` keeps once.
 
 use std::net::IpAddr;
 
 use crate::format::chain::parse_chain;
 use crate::format::gap::parse_gap;
 use crate::format::{ParsedLine, message_start, parse_line};
-use crate::record::{Endpoint, Event, IdentStatus, Remote, Timestamp};
-use crate::seal::hex_string;
-use crate::time::{days_from_civil, write_rfc3339_micros};
+use crate::record::{Endpoint, Event, Remote, Timestamp};
+use crate::time::days_from_civil;
 
 /// The schema version these rows are for (`sql/schema_v1.sql`): the one
 /// the plugin writes and the command creates and reads.
@@ -42,20 +44,6 @@ pub enum RowError {
     NoHeader,
     #[error("the message has no time: neither its fields nor its header give one")]
     NoTime,
-}
-
-/// What the caller needs to know of a row besides its text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RowInfo {
-    /// The partition key (`at`).
-    pub at: Timestamp,
-}
-
-impl RowInfo {
-    /// The UTC day of `at`, in days since 1970-01-01 (the partition).
-    pub fn day(self) -> i64 {
-        self.at.secs.div_euclid(86_400)
-    }
 }
 
 /// The HOSTNAME and TAG of the header, and its time when it has one
@@ -118,15 +106,78 @@ fn rfc3164_time(stamp: &str, now: Timestamp) -> Option<Timestamp> {
     Some(Timestamp::new(secs, 0))
 }
 
-/// Appends the row of `msg` (a complete message as the plugin formats it:
-/// a flow, gap or chain record, or anything else with a header) to `out`,
-/// newline included. `now` only resolves the year of an RFC 3164 header,
-/// for messages whose fields carry no time.
+/// The values of one row, in the order of [`COLUMNS`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgRow<'a> {
+    /// The partition key: the event's time (see the schema).
+    pub at: Timestamp,
+    /// The header's HOSTNAME and TAG.
+    pub router: &'a str,
+    pub instance: &'a str,
+    /// `start`, `end`, `update`, `ident`, `gap`, `chain` or `other`.
+    pub event: &'static str,
+    /// The flow's fields, for a flow line.
+    pub flow: Option<FlowCols>,
+    /// The seal, for a sealed flow line.
+    pub seal: Option<SealCols>,
+    /// The exact message.
+    pub line: &'a str,
+    /// The first [`DIGEST_LEN`] bytes of the line's SHA-256, for a row
+    /// without a seal only (its no-duplicate key, with `at`).
+    pub digest: Option<[u8; DIGEST_LEN]>,
+}
+
+impl PgRow<'_> {
+    /// The UTC day of `at`, in days since 1970-01-01 (the partition).
+    pub fn day(&self) -> i64 {
+        self.at.secs.div_euclid(86_400)
+    }
+}
+
+/// The columns `nat` to `ident_user` of a flow line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowCols {
+    pub nat: &'static str,
+    pub proto: i16,
+    pub conntrack_id: Option<i64>,
+    pub client_ip: IpAddr,
+    pub client_port: Option<i32>,
+    pub masq_ip: IpAddr,
+    pub masq_port: Option<i32>,
+    pub remote_ip: Option<IpAddr>,
+    pub remote_port: Option<i32>,
+    /// `remote=hash`: the hash as 32 hex digits.
+    pub remote_hash: Option<String>,
+    pub start_at: Option<Timestamp>,
+    pub end_at: Option<Timestamp>,
+    /// Counters (a value beyond `bigint` is left NULL; the line keeps it).
+    pub out_pkts: Option<i64>,
+    pub out_bytes: Option<i64>,
+    pub in_pkts: Option<i64>,
+    pub in_bytes: Option<i64>,
+    pub ident_status: Option<&'static str>,
+    pub ident_user: Option<Vec<u8>>,
+}
+
+/// The columns `seal_writer` to `seal_mac`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealCols {
+    /// `HOST/INSTANCE`.
+    pub writer: String,
+    pub run: i64,
+    pub seq: i64,
+    pub mac: Vec<u8>,
+}
+
+/// The row of `msg` (a complete message as the plugin formats it: a flow,
+/// gap or chain record, or anything else with a header). `now` only
+/// resolves the year of an RFC 3164 header, for messages whose fields
+/// carry no time.
 ///
 /// # Errors
 ///
-/// A message that is not UTF-8 or has no header (`out` is left as it was).
-pub fn write_row(msg: &[u8], now: Timestamp, out: &mut Vec<u8>) -> Result<RowInfo, RowError> {
+/// A message that is not UTF-8, has no header or no time.
+pub fn row(msg: &[u8], now: Timestamp) -> Result<PgRow<'_>, RowError> {
     let text = std::str::from_utf8(msg).map_err(|_| RowError::NotUtf8)?;
     let hdr = header_fields(text, now).ok_or(RowError::NoHeader)?;
     let parsed = parse_line(text).ok();
@@ -146,141 +197,92 @@ pub fn write_row(msg: &[u8], now: Timestamp, out: &mut Vec<u8>) -> Result<RowInf
         },
     };
     let at = at.or(hdr.time).ok_or(RowError::NoTime)?;
-    let mut row = Row { out, first: true };
-    row.time(Some(at));
-    row.text(Some(hdr.host));
-    row.text(Some(hdr.tag));
-    row.text(Some(event));
-    match &parsed {
-        Some(p) => row.fields(p),
-        None => {
-            for _ in 0..22 {
-                row.null();
-            }
-        }
-    }
-    row.text(Some(text));
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(msg);
-    row.bytes(Some(&digest[..DIGEST_LEN]));
-    row.out.push(b'\n');
-    Ok(RowInfo { at })
+    let flow = parsed.as_ref().map(flow_cols);
+    let seal = parsed.as_ref().and_then(|p| p.seal.as_ref()).and_then(|s| {
+        Some(SealCols {
+            writer: s.fields.writer.to_string(),
+            run: i64::try_from(s.fields.run).ok()?,
+            seq: i64::try_from(s.fields.seq).ok()?,
+            mac: s.mac.to_vec(),
+        })
+    });
+    let digest = seal.is_none().then(|| {
+        let d = <sha2::Sha256 as sha2::Digest>::digest(msg);
+        let mut out = [0; DIGEST_LEN];
+        out.copy_from_slice(&d[..DIGEST_LEN]);
+        out
+    });
+    Ok(PgRow {
+        at,
+        router: hdr.host,
+        instance: hdr.tag,
+        event,
+        flow,
+        seal,
+        line: text,
+        digest,
+    })
 }
 
-/// The row being written.
-struct Row<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-
-impl Row<'_> {
-    fn sep(&mut self) {
-        if !std::mem::take(&mut self.first) {
-            self.out.push(b'\t');
-        }
-    }
-
-    fn null(&mut self) {
-        self.sep();
-        self.out.extend_from_slice(b"\\N");
-    }
-
-    /// A text value, escaped for COPY's text format.
-    fn text(&mut self, v: Option<&str>) {
-        let Some(v) = v else { return self.null() };
-        self.sep();
-        for &b in v.as_bytes() {
-            match b {
-                b'\\' => self.out.extend_from_slice(b"\\\\"),
-                b'\t' => self.out.extend_from_slice(b"\\t"),
-                b'\n' => self.out.extend_from_slice(b"\\n"),
-                b'\r' => self.out.extend_from_slice(b"\\r"),
-                _ => self.out.push(b),
-            }
-        }
-    }
-
-    fn num(&mut self, v: Option<u64>) {
-        let Some(v) = v else { return self.null() };
-        self.sep();
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-    }
-
-    fn time(&mut self, v: Option<Timestamp>) {
-        let Some(v) = v else { return self.null() };
-        self.sep();
-        write_rfc3339_micros(v, self.out);
-    }
-
-    fn ip(&mut self, v: Option<IpAddr>) {
-        let Some(v) = v else { return self.null() };
-        self.sep();
-        use std::io::Write as _;
-        let _ = write!(self.out, "{v}");
-    }
-
-    fn endpoint(&mut self, ep: Option<Endpoint>) {
-        self.ip(ep.map(|e| e.ip));
-        self.num(ep.and_then(|e| e.port).map(u64::from));
-    }
-
-    /// `bytea` in hex form (`\x...`, the backslash escaped for COPY).
-    fn bytes(&mut self, v: Option<&[u8]>) {
-        let Some(v) = v else { return self.null() };
-        self.sep();
-        self.out.extend_from_slice(b"\\\\x");
-        self.out.extend_from_slice(hex_string(v).as_bytes());
-    }
-
-    /// The 22 columns from `nat` to `seal_mac`.
-    fn fields(&mut self, p: &ParsedLine) {
-        let r = &p.record;
-        self.text(Some(r.nat.name()));
-        self.num(Some(u64::from(r.proto.number())));
-        self.num(r.id.map(u64::from));
-        self.endpoint(Some(r.client));
-        self.endpoint(Some(r.masq));
-        match r.remote {
-            Remote::Shown(ep) => {
-                self.endpoint(Some(ep));
-                self.null();
-            }
-            Remote::Hashed(h) => {
-                self.endpoint(None);
-                self.text(Some(&format!("{h:032x}")));
-            }
-            Remote::Omitted => {
-                self.endpoint(None);
-                self.null();
-            }
-        }
-        self.time(r.start);
-        self.time(r.end);
-        for c in [r.out, r.inbound] {
-            self.num(c.map(|c| c.packets));
-            self.num(c.map(|c| c.bytes));
-        }
-        let ident = r.ident.as_ref();
-        self.text(ident.map(|i| ident_name(i.status)));
-        self.bytes(ident.and_then(|i| i.user.as_deref()));
-        match &p.seal {
-            Some(s) => {
-                self.text(Some(&s.fields.writer.to_string()));
-                self.num(Some(s.fields.run));
-                self.num(Some(s.fields.seq));
-                self.text(Some(&hex_string(&s.mac)));
-            }
-            None => {
-                for _ in 0..4 {
-                    self.null();
-                }
-            }
-        }
+fn flow_cols(p: &ParsedLine) -> FlowCols {
+    let r = &p.record;
+    let port = |e: Endpoint| e.port.map(i32::from);
+    let big = |v: u64| i64::try_from(v).ok();
+    let (remote_ip, remote_port, remote_hash) = match r.remote {
+        Remote::Shown(ep) => (Some(ep.ip), port(ep), None),
+        Remote::Hashed(h) => (None, None, Some(format!("{h:032x}"))),
+        Remote::Omitted => (None, None, None),
+    };
+    let ident = r.ident.as_ref();
+    FlowCols {
+        nat: r.nat.name(),
+        proto: i16::from(r.proto.number()),
+        conntrack_id: r.id.map(i64::from),
+        client_ip: r.client.ip,
+        client_port: port(r.client),
+        masq_ip: r.masq.ip,
+        masq_port: port(r.masq),
+        remote_ip,
+        remote_port,
+        remote_hash,
+        start_at: r.start,
+        end_at: r.end,
+        out_pkts: r.out.and_then(|c| big(c.packets)),
+        out_bytes: r.out.and_then(|c| big(c.bytes)),
+        in_pkts: r.inbound.and_then(|c| big(c.packets)),
+        in_bytes: r.inbound.and_then(|c| big(c.bytes)),
+        ident_status: ident.map(|i| i.status.name()),
+        ident_user: ident.and_then(|i| i.user.clone()),
     }
 }
 
-fn ident_name(s: IdentStatus) -> &'static str {
-    s.name()
+/// Sequence numbers of one writer's run, as contiguous ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeqRanges {
+    /// `(first, last)`, ascending, neither overlapping nor adjacent.
+    pub ranges: Vec<(i64, i64)>,
+}
+
+impl SeqRanges {
+    /// The ranges of `seqs` (any order, repeats allowed).
+    pub fn of(mut seqs: Vec<i64>) -> SeqRanges {
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut ranges: Vec<(i64, i64)> = Vec::new();
+        for s in seqs {
+            match ranges.last_mut() {
+                Some((_, last)) if *last + 1 == s => *last = s,
+                _ => ranges.push((s, s)),
+            }
+        }
+        SeqRanges { ranges }
+    }
+
+    /// Whether `seq` falls in one of the ranges.
+    pub fn contains(&self, seq: i64) -> bool {
+        let i = self.ranges.partition_point(|&(_, last)| last < seq);
+        self.ranges.get(i).is_some_and(|&(first, _)| first <= seq)
+    }
 }
 
 #[cfg(test)]
@@ -289,36 +291,24 @@ mod tests {
     use crate::config::Format;
     use crate::format::testutil::{header, samples};
 
-    fn cols(row: &[u8]) -> Vec<String> {
-        let s = std::str::from_utf8(row).unwrap();
-        let s = s.strip_suffix('\n').unwrap();
-        s.split('\t').map(str::to_string).collect()
-    }
-
     #[test]
-    fn a_flow_line_gives_every_column_and_the_line_itself() {
-        let ncols = COLUMNS.split(',').count();
+    fn a_flow_line_gives_its_fields_and_the_line_itself() {
         for (format, rec) in [Format::Text, Format::Json, Format::Rfc5424]
             .into_iter()
             .flat_map(|f| samples().into_iter().map(move |r| (f, r)))
         {
             let mut msg = Vec::new();
             crate::format::write_syslog(format, &header(Some("gw1")), &rec, &mut msg);
-            let mut row = Vec::new();
-            let info = write_row(&msg, Timestamp::now(), &mut row).unwrap();
-            let c = cols(&row);
-            assert_eq!(c.len(), ncols, "{format:?}: {c:?}");
-            assert_eq!(c[1], "gw1", "{format:?}");
-            assert_eq!(c[3], rec.event.name());
-            assert_eq!(c[9], rec.masq.ip.to_string());
-            assert_eq!(
-                c[10],
-                rec.masq.port.map_or("\\N".to_string(), |p| p.to_string())
-            );
-            assert_eq!(
-                c[ncols - 2].replace("\\\\", "\\"),
-                std::str::from_utf8(&msg).unwrap()
-            );
+            let r = row(&msg, Timestamp::now()).unwrap();
+            assert_eq!(r.router, "gw1", "{format:?}");
+            assert_eq!(r.event, rec.event.name());
+            let f = r.flow.as_ref().unwrap();
+            assert_eq!(f.masq_ip, rec.masq.ip);
+            assert_eq!(f.masq_port, rec.masq.port.map(i32::from));
+            assert_eq!(f.conntrack_id, rec.id.map(i64::from));
+            assert_eq!(r.line.as_bytes(), &msg[..]);
+            // Unsealed: the digest is the key.
+            assert!(r.seal.is_none() && r.digest.is_some());
             // The event's own time, else the header's (to the second in
             // RFC 3164, to the microsecond in RFC 5424).
             let want = match rec.event {
@@ -331,7 +321,26 @@ mod tests {
             } else {
                 Timestamp::new(hdr.secs, 0)
             };
-            assert_eq!(info.at, want.unwrap_or(hdr), "{format:?} {rec:?}");
+            assert_eq!(r.at, want.unwrap_or(hdr), "{format:?} {rec:?}");
+        }
+    }
+
+    #[test]
+    fn a_sealed_line_gives_its_seal_and_no_digest() {
+        use crate::seal::{Chain, VerifyKey};
+        let key = VerifyKey::generate("gw1", 0, 86_400).unwrap();
+        let mut chain = Chain::start(key.initial_state(), "masq1", 7).unwrap();
+        for format in [Format::Text, Format::Json, Format::Rfc5424] {
+            let mut msg = Vec::new();
+            crate::format::write_syslog(format, &header(Some("gw1")), &samples()[0], &mut msg);
+            let body = message_start(&msg).unwrap();
+            crate::format::sealing::seal_message(format, body, &mut chain, &mut msg);
+            let r = row(&msg, Timestamp::now()).unwrap();
+            let s = r.seal.as_ref().unwrap_or_else(|| panic!("{format:?}"));
+            assert_eq!((s.writer.as_str(), s.run), ("gw1/masq1", 7));
+            assert_eq!(s.seq, i64::try_from(chain.seq()).unwrap());
+            assert_eq!(s.mac, chain.last_mac().to_vec());
+            assert!(r.digest.is_none());
         }
     }
 
@@ -339,43 +348,53 @@ mod tests {
     fn the_same_message_gives_the_same_row() {
         let mut msg = Vec::new();
         crate::format::write_syslog(Format::Text, &header(Some("gw1")), &samples()[0], &mut msg);
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        write_row(&msg, Timestamp::new(0, 0), &mut a).unwrap();
-        write_row(&msg, Timestamp::now(), &mut b).unwrap();
-        assert_eq!(a, b);
+        assert_eq!(
+            row(&msg, Timestamp::new(0, 0)).unwrap(),
+            row(&msg, Timestamp::now()).unwrap()
+        );
     }
 
     #[test]
-    fn copy_special_bytes_are_escaped() {
-        let msg = b"<30>Nov 21 12:37:42 gw1 masqlog[1]: hello\tworld \\ end";
-        let mut row = Vec::new();
+    fn a_line_that_is_no_flow_keeps_its_header_time() {
+        let msg = b"<30>Nov 21 12:37:42 gw1 masqlog[1]: hello\tworld";
         let now = Timestamp::new(days_from_civil(2026, 11, 25) * 86_400, 0);
-        let info = write_row(msg, now, &mut row).unwrap();
-        let s = String::from_utf8(row).unwrap();
-        assert!(s.contains("hello\\tworld \\\\ end\t\\\\x"), "{s}");
-        assert_eq!(cols(s.as_bytes()).len(), COLUMNS.split(',').count());
+        let r = row(msg, now).unwrap();
+        assert_eq!((r.event, r.instance), ("other", "masqlog"));
+        assert!(r.flow.is_none() && r.seal.is_none() && r.digest.is_some());
         assert_eq!(
-            info.at.secs,
+            r.at.secs,
             days_from_civil(2026, 11, 21) * 86_400 + 12 * 3600 + 37 * 60 + 42
         );
         // Read in January, a December header is last year's.
         let jan = Timestamp::new(days_from_civil(2027, 1, 2) * 86_400, 0);
         let dec = b"<30>Dec 31 23:59:59 gw1 masqlog[1]: x";
-        let info = write_row(dec, jan, &mut Vec::new()).unwrap();
-        assert_eq!(info.day(), days_from_civil(2026, 12, 31));
+        assert_eq!(row(dec, jan).unwrap().day(), days_from_civil(2026, 12, 31));
     }
 
     #[test]
     fn a_message_without_header_is_refused() {
-        let mut row = Vec::new();
         assert_eq!(
-            write_row(b"masqlog/1 ev=start", Timestamp::now(), &mut row),
+            row(b"masqlog/1 ev=start", Timestamp::now()),
             Err(RowError::NoHeader)
         );
-        assert_eq!(
-            write_row(b"\xff\xfe", Timestamp::now(), &mut row),
-            Err(RowError::NotUtf8)
-        );
-        assert!(row.is_empty());
+        assert_eq!(row(b"\xff\xfe", Timestamp::now()), Err(RowError::NotUtf8));
+    }
+
+    #[test]
+    fn sequence_ranges() {
+        let r = SeqRanges::of(vec![5, 3, 4, 9, 9, 10, 1]);
+        assert_eq!(r.ranges, vec![(1, 1), (3, 5), (9, 10)]);
+        for (s, want) in [
+            (0, false),
+            (1, true),
+            (2, false),
+            (4, true),
+            (6, false),
+            (10, true),
+            (11, false),
+        ] {
+            assert_eq!(r.contains(s), want, "{s}");
+        }
+        assert!(SeqRanges::of(Vec::new()).ranges.is_empty());
     }
 }

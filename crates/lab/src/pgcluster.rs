@@ -3,12 +3,25 @@
 //! (PostgreSQL refuses root), listening only on a Unix socket inside that
 //! directory. Stopped (immediate mode) and removed when the guard is
 //! dropped, also on a failed test.
+//!
+//! A test process that dies without unwinding (a `kill -9`, an abort)
+//! runs no destructor; two things then clean up, as for the lab's
+//! namespaces and daemons. The lab's [`Reaper`] watchdog, told the
+//! postmaster's process group (`pg_ctl` starts it in a session of its
+//! own) and the directory, stops the one and removes the other when its
+//! owner exits. And every [`TempCluster::start`] first reaps what a dead
+//! owner left anyway (its watchdog killed with it): each directory
+//! `masqlog-pg-*` in the temporary directory names its owner (pid and
+//! start time) in the file `owner`; when that process is gone, the
+//! cluster's postmaster (only if its command line names that directory) is
+//! killed and the directory removed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
+use crate::reaper::Reaper;
 use crate::{LabError, process, users};
 
 /// The user the clusters run as.
@@ -19,6 +32,10 @@ const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const SUPER_PASSWORD: &str = "masqlog-test-superuser";
 /// Socket "port" numbers: each cluster of a process gets its own.
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+/// The prefix of the clusters' directories in the temporary directory.
+const DIR_PREFIX: &str = "masqlog-pg-";
+/// The file in a cluster's directory that names its owner.
+const OWNER_FILE: &str = "owner";
 
 /// A running cluster; stopped and deleted on drop.
 #[derive(Debug)]
@@ -26,6 +43,10 @@ pub struct TempCluster {
     dir: PathBuf,
     port: u16,
     running: bool,
+    /// The running postmaster's pid (its process group's).
+    postmaster: Option<u32>,
+    /// Dropped last: removes what this guard's drop could not.
+    reaper: std::sync::Arc<Reaper>,
 }
 
 fn io(what: impl Into<String>, e: std::io::Error) -> LabError {
@@ -45,11 +66,17 @@ impl TempCluster {
     /// with a password (scram-sha-256), as does every other role.
     pub fn start() -> Result<TempCluster, LabError> {
         users::ensure_user(PG_USER)?;
+        reap_stale(&std::env::temp_dir());
+        let reaper = Reaper::start()?;
         let dir = tempfile::Builder::new()
-            .prefix("masqlog-pg-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .map_err(|e| io("creating the cluster's directory", e))?
             .keep();
+        reaper.add_dir(&dir);
+        let me = std::process::id();
+        let owner = format!("{me} {}\n", start_time(me).unwrap_or(0));
+        std::fs::write(dir.join(OWNER_FILE), owner).map_err(|e| io("writing the owner file", e))?;
         let port = 20_000
             + (std::process::id() as u16 % 20_000)
             + NEXT_PORT.fetch_add(1, Ordering::SeqCst);
@@ -57,6 +84,8 @@ impl TempCluster {
             dir,
             port,
             running: false,
+            postmaster: None,
+            reaper,
         };
         c.init()?;
         c.start_server()?;
@@ -109,6 +138,10 @@ impl TempCluster {
             "start",
         ])?;
         self.running = true;
+        if let Some(pid) = postmaster_pid(&self.dir) {
+            self.reaper.add_process_group(pid);
+            self.postmaster = Some(pid);
+        }
         Ok(())
     }
 
@@ -138,6 +171,9 @@ impl TempCluster {
             "stop",
         ])?;
         self.running = false;
+        if let Some(pid) = self.postmaster.take() {
+            self.reaper.remove_process_group(pid);
+        }
         Ok(())
     }
 
@@ -244,13 +280,92 @@ impl TempCluster {
 impl Drop for TempCluster {
     fn drop(&mut self) {
         if self.pg_ctl_stop("immediate").is_err() {
-            // The postmaster's pid is the first line of postmaster.pid.
-            if let Ok(pid) = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
-                && let Some(Ok(pid)) = pid.lines().next().map(str::parse::<i64>)
-            {
-                let _ = process::send_signal(pid, process::Signal::Kill);
-            }
+            kill_postmaster(&self.dir);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        // The reaper (dropped next) forgets nothing it must still do: the
+        // process group was taken off at the stop; the directory is gone.
     }
+}
+
+/// The postmaster's pid: the first line of `postmaster.pid`.
+fn postmaster_pid(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join("data/postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
+/// Kills the postmaster of the cluster in `dir` and its process group,
+/// only while its command line names `dir` (a pid reused by another
+/// program is left alone).
+fn kill_postmaster(dir: &Path) {
+    let Some(pid) = postmaster_pid(dir) else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let needle = dir.to_string_lossy();
+    if cmdline
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+    {
+        let _ = process::send_signal(-i64::from(pid), process::Signal::Kill);
+        let _ = process::send_signal(i64::from(pid), process::Signal::Kill);
+    }
+}
+
+/// The start time of process `pid` (clock ticks since boot, field 22 of
+/// `/proc/PID/stat`): with the pid, names one process for good.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which may hold spaces and ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Whether the owner named by a cluster directory's `owner` file still
+/// runs. A directory without a readable owner file is young (being made)
+/// or not ours: left alone unless it is older than an hour.
+fn owner_alive(dir: &Path) -> bool {
+    match std::fs::read_to_string(dir.join(OWNER_FILE)) {
+        Ok(text) => {
+            let mut it = text.split_whitespace().map(str::parse::<u64>);
+            match (it.next(), it.next()) {
+                (Some(Ok(pid)), Some(Ok(t))) => u32::try_from(pid)
+                    .ok()
+                    .and_then(start_time)
+                    .is_some_and(|now| now == t),
+                _ => false,
+            }
+        }
+        Err(_) => std::fs::metadata(dir)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < Duration::from_secs(3600)),
+    }
+}
+
+/// Stops and removes the clusters in `tmp` whose owner died; returns the
+/// directories removed.
+pub fn reap_stale(tmp: &Path) -> Vec<PathBuf> {
+    let mut reaped = Vec::new();
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return reaped;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let is_cluster = e.file_name().to_string_lossy().starts_with(DIR_PREFIX)
+            && e.file_type().is_ok_and(|t| t.is_dir());
+        if !is_cluster || owner_alive(&path) {
+            continue;
+        }
+        kill_postmaster(&path);
+        if std::fs::remove_dir_all(&path).is_ok() {
+            eprintln!(
+                "masqlog lab: removed the PostgreSQL cluster {} left by a test that died",
+                path.display()
+            );
+            reaped.push(path);
+        }
+    }
+    reaped
 }
