@@ -54,11 +54,7 @@ impl fmt::Display for SinkStats {
             write!(f, " unacked={}", self.unacked)?;
         }
         if let Some(s) = &self.store {
-            write!(
-                f,
-                " store_written={} store_failed={} store_torn_bytes={} store_closed={}",
-                s.written, s.failed, s.torn_bytes, s.closed
-            )?;
+            write!(f, " {s}")?;
         }
         Ok(())
     }

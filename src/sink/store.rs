@@ -50,6 +50,17 @@ pub struct StoreStats {
     pub closed: u64,
 }
 
+impl std::fmt::Display for StoreStats {
+    /// `store_written=N store_failed=N store_torn_bytes=N store_closed=N`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "store_written={} store_failed={} store_torn_bytes={} store_closed={}",
+            self.written, self.failed, self.torn_bytes, self.closed
+        )
+    }
+}
+
 impl StoreCounts {
     pub(super) fn snapshot(&self) -> Option<StoreStats> {
         self.on.load(SeqCst).then(|| StoreStats {
