@@ -49,7 +49,7 @@ mod tests {
         assert!(logrotate.lines().any(|l| l == LOG_FILE));
         // The rotated files are indexed once logrotate is done with them.
         let last = logrotate
-            .split("lastaction")
+            .split("\tlastaction\n")
             .nth(1)
             .and_then(|s| s.split("endscript").next())
             .expect("a lastaction script");
