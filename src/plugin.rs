@@ -389,14 +389,21 @@ impl Instance {
         } else {
             String::new()
         };
+        // Without a forwarding destination (`destination=none`) there is
+        // nothing written, failed or spooled but the store's own counts.
+        let forwarding = if self.cfg.destination.forwards() {
+            format!(
+                "written={} failed={} dropped={} spooled={}",
+                s.written, s.failed, s.dropped, s.spooled
+            )
+        } else {
+            format!("destination=none dropped={}", s.dropped)
+        };
+        let store = s.store.map(|st| format!(" {st}")).unwrap_or_default();
         format!(
-            "MASQLOG[{}] {what}: waiting={} written={} failed={} dropped={} spooled={} events_lost={} batches={} events={} logged={} untranslated={} incomplete={}{unacked}{timed_out}{ident}",
+            "MASQLOG[{}] {what}: waiting={} {forwarding} events_lost={} batches={} events={} logged={} untranslated={} incomplete={}{unacked}{timed_out}{store}{ident}",
             self.id,
             s.waiting,
-            s.written,
-            s.failed,
-            s.dropped,
-            s.spooled,
             s.events_lost,
             s.batches,
             c.events,

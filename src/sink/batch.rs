@@ -232,9 +232,14 @@ impl Worker {
         self.top_up();
     }
 
-    /// Adds what is queued to the live batch, up to [`BATCH`].
+    /// Adds what is held for the destination (see `held`), then what is
+    /// queued, to the live batch, up to [`BATCH`].
     pub(super) fn top_up(&mut self) {
         while !self.batch.is_full() {
+            if let Some((msg, id)) = self.held.pop() {
+                self.batch.push(msg, id);
+                continue;
+            }
             let Some(r) = self.inflow.try_next() else {
                 return;
             };
@@ -263,7 +268,7 @@ impl Worker {
         let backlog = move || inflow.len() > half;
         // With a spool, a batch sent one message at a time stops when the
         // queue fills, so that the backlog can go to disk.
-        let spill = self.spooler.configured();
+        let spill = self.spooler.configured() || self.holding();
         let limit = Limit {
             end: now + self.cfg.send_timeout,
             stop: &self.stop,

@@ -34,6 +34,7 @@ mod batch;
 pub mod drops;
 mod file;
 mod gaps;
+mod held;
 mod ipfix;
 pub mod lane;
 mod notices;

@@ -260,13 +260,17 @@ impl Worker {
         }
         // A replayed batch is still in the spool.
         self.batch = Batch::default();
+        self.drop_held();
         for g in std::mem::take(&mut self.gaps) {
             self.spooler.append(&g, None, &mut self.outbox);
         }
         // The queue, then the lane (nothing new comes: the handle closed
         // both, or the thread is going down after a panic).
+        // With a store, every record is formatted (and so stored) even when
+        // the destination loses it.
+        let format = self.spooler.configured() || self.formatter.store.is_some();
         while let Some(rec) = self.inflow.try_next() {
-            if self.spooler.configured() {
+            if format {
                 self.spool_record(&rec);
             } else {
                 self.counts.lost.fetch_add(1, SeqCst);

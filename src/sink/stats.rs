@@ -60,11 +60,7 @@ impl fmt::Display for SinkStats {
             write!(f, " timed_out={}", self.timed_out)?;
         }
         if let Some(s) = &self.store {
-            write!(
-                f,
-                " store_written={} store_failed={} store_torn_bytes={} store_closed={}",
-                s.written, s.failed, s.torn_bytes, s.closed
-            )?;
+            write!(f, " {s}")?;
         }
         Ok(())
     }

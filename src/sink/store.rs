@@ -59,6 +59,17 @@ pub struct StoreStats {
     pub closed: u64,
 }
 
+impl std::fmt::Display for StoreStats {
+    /// `store_written=N store_failed=N store_torn_bytes=N store_closed=N`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "store_written={} store_failed={} store_torn_bytes={} store_closed={}",
+            self.written, self.failed, self.torn_bytes, self.closed
+        )
+    }
+}
+
 impl StoreCounts {
     pub(super) fn snapshot(&self) -> Option<StoreStats> {
         self.on.load(SeqCst).then(|| StoreStats {
@@ -320,6 +331,67 @@ mod tests {
             }
         }
         assert_eq!(stored, std::fs::read(&file).unwrap());
+    }
+
+    /// The store's lines (live segment), as the conntrack ids `id_format`
+    /// wrote.
+    fn stored_ids(dir: &std::path::Path) -> Vec<u32> {
+        let mut ids = Vec::new();
+        for seg in store::list(dir).unwrap() {
+            assert_eq!(seg.kind, store::SegmentKind::Live);
+            let b = std::fs::read(seg.data(dir)).unwrap();
+            ids.extend(
+                b.split(|&c| c == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(id_of),
+            );
+        }
+        ids
+    }
+
+    #[test]
+    fn the_store_takes_every_record_while_the_destination_is_down_without_a_spool() {
+        let tmp = temp_dir("store-dest-down");
+        let dir = tmp.path().join("store");
+        let sock = tmp.path().join("log.sock");
+        let cfg = Config {
+            store: Some(store_config(&dir)),
+            queue_size: 64,
+            ..test_config(Destination::Unix(sock.clone()))
+        };
+        let waker = std::sync::Arc::new(TestWaker::default());
+        let w = Writer::start_with(&cfg, waker, id_format(), drops::DropSource::Process).unwrap();
+        let stored = |w: &Writer| w.stats().store.map_or(0, |s| s.written);
+        // Ten queues' worth while nothing listens: each record is in the
+        // store before the next is submitted, so the queue never holds
+        // more than one and none is refused.
+        let total = 640u32;
+        for id in 0..total {
+            assert!(w.submit(record(id)), "record {id} refused: {:?}", w.stats());
+            assert!(
+                wait_until(Duration::from_secs(20), || stored(&w) > u64::from(id)),
+                "record {id} not stored while the destination is down: {:?}",
+                w.stats()
+            );
+        }
+        let s = w.stats();
+        assert_eq!(s.written, 0, "{s:?}");
+        // A queue's worth (and the first batch) waits for the destination;
+        // the rest is its loss, not the store's.
+        assert!(s.waiting >= 64 && s.waiting <= 64 + 256, "{s:?}");
+        assert_eq!(s.dropped + s.waiting, u64::from(total), "{s:?}");
+        // The destination comes back: what waited goes out, in order.
+        let rx = UnixReceiver::bind(sock);
+        let got = rx.recv_n(usize::try_from(s.waiting).unwrap(), Duration::from_secs(20));
+        let ids: Vec<u32> = got.iter().map(|m| id_of(m)).collect();
+        assert_eq!(ids.len() as u64, s.waiting, "{ids:?}");
+        assert!(ids.windows(2).all(|p| p[0] < p[1]), "out of order: {ids:?}");
+        let s = w.stop(Duration::from_secs(10));
+        assert_eq!(s.written + s.dropped, u64::from(total), "{s:?}");
+        assert_eq!(s.written, ids.len() as u64, "{s:?}");
+        let st = s.store.expect("store stats");
+        assert_eq!((st.written, st.failed), (u64::from(total), 0), "{s:?}");
+        assert_eq!(stored_ids(&dir), (0..total).collect::<Vec<_>>());
     }
 
     #[test]

@@ -121,11 +121,22 @@ fn open_with(dest: &Destination, ipfix: IpfixConfig) -> Box<dyn Transport> {
         Destination::IpfixUdp(addr) | Destination::IpfixTcp(addr) => Box::new(
             super::ipfix::Ipfix::new(*addr, matches!(dest, Destination::IpfixTcp(_)), ipfix),
         ),
+        Destination::None => Box::new(Discard),
         #[cfg(feature = "postgresql")]
         Destination::Postgres(t) => Box::new(super::pg::Postgres::new(t.clone())),
         // Refused at start (`Writer::start`); never reached.
         #[cfg(not(feature = "postgresql"))]
         Destination::Postgres(_) => Box::new(Datagram::<UnixDatagram>::new(PathBuf::new())),
+    }
+}
+
+/// No forwarding destination (`destination=none`): the formatter kept
+/// every message in the store already; there is nothing to send.
+struct Discard;
+
+impl Transport for Discard {
+    fn send(&mut self, _: &[u8], _: &Limit<'_>) -> Result<(), SendError> {
+        Ok(())
     }
 }
 

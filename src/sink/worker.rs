@@ -125,6 +125,9 @@ pub(super) struct Worker {
     /// The last live batch came from the queue: records are flowing (see
     /// `next_warm_batch`).
     warm: bool,
+    /// With a store and no spool: messages stored that wait for the
+    /// destination (see `held`).
+    pub(super) held: super::held::Held,
 }
 
 impl Worker {
@@ -169,6 +172,7 @@ impl Worker {
             drops: DropWatch::new(now),
             drop_source,
             gaps: own,
+            held: super::held::Held::default(),
             cfg,
         }
     }
@@ -204,6 +208,11 @@ impl Worker {
                 self.spool_queued();
                 continue;
             }
+            if self.hold_behind() {
+                // The destination cannot take records as fast as they
+                // come: the store takes them now, the destination later.
+                self.hold_queued();
+            }
             if !self.batch.is_empty() {
                 if self.batch.from_spool && self.behind() {
                     // Replaying: what arrived meanwhile goes behind it.
@@ -219,6 +228,12 @@ impl Worker {
                 // Everything newer than the spool's head goes behind it.
                 self.spool_queued();
                 self.spooler.fill(&mut self.batch, &mut self.outbox);
+                continue;
+            }
+            if !self.held.is_empty() {
+                // Held messages are older than anything queued.
+                self.batch.from_spool = false;
+                self.top_up();
                 continue;
             }
             if !self.gaps.is_empty() {
@@ -409,7 +424,7 @@ impl Worker {
             return;
         }
         let timer = at(self.wake_at(Some(retry_at)).unwrap_or(retry_at));
-        let take = self.spooler.has_room() && !self.queue_closed;
+        let take = (self.spooler.has_room() || self.holding()) && !self.queue_closed;
         let queue = if take {
             self.inflow.queue.clone()
         } else {
@@ -424,6 +439,10 @@ impl Worker {
             self.on_control(m);
         }
         match rec {
+            Some(Ok(rec)) if self.holding() => {
+                self.hold_record(&rec);
+                self.hold_queued();
+            }
             Some(Ok(rec)) => {
                 self.spool_record(&rec);
                 self.spool_queued();

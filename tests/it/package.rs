@@ -348,6 +348,12 @@ fn the_debian_package_installs_works_and_purges_clean() {
     // stock ulogd takes the packaged plugin
     let info = must(&["ulogd", "-i", PLUGIN], None);
     assert!(info.lines().any(|l| l.trim() == "Name: MASQLOG"), "{info}");
+    // Rotated files are indexed for lookup once logrotate is done.
+    let rotate = std::fs::read_to_string(LOGROTATE).expect("the packaged logrotate file");
+    assert!(
+        rotate.contains(&format!("/usr/bin/masqlog index {MASQLOG_LOG}.[0-9]*")),
+        "{rotate}"
+    );
     if process::find_tool("logrotate").is_ok() {
         must(&["logrotate", "-d", LOGROTATE], None);
     }

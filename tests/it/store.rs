@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use masqlog_core::record::Event;
+use masqlog_core::record::{Event, FlowRecord};
 use masqlog_core::store::{self, SegmentKind};
 use masqlog_core::time::utc_string;
 use masqlog_lab::process::Signal;
@@ -150,4 +150,96 @@ fn lookup_answers_from_the_store_before_and_after_a_kill_9_of_ulogd() {
     );
     let r3 = masqlog(&["lookup", &public, "--at", &later, "--store", &store_arg]);
     assert_eq!(r3.code, Some(1), "{}", r3.all());
+}
+
+/// The end line of the flow from `client` in the store's live segment.
+fn stored_end_line(dir: &Path, client: std::net::SocketAddr) -> Option<FlowRecord> {
+    segments(dir).iter().find_map(|s| {
+        if s.kind != SegmentKind::Live {
+            return None;
+        }
+        let text = std::fs::read_to_string(s.data(dir)).ok()?;
+        text.lines().find_map(|l| {
+            let rec = masqlog_core::format::parse_line(l).ok()?.record;
+            (rec.event == Event::End
+                && rec.client.ip == client.ip()
+                && rec.client.port == Some(client.port()))
+            .then_some(rec)
+        })
+    })
+}
+
+#[test]
+fn a_store_alone_without_a_forwarding_destination_answers_lookups() {
+    let test = "a_store_alone_without_a_forwarding_destination_answers_lookups";
+    let Some(mut env) = harness::session(test, &SessionOptions::new(Example::Local)) else {
+        return;
+    };
+    // The lab's ulogd, with the store as its only destination.
+    let dir = env.lab.path("store");
+    let mut conf = UlogdConf::from_text(
+        &std::fs::read_to_string(env.ulogd.conf_path()).expect("the lab's ulogd.conf"),
+    );
+    conf.set(MASQ_ID, "destination", "none");
+    conf.set(MASQ_ID, "store_dir", &dir.to_string_lossy());
+    ok(env.ulogd.stop(), "stopping the first ulogd");
+    env.ulogd = ok(
+        env.lab.start_ulogd("ulogd-store-only", &conf),
+        "ulogd with only a store",
+    );
+
+    let r = ok(
+        env.flow("alice", FlowProto::Tcp, Family::V4, 1000),
+        "a flow",
+    );
+    ok(
+        env.wait_destroyed(std::slice::from_ref(&r.spec)),
+        "its DESTROY event",
+    );
+    let client = r.spec.client();
+    let end = ok(
+        wait::poll(
+            "the end line in the live segment",
+            Duration::from_secs(30),
+            || Ok(stored_end_line(&dir, client)),
+        ),
+        "the store",
+    );
+    let port = end.masq.port.expect("a masquerade port");
+    let public = format!("{}:{port}", end.masq.ip);
+    let at = utc_string(end.end.expect("an end time"), true);
+    let store_arg = dir.to_string_lossy().into_owned();
+    let r1 = masqlog(&["lookup", &public, "--at", &at, "--store", &store_arg]);
+    assert_eq!(r1.code, Some(0), "{}", r1.all());
+    assert!(
+        r1.first_line().ends_with(&format!(" was {client}")),
+        "{}",
+        r1.all()
+    );
+    // The statistics line says there is no forwarding destination, and
+    // what the store took.
+    ok(env.ulogd.signal(Signal::Usr1), "SIGUSR1 to ulogd");
+    ok(
+        env.ulogd
+            .wait_log(" destination=none dropped=0 ", Duration::from_secs(20)),
+        "the statistics line",
+    );
+    let log = env.ulogd.log();
+    let stats = log
+        .lines()
+        .rfind(|l| l.contains(" destination=none "))
+        .expect("a statistics line");
+    assert!(!stats.contains(" written="), "{stats}");
+    assert!(stats.contains(" store_failed=0 "), "{stats}");
+    assert!(!stats.contains(" store_written=0 "), "{stats}");
+    // The seal chain runs through the store: once ulogd stopped (its
+    // chain-stop record stored), `masqlog verify` over the store's
+    // directory finds one intact run and nothing unsealed.
+    ok(env.ulogd.stop(), "stopping ulogd");
+    let (_, key) = ok(env.lab.seal_key(), "the lab's key");
+    let v = masqlog(&["verify", "--key", &key.to_string_lossy(), &store_arg]);
+    assert_eq!(v.code, Some(0), "{}", v.all());
+    assert!(v.out.contains("every chain is intact"), "{}", v.all());
+    assert!(v.out.contains("intact: "), "{}", v.all());
+    assert!(!v.out.contains("without a seal"), "{}", v.all());
 }

@@ -47,5 +47,15 @@ mod tests {
         assert!(dropin.contains(&format!("file=\"{LOG_FILE}\"")));
         let logrotate = include_str!("../../../debian-pkg/logrotate-masqlog");
         assert!(logrotate.lines().any(|l| l == LOG_FILE));
+        // The rotated files are indexed once logrotate is done with them.
+        let last = logrotate
+            .split("\tlastaction\n")
+            .nth(1)
+            .and_then(|s| s.split("endscript").next())
+            .expect("a lastaction script");
+        assert!(
+            last.contains(&format!("/usr/bin/masqlog index {LOG_FILE}.[0-9]*")),
+            "{last}"
+        );
     }
 }

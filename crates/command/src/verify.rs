@@ -4,15 +4,19 @@
 //! links between records and between runs (a chain-start record names what
 //! the run before it wrote), lines out of order, duplicates, and where the
 //! log ends. Lines of other programs are passed over; masqlog records
-//! without a seal are counted.
+//! without a seal are counted. An evidence store is read segment by
+//! segment, oldest first, each line named by its segment file and line.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 
 use masqlog_core::format::chain::{ChainRecord, parse_chain};
 use masqlog_core::format::gap::parse_gap;
 use masqlog_core::format::parse_line;
 use masqlog_core::format::sealing::sealed_bytes;
 use masqlog_core::seal::{KeyRing, MacBytes, SealFields, VerifyKey, WriterId, WriterKey};
+use masqlog_core::store;
 
 /// Where a line is: input name and line number (from 1).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,6 +70,42 @@ impl Listed {
         if self.locs.len() < MAX_LISTED {
             self.locs.push((loc, why));
         }
+    }
+}
+
+/// The logs `path` stands for when it is an evidence store (`store_dir`):
+/// its segments, oldest first (closed ones as their `.zst`, the live one
+/// as its `.log`), so that a line is named by its segment file and line
+/// number, as `lookup --store` names evidence. `None`: not a store.
+pub fn store_segments(path: &Path) -> Result<Option<Vec<PathBuf>>, String> {
+    if !path.is_dir() || !store::is_store(path) {
+        return Ok(None);
+    }
+    let segs = store::list(path).map_err(|e| e.to_string())?;
+    Ok(Some(segs.iter().map(|s| s.data(path)).collect()))
+}
+
+/// Feeds every line of `reader` (named `name` in findings) to `verifier`.
+pub fn read_lines(verifier: &mut Verifier<'_>, name: &str, reader: impl Read) -> io::Result<()> {
+    let mut r = BufReader::with_capacity(1 << 16, reader);
+    let mut buf = Vec::with_capacity(1024);
+    let mut n = 0u64;
+    loop {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
+        }
+        n += 1;
+        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+        }
+        verifier.line(
+            Loc {
+                input: name.to_string(),
+                line: n,
+            },
+            &buf,
+        );
     }
 }
 
@@ -619,6 +659,87 @@ mod tests {
             assert_eq!(r.forged.locs[0].0.line, 3);
             assert!(!r.intact());
         }
+    }
+
+    /// Verifies what `paths` stand for (store directories as their
+    /// segments), as `masqlog verify` reads them.
+    fn verify_paths(keys: &[VerifyKey], paths: &[&Path]) -> Report {
+        let mut v = Verifier::new(keys);
+        for p in paths {
+            let files = store_segments(p)
+                .unwrap()
+                .unwrap_or_else(|| vec![p.to_path_buf()]);
+            for f in files {
+                let reader: Box<dyn Read> = match crate::lookup::source::open_file(&f).unwrap() {
+                    crate::lookup::source::Opened::Plain { file, .. } => Box::new(file),
+                    crate::lookup::source::Opened::Stream { reader, .. } => reader,
+                };
+                read_lines(&mut v, &f.display().to_string(), reader).unwrap();
+            }
+        }
+        v.finish()
+    }
+
+    #[test]
+    fn a_store_verifies_and_a_changed_line_in_a_closed_segment_is_named() {
+        let k = key();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let (mut w, _) = store::StoreWriter::open(store::StoreConfig {
+            dir: dir.clone(),
+            roll: std::time::Duration::from_secs(3600),
+            roll_bytes: 1 << 30,
+            keep: std::time::Duration::from_secs(86_400 * 365 * 100),
+            max_bytes: 0,
+        })
+        .unwrap();
+        // One run over two segments: an hour closed, the next one live.
+        let l = lines(&k, Format::Text, 1, 9);
+        let text = |ls: &[Vec<u8>]| {
+            ls.iter()
+                .flat_map(|l| l.iter().copied().chain([b'\n']))
+                .collect::<Vec<u8>>()
+        };
+        let t0 = 1_764_000_000;
+        assert_eq!(w.append(&text(&l[..6]), t0).unwrap(), None);
+        let rolled = w
+            .append(&text(&l[6..]), t0 + 3600)
+            .unwrap()
+            .expect("a roll");
+        store::close_segment(&dir, &rolled).unwrap();
+        w.sync().unwrap();
+        let r = verify_paths(std::slice::from_ref(&k), &[&dir]);
+        assert!(r.intact(), "{r:?}");
+        assert_eq!(r.lines, 10);
+        assert_eq!(r.writers[0].runs, vec![(1, 1, 10, 10)]);
+
+        // Line 3 of the closed segment changed (decompressed, edited,
+        // compressed again).
+        let zst = dir.join(format!("{rolled}.zst"));
+        let plain = zstd::stream::decode_all(std::fs::File::open(&zst).unwrap()).unwrap();
+        let mut ls: Vec<String> = String::from_utf8(plain)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let before = ls[2].clone();
+        ls[2] = before.replace("10.99.0.2", "10.99.0.3");
+        assert_ne!(ls[2], before);
+        let edited = ls.join("\n") + "\n";
+        std::fs::write(
+            &zst,
+            zstd::stream::encode_all(edited.as_bytes(), 3).unwrap(),
+        )
+        .unwrap();
+        let r = verify_paths(std::slice::from_ref(&k), &[&dir]);
+        assert!(!r.intact());
+        assert_eq!(r.forged.count, 1, "{r:?}");
+        let (loc, _) = &r.forged.locs[0];
+        assert_eq!(
+            (loc.input.as_str(), loc.line),
+            (zst.display().to_string().as_str(), 3),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub enum Destination {
     /// A PostgreSQL database: batches of rows by `COPY` (see
     /// [`PgTarget`]).
     Postgres(PgTarget),
+    /// No forwarding destination (`destination=none`): the records are
+    /// kept in the evidence store only (`store_dir` must be set).
+    None,
 }
 
 /// A PostgreSQL destination: `postgresql://USER@HOST[:PORT]/DB[?...]`
@@ -184,7 +187,12 @@ impl Destination {
     /// Whether the message carries the HOSTNAME field: a remote host, or a
     /// file (which a collector may gather from many routers).
     pub fn is_remote(&self) -> bool {
-        !matches!(self, Destination::Unix(_))
+        !matches!(self, Destination::Unix(_) | Destination::None)
+    }
+
+    /// Whether records are forwarded anywhere besides the store.
+    pub fn forwards(&self) -> bool {
+        !matches!(self, Destination::None)
     }
 
     /// Whether records go out as IPFIX, not as syslog lines.
@@ -204,6 +212,7 @@ impl fmt::Display for Destination {
             Destination::IpfixUdp(a) => write!(f, "ipfix+udp:{a}"),
             Destination::IpfixTcp(a) => write!(f, "ipfix+tcp:{a}"),
             Destination::Postgres(t) => f.write_str(&t.url),
+            Destination::None => f.write_str("none"),
         }
     }
 }
@@ -524,6 +533,9 @@ fn parse_socket_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
 
 /// Parses the `destination` key.
 pub fn parse_destination(s: &str) -> Option<Destination> {
+    if s == "none" {
+        return Some(Destination::None);
+    }
     let (scheme, rest) = s.split_once(':')?;
     match scheme {
         "unix" if rest.starts_with('/') && rest.len() < 108 => {
@@ -604,7 +616,7 @@ impl Config {
         let destination = parse_destination(dest).ok_or_else(|| ConfigError {
             key: "destination",
             value: format!("{dest:?}"),
-            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT, tcp:IP:PORT, relp:IP:PORT, ipfix+udp:IP:PORT, ipfix+tcp:IP:PORT (IPv6 as [ADDR]:PORT), file:/ABSOLUTE/PATH or postgresql://USER@HOST/DB?password_file=/PATH (no password in the URL)".into(),
+            allowed: "unix:/ABSOLUTE/PATH, udp:IP:PORT, tcp:IP:PORT, relp:IP:PORT, ipfix+udp:IP:PORT, ipfix+tcp:IP:PORT (IPv6 as [ADDR]:PORT), file:/ABSOLUTE/PATH, postgresql://USER@HOST/DB?password_file=/PATH (no password in the URL), or none (with store_dir: the store only)".into(),
         })?;
         let facility = r.choice("facility", FACILITIES).map_err(|e| ConfigError {
             allowed: format!("one of {}", names(FACILITIES)),
@@ -634,7 +646,9 @@ impl Config {
         let retry = r.int("retry_interval_ms", 10, 600_000)? as u64;
         let ident = Self::ident(&r)?;
         let remote = Self::remote(&r)?;
-        let spool = Self::spool(&r)?;
+        // The spool keeps records for a forwarding destination; without
+        // one it has nothing to do.
+        let spool = Self::spool(&r)?.filter(|_| destination.forwards());
         let mut seal = Self::seal(&r)?;
         let ipfix = Self::ipfix(&r)?;
         if destination.is_ipfix() {
@@ -660,6 +674,13 @@ impl Config {
                 allowed: format!(
                     "empty with destination {destination}: the store keeps text lines, an IPFIX instance makes none (give the store an instance of its own, in the same stack or another)"
                 ),
+            });
+        }
+        if store.is_none() && !destination.forwards() {
+            return Err(ConfigError {
+                key: "destination",
+                value: "\"none\"".into(),
+                allowed: "none only together with store_dir=/DIR (the records must go somewhere): set store_dir, or name a destination such as unix:/dev/log".into(),
             });
         }
         Ok(Config {
@@ -1063,6 +1084,27 @@ mod tests {
         assert!(e.to_string().contains("text lines"), "{e}");
         set(&mut vals, "destination", "udp:127.0.0.1:514");
         assert!(Config::from_values(&vals).unwrap().store.is_some());
+    }
+
+    #[test]
+    fn destination_none_keeps_the_store_only_and_needs_a_store_dir() {
+        let mut vals = defaults();
+        let set = |vals: &mut Vec<RawValue>, k: &str, v: &str| {
+            vals[CONF_KEYS.iter().position(|c| c.name == k).unwrap()] = RawValue::Str(v.into());
+        };
+        set(&mut vals, "destination", "none");
+        let e = Config::from_values(&vals).unwrap_err();
+        assert_eq!(e.key, "destination", "{e}");
+        assert!(e.to_string().contains("store_dir"), "{e}");
+        set(&mut vals, "store_dir", "/var/lib/masqlog/store");
+        let c = Config::from_values(&vals).unwrap();
+        assert_eq!(c.destination, Destination::None);
+        assert_eq!(c.destination.to_string(), "none");
+        assert!(!c.destination.forwards() && !c.destination.is_remote());
+        assert!(c.store.is_some());
+        // The spool is the forwarding destination's: none without one.
+        assert!(c.spool.is_none());
+        assert_eq!(parse_destination("none:"), None);
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub const CONF_KEYS: &[ConfKey] = &[
         name: "destination",
         kind: ConfKind::Str,
         default: "unix:/dev/log",
-        help: "syslog destination: unix:PATH (local datagram socket), udp:HOST:PORT, tcp:HOST:PORT (RFC 6587 octet counting) relp:HOST:PORT (RELP, every message acknowledged by the receiver; port 2514 when left out), or file:PATH (an absolute path: each message appended as one line, with the HOSTNAME field; never followed through a symlink; reopened when rotated), or ipfix+udp:HOST:PORT / ipfix+tcp:HOST:PORT (an IPFIX collector such as nfcapd or nfacctd: NAT session events per RFC 8158 instead of syslog lines; port 4739 when left out; see the ipfix_* keys), or postgresql://USER@HOST[:PORT]/DB?password_file=/PATH (rows by COPY into the schema of `masqlog db init`; the password file holds only the password and must not be readable by group or others; host=/DIR for a Unix socket); IPv6 hosts in brackets",
+        help: "syslog destination: unix:PATH (local datagram socket), udp:HOST:PORT, tcp:HOST:PORT (RFC 6587 octet counting) relp:HOST:PORT (RELP, every message acknowledged by the receiver; port 2514 when left out), or file:PATH (an absolute path: each message appended as one line, with the HOSTNAME field; never followed through a symlink; reopened when rotated), or ipfix+udp:HOST:PORT / ipfix+tcp:HOST:PORT (an IPFIX collector such as nfcapd or nfacctd: NAT session events per RFC 8158 instead of syslog lines; port 4739 when left out; see the ipfix_* keys), or postgresql://USER@HOST[:PORT]/DB?password_file=/PATH (rows by COPY into the schema of `masqlog db init`; the password file holds only the password and must not be readable by group or others; host=/DIR for a Unix socket), or none (no forwarding: the records are kept in the evidence store only; needs store_dir, and the spool_* keys then do nothing); IPv6 hosts in brackets",
     },
     ConfKey {
         name: "facility",
@@ -229,7 +229,7 @@ pub const CONF_KEYS: &[ConfKey] = &[
         name: "store_dir",
         kind: ConfKind::Str,
         default: "",
-        help: "the evidence store: a directory (created mode 0750, files 0640, owned like the directory) where every record is also kept in hourly segments, compressed and indexed when closed, so that `masqlog lookup --store DIR` answers in milliseconds; empty: no store. Works alone or beside the forwarding destination, each with its own accounting",
+        help: "the evidence store: a directory (created mode 0750, files 0640, owned like the directory) where every record is also kept in hourly segments, compressed and indexed when closed, so that `masqlog lookup --store DIR` answers in milliseconds; empty: no store. Works beside the forwarding destination, each with its own accounting, or alone with destination=none",
     },
     ConfKey {
         name: "store_roll_min",

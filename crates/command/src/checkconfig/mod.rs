@@ -1120,6 +1120,11 @@ fn check_destination(r: &mut Report, id: &str, dest: &Destination, sys: &dyn Sys
             subject,
             format!("{dest}: not checkable (UDP gives no delivery feedback); the collector counts lost records by the IPFIX sequence numbers, and ipfix+tcp: spools while the collector is down"),
         ),
+        // The config reader refuses it without a store_dir, checked below.
+        Destination::None => r.ok(
+            subject,
+            "none: no forwarding; the records are kept in the evidence store (store_dir) only, and the spool_* keys do nothing".to_string(),
+        ),
     }
 }
 

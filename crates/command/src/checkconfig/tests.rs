@@ -1150,6 +1150,29 @@ fn the_spool_root_is_a_directory_others_may_not_write_to() {
 }
 
 #[test]
+fn destination_none_is_the_store_alone_and_refused_without_a_store_dir() {
+    let alone = good().replace("destination=unix:/dev/log", "destination=none");
+    let r = run(&alone, &Fake::default());
+    must(
+        &r,
+        Status::Fail,
+        "[masq1]",
+        "none only together with store_dir",
+    );
+    let r = run(
+        &format!("{alone}store_dir=/var/lib/masqlog/store\n"),
+        &Fake::default(),
+    );
+    must(
+        &r,
+        Status::Ok,
+        "[masq1] destination",
+        "evidence store (store_dir) only",
+    );
+    must(&r, Status::Ok, "[masq1] store_dir", "creates it");
+}
+
+#[test]
 fn the_store_dir_is_a_directory_only_the_writer_may_write_to() {
     const STORE: &str = "/var/lib/masqlog/store";
     let text = format!("{}store_dir={STORE}\n", good());

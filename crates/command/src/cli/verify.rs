@@ -1,7 +1,7 @@
 //! `masqlog verify`: reads logs (files, directories, rotated and compressed
 //! sets, stdin) and says, per writer, whether its sealed chain is intact.
 
-use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,13 +29,17 @@ use masqlog_core::seal::VerifyKey;
 /// log).
 ///
 /// Example: masqlog verify --key /secure/gw1.verify-key /var/log/masqlog.log*
+///
+/// Example: masqlog verify --key /secure/gw1.verify-key /var/lib/masqlog/store
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
     /// A verification key file (from `masqlog keygen`); once per router.
     #[arg(long = "key", value_name = "FILE", required = true)]
     pub keys: Vec<PathBuf>,
     /// The logs: files, directories (their files), rotated sets (.1, .2.gz,
-    /// ...), gzip or zstd; `-` or nothing for standard input.
+    /// ...), gzip or zstd, or an evidence store's directory (`store_dir`:
+    /// its segments, oldest first; a line is named by its segment file and
+    /// line number); `-` or nothing for standard input.
     #[arg(value_name = "LOG")]
     pub logs: Vec<PathBuf>,
     /// Print the report as one JSON object.
@@ -48,40 +52,25 @@ fn read_key(path: &std::path::Path) -> anyhow::Result<VerifyKey> {
         .map_err(|why| anyhow::anyhow!("verification key {}: {why}", path.display()))
 }
 
-fn lines_of(verifier: &mut Verifier<'_>, name: &str, reader: Box<dyn Read + '_>) -> io::Result<()> {
-    let mut r = BufReader::with_capacity(1 << 16, reader);
-    let mut buf = Vec::with_capacity(1024);
-    let mut n = 0u64;
-    loop {
-        buf.clear();
-        if r.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(());
-        }
-        n += 1;
-        while matches!(buf.last(), Some(b'\n' | b'\r')) {
-            buf.pop();
-        }
-        verifier.line(
-            Loc {
-                input: name.to_string(),
-                line: n,
-            },
-            &buf,
-        );
-    }
-}
-
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let keys = args
         .keys
         .iter()
         .map(|p| read_key(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let inputs: Vec<Input> = if args.logs.is_empty() {
-        vec![Input::Stdin]
-    } else {
-        args.logs.iter().map(|p| Input::from_arg(p)).collect()
-    };
+    let mut inputs: Vec<Input> = Vec::new();
+    for p in &args.logs {
+        // An evidence store: its segments, oldest first.
+        match verify::store_segments(p)
+            .map_err(|e| anyhow::anyhow!("store {}: {e}", p.display()))?
+        {
+            Some(segs) => inputs.extend(segs.into_iter().map(Input::Path)),
+            None => inputs.push(Input::from_arg(p)),
+        }
+    }
+    if args.logs.is_empty() {
+        inputs.push(Input::Stdin);
+    }
     let (specs, notes, problems) = source::expand(&inputs);
     if let Some((path, why)) = problems.first() {
         bail!("cannot read {path}: {why}");
@@ -106,7 +95,8 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             Opened::Plain { file, .. } => Box::new(file),
             Opened::Stream { reader, .. } => reader,
         };
-        lines_of(&mut verifier, &name, reader).with_context(|| format!("reading {name}"))?;
+        verify::read_lines(&mut verifier, &name, reader)
+            .with_context(|| format!("reading {name}"))?;
     }
     let report = verifier.finish();
     let mut out = Vec::new();
