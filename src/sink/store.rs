@@ -433,7 +433,7 @@ mod tests {
             store::Index::read(&mut std::fs::read(&lix).unwrap().as_slice(), "lix").unwrap();
         let live = std::fs::read(lix.with_extension("log")).unwrap();
         assert!(index.stamp.len >= store::live::MIN_STEP && index.stamp.len <= live.len() as u64);
-        let last = index.frames.last().unwrap();
+        let last = index.frames().last().unwrap();
         assert_eq!(last.raw_offset + u64::from(last.raw_len), index.stamp.len);
         assert_eq!(live[index.stamp.len as usize - 1], b'\n');
     }

@@ -222,8 +222,15 @@ pub fn read_as(
     let mut flows: std::collections::HashMap<(IpAddr, u16, i64), FlowHits> =
         std::collections::HashMap::new();
     let mut gap_frames: Vec<(usize, u32)> = Vec::new();
-    // (segment, its index, whether live: frames are plain byte ranges)
-    let mut opened: Vec<(usize, Index, bool)> = Vec::new();
+    // (segment, what its index covers (bytes, lines), whether live: frames
+    // are plain byte ranges). Only the frames a hit or a gap names are
+    // kept of an index (`located`); the rest of it is dropped as soon as
+    // it has been searched.
+    let mut opened: Vec<(usize, (u64, u64), bool)> = Vec::new();
+    let mut located: std::collections::HashMap<(usize, u32), store::Frame> =
+        std::collections::HashMap::new();
+    // Reused by every index: a block of entries.
+    let mut block = Vec::new();
     let mut pending: HashSet<(IpAddr, u16, i64)> = HashSet::new();
     for (i, seg) in segs.iter().enumerate() {
         let (from_t, to_t) = span(i);
@@ -256,53 +263,85 @@ pub fn read_as(
             },
         };
         let name = idx_path.display().to_string();
-        let res = (|| -> Result<Index, String> {
-            let f = File::open(&idx_path).map_err(|e| crate::access::why(&idx_path, &e))?;
-            let mut r = BufReader::with_capacity(64 << 10, f);
+        // Everything this index says is taken only once all of it has
+        // been read: a damaged block or frame table costs the segment
+        // (named unreadable), never a flow half-found.
+        type Found = (
+            Vec<(IpAddr, u16, store::Hit, store::Frame)>,
+            Vec<(u32, store::Frame)>,
+            (u64, u64),
+        );
+        let res = (|| -> Result<Found, String> {
+            // Read as it is: the header and tables in two reads, a block
+            // of entries in one.
+            let mut r = File::open(&idx_path).map_err(|e| crate::access::why(&idx_path, &e))?;
             let index = Index::read(&mut r, &name).map_err(|e| e.to_string())?;
             if live_len.is_some_and(|len| index.stamp.len > len) {
                 return Err("covers more than the live segment holds".into());
             }
+            let locate = |frame: u32| {
+                index
+                    .frame(frame)
+                    .ok_or_else(|| format!("names frame {frame} of {}", index.frame_count()))
+            };
+            let mut hits = Vec::new();
             for &(ip, port) in targets {
-                let hits = index
-                    .hits(r.get_mut(), &name, ip, port)
-                    .map_err(|e| e.to_string())?;
-                for h in hits {
-                    let take = match window {
-                        None => true,
-                        Some(w) if in_window => {
-                            if h.end.is_none() && h.start >= w.from && h.start <= w.until {
-                                pending.insert((ip, port, h.start));
-                            }
-                            true
-                        }
-                        Some(w) => h.start <= w.until + margin,
-                    };
-                    if h.end.is_some() {
-                        pending.remove(&(ip, port, h.start));
-                    }
-                    if take {
-                        let f = flows.entry((ip, port, h.start)).or_insert(FlowHits {
-                            frames: Vec::new(),
-                            end: None,
-                        });
-                        f.frames.push((opened.len(), h.frame));
-                        f.end = f.end.or(h.end);
-                    }
+                for h in index
+                    .hits_with(&mut r, &name, ip, port, &mut block)
+                    .map_err(|e| e.to_string())?
+                {
+                    hits.push((ip, port, h, locate(h.frame)?));
                 }
             }
+            let mut gaps = Vec::new();
             for g in &index.gaps {
                 if window.is_none_or(|w| g.to >= w.from && g.from <= w.until) {
-                    gap_frames.push((opened.len(), g.frame));
+                    gaps.push((g.frame, locate(g.frame)?));
                 }
             }
-            Ok(index)
+            Ok((hits, gaps, (index.stamp.len, index.lines)))
         })();
-        match (res, live_len) {
-            (Ok(index), _) => opened.push((i, index, live_len.is_some())),
+        let (hits, gaps, covers) = match (res, live_len) {
+            (Ok(found), _) => found,
             // A live segment is read whole when its index is no use.
-            (Err(_), Some(_)) => out.live.push(Spec::File(seg.data(dir))),
-            (Err(why), None) => out.unreadable.push((name, why)),
+            (Err(_), Some(_)) => {
+                out.live.push(Spec::File(seg.data(dir)));
+                continue;
+            }
+            (Err(why), None) => {
+                out.unreadable.push((name, why));
+                continue;
+            }
+        };
+        let k = opened.len();
+        opened.push((i, covers, live_len.is_some()));
+        for (ip, port, h, frame) in hits {
+            let take = match window {
+                None => true,
+                Some(w) if in_window => {
+                    if h.end.is_none() && h.start >= w.from && h.start <= w.until {
+                        pending.insert((ip, port, h.start));
+                    }
+                    true
+                }
+                Some(w) => h.start <= w.until + margin,
+            };
+            if h.end.is_some() {
+                pending.remove(&(ip, port, h.start));
+            }
+            if take {
+                located.insert((k, h.frame), frame);
+                let f = flows.entry((ip, port, h.start)).or_insert(FlowHits {
+                    frames: Vec::new(),
+                    end: None,
+                });
+                f.frames.push((k, h.frame));
+                f.end = f.end.or(h.end);
+            }
+        }
+        for (g, frame) in gaps {
+            located.insert((k, g), frame);
+            gap_frames.push((k, g));
         }
     }
     // Pass 2: the flows that can matter.
@@ -359,7 +398,7 @@ pub fn read_as(
     let mut current: Option<(usize, File)> = None;
     let mut comp = Vec::new();
     for (k, frame) in want {
-        let (i, index, plain) = &opened[k];
+        let (i, _, plain) = &opened[k];
         let data = segs[*i].data(dir);
         if current.as_ref().is_none_or(|c| c.0 != k) {
             match File::open(&data) {
@@ -379,7 +418,7 @@ pub fn read_as(
             continue;
         };
         let spec = Spec::File(name_as.map_or_else(|| data.clone(), Path::to_path_buf));
-        let Some(fr) = index.frames.get(frame as usize) else {
+        let Some(fr) = located.get(&(k, frame)) else {
             continue;
         };
         comp.resize(fr.comp_len as usize, 0);
@@ -404,16 +443,16 @@ pub fn read_as(
         }
     }
     // The lines of live segments after what their indexes cover.
-    for (i, index, _) in opened.iter().filter(|o| o.2) {
-        let data = segs[*i].data(dir);
+    for &(i, (covered_len, covered_lines), _) in opened.iter().filter(|o| o.2) {
+        let data = segs[i].data(dir);
         let spec = Spec::File(data.clone());
         out.live_indexed += 1;
         let res = File::open(&data)
             .map_err(|e| crate::access::why(&data, &e))
             .and_then(|mut f| {
                 let len = f.metadata().map_err(|e| e.to_string())?.len();
-                out.live_tail_bytes += len.saturating_sub(index.stamp.len);
-                scanner.read_rest(&spec, &mut f, index.stamp.len, index.lines + 1)
+                out.live_tail_bytes += len.saturating_sub(covered_len);
+                scanner.read_rest(&spec, &mut f, covered_len, covered_lines + 1)
             });
         if let Err(e) = res {
             out.unreadable.push((data.display().to_string(), e));

@@ -411,3 +411,60 @@ fn a_live_segment_searched_through_its_index_gives_the_plain_files_answers() {
         ss.notes
     );
 }
+
+#[test]
+fn a_damaged_index_is_named_and_nothing_of_it_is_used() {
+    let tmp = temp_dir("store-damaged-index");
+    let mut rng = Rng::new(11);
+    let ev = flows(Format::Text, 3, &mut rng);
+    let (plain, store_dir) = write_both(tmp.path(), &ev);
+    // A report answered from the second hour's closed segment.
+    let segs = store::list(&store_dir).unwrap();
+    let second = &segs[1];
+    assert_eq!(second.kind, store::SegmentKind::Closed);
+    let zst = second.data(&store_dir).display().to_string();
+    let mut rng = Rng::new(12);
+    let (query, plain_evidence) = (0..400)
+        .find_map(|_| {
+            let at = t("2026-11-21T11:00:00Z").secs + (rng.next_u64() % 3600) as i64;
+            let public = format!("192.0.2.1:{}", 50000 + rng.next_u64() % 40);
+            let when = masqlog_core::time::utc_string(Timestamp::new(at, 0), false);
+            let query = q(&public, &when);
+            let (ss, sv) = run(&query, &store_dir);
+            let from_second = sv
+                .matches
+                .iter()
+                .flat_map(|m| ss.evidence(&m.flow))
+                .any(|e| e.file == zst);
+            let (ps, pv) = run(&query, &plain);
+            (from_second && sv.matches.len() == 1).then(|| (query, evidence_of(&ps, &pv)))
+        })
+        .expect("a report answered from the second segment");
+    assert_eq!(plain_evidence.len(), 1);
+
+    // One byte of its entries changed: the block's checksum fails.
+    let idx = second.index(&store_dir);
+    let mut bytes = std::fs::read(&idx).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x5a;
+    std::fs::write(&idx, &bytes).unwrap();
+    let (ss, sv) = run(&query, &store_dir);
+    assert!(
+        ss.unreadable
+            .iter()
+            .any(|(name, why)| *name == idx.display().to_string() && why.contains("checksum")),
+        "{:?}",
+        ss.unreadable
+    );
+    // Nothing of that segment answers: no evidence line from it.
+    for m in &sv.matches {
+        for e in ss.evidence(&m.flow) {
+            assert_ne!(
+                e.file, zst,
+                "evidence from a segment whose index is damaged"
+            );
+        }
+    }
+    assert!(ss.incomplete());
+    assert_ne!(evidence_of(&ss, &sv), plain_evidence);
+}

@@ -312,10 +312,12 @@ fn put64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
+#[inline]
 fn get32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
 
+#[inline]
 fn get64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
@@ -330,7 +332,12 @@ pub struct Index {
     pub lines: u64,
     pub stamp: SourceStamp,
     pub addrs: Vec<Ipv6Addr>,
-    pub frames: Vec<Frame>,
+    /// The tables as read (checked by the header's CRC); the frame table
+    /// (`frame_table` of them) is decoded one frame at a time by
+    /// [`Index::frame`]: a lookup needs a handful of a segment's thousands
+    /// of frames.
+    tables: Vec<u8>,
+    frame_table: std::ops::Range<usize>,
     pub gaps: Vec<GapRef>,
     /// (first key, crc) of each block.
     blocks: Vec<(u64, u32)>,
@@ -393,44 +400,25 @@ impl Index {
                 "checksum mismatch (a damaged or partly written index)".into()
             ));
         }
-        let mut at = 0;
-        let addrs = (0..n_addrs)
-            .map(|_| {
-                let a: [u8; 16] = t[at..at + 16].try_into().expect("16 bytes");
-                at += ADDR_LEN;
-                Ipv6Addr::from(a)
+        let frames_at = n_addrs as usize * ADDR_LEN;
+        let frame_table = frames_at..frames_at + n_frames as usize * FRAME_LEN;
+        let addrs = &t[..frames_at];
+        let (gaps, blocks) = t[frame_table.end..].split_at(n_gaps as usize * GAP_LEN);
+        let addrs = addrs
+            .chunks_exact(ADDR_LEN)
+            .map(|a| Ipv6Addr::from(<[u8; 16]>::try_from(a).expect("16 bytes")))
+            .collect();
+        let gaps = gaps
+            .chunks_exact(GAP_LEN)
+            .map(|g| GapRef {
+                from: get64(g, 0) as i64,
+                to: get64(g, 8) as i64,
+                frame: get32(g, 16),
             })
             .collect();
-        let frames = (0..n_frames)
-            .map(|_| {
-                let f = Frame {
-                    comp_offset: get64(&t, at),
-                    comp_len: get32(&t, at + 8),
-                    raw_len: get32(&t, at + 12),
-                    raw_offset: get64(&t, at + 16),
-                    first_line: get64(&t, at + 24),
-                };
-                at += FRAME_LEN;
-                f
-            })
-            .collect();
-        let gaps = (0..n_gaps)
-            .map(|_| {
-                let g = GapRef {
-                    from: get64(&t, at) as i64,
-                    to: get64(&t, at + 8) as i64,
-                    frame: get32(&t, at + 16),
-                };
-                at += GAP_LEN;
-                g
-            })
-            .collect();
-        let blocks = (0..n_blocks)
-            .map(|_| {
-                let b = (get64(&t, at), get32(&t, at + 8));
-                at += BLOCK_LEN;
-                b
-            })
+        let blocks = blocks
+            .chunks_exact(BLOCK_LEN)
+            .map(|b| (get64(b, 0), get32(b, 8)))
             .collect();
         Ok(Index {
             base_secs: get64(&h, 40) as i64,
@@ -443,12 +431,40 @@ impl Index {
             },
             lines: get64(&h, 88),
             addrs,
-            frames,
             gaps,
             blocks,
+            tables: t,
+            frame_table,
             n_entries,
             entries_at: HEADER_LEN as u64 + tables,
         })
+    }
+
+    /// How many frames the segment has.
+    pub fn frame_count(&self) -> usize {
+        self.frame_table.len() / FRAME_LEN
+    }
+
+    /// Frame `i` of the segment.
+    pub fn frame(&self, i: u32) -> Option<Frame> {
+        let at = usize::try_from(i).ok()?.checked_mul(FRAME_LEN)?;
+        if at >= self.frame_table.len() {
+            return None;
+        }
+        let at = self.frame_table.start + at;
+        let f = &self.tables[at..at + FRAME_LEN];
+        Some(Frame {
+            comp_offset: get64(f, 0),
+            comp_len: get32(f, 8),
+            raw_len: get32(f, 12),
+            raw_offset: get64(f, 16),
+            first_line: get64(f, 24),
+        })
+    }
+
+    /// Every frame of the segment, in order.
+    pub fn frames(&self) -> impl Iterator<Item = Frame> + '_ {
+        (0..self.frame_count() as u32).filter_map(|i| self.frame(i))
     }
 
     /// The entries of the endpoint `ip`:`port`, read from `r` (the index
@@ -460,6 +476,19 @@ impl Index {
         ip: IpAddr,
         port: u16,
     ) -> Result<Vec<Hit>, StoreError> {
+        self.hits_with(r, name, ip, port, &mut Vec::new())
+    }
+
+    /// [`Index::hits`], reading blocks into `buf` (kept by a caller that
+    /// searches many indexes, so that each block read reuses it).
+    pub fn hits_with<R: Read + Seek>(
+        &self,
+        r: &mut R,
+        name: &str,
+        ip: IpAddr,
+        port: u16,
+        buf: &mut Vec<u8>,
+    ) -> Result<Vec<Hit>, StoreError> {
         let a = v6(ip);
         let Some(n) = self.addrs.iter().position(|x| *x == a) else {
             return Ok(Vec::new());
@@ -468,7 +497,6 @@ impl Index {
         let hi = pack(n as u16, port, u32::MAX);
         let first = self.blocks.partition_point(|b| b.0 <= lo).saturating_sub(1);
         let mut out = Vec::new();
-        let mut buf = Vec::new();
         for b in first..self.blocks.len() {
             if self.blocks[b].0 > hi {
                 break;
@@ -478,12 +506,12 @@ impl Index {
             r.seek(SeekFrom::Start(
                 self.entries_at + (b * BLOCK_ENTRIES * ENTRY_LEN) as u64,
             ))
-            .and_then(|_| r.read_exact(&mut buf))
+            .and_then(|_| r.read_exact(buf))
             .map_err(|e| StoreError::BadIndex {
                 path: name.to_string(),
                 why: format!("block {b}: {e}"),
             })?;
-            if crc32fast::hash(&buf) != self.blocks[b].1 {
+            if crc32fast::hash(buf) != self.blocks[b].1 {
                 return Err(StoreError::BadIndex {
                     path: name.to_string(),
                     why: format!("block {b}: checksum mismatch"),

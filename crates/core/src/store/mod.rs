@@ -361,7 +361,7 @@ fn commit(
     fs::rename(&zst_tmp, &zst).map_err(|e| io_err(&zst, e))?;
     fs::rename(&idx_tmp, &idx).map_err(|e| io_err(&idx, e))?;
     sync_dir(dir).map_err(|e| io_err(dir, e))?;
-    let frames = Index::read(&mut &index[..], name).map_or(0, |i| i.frames.len());
+    let frames = Index::read(&mut &index[..], name).map_or(0, |i| i.frame_count());
     Ok(Closed {
         raw_bytes: raw,
         stored_bytes: stored + index.len() as u64,

@@ -60,9 +60,9 @@ fn frames_decode_to_the_exact_bytes_as_one_stream_and_each_alone() {
     let (zst, idx) = build(&data);
     assert_eq!(zstd::stream::decode_all(zst.as_slice()).unwrap(), data);
     let index = Index::read(&mut idx.as_slice(), "t").unwrap();
-    assert!(index.frames.len() > 2, "{} frames", index.frames.len());
+    assert!(index.frame_count() > 2, "{} frames", index.frame_count());
     let mut again = Vec::new();
-    for f in &index.frames {
+    for f in index.frames() {
         let c = &zst[f.comp_offset as usize..][..f.comp_len as usize];
         let raw = decode_frame(c, f.raw_len).unwrap();
         assert_eq!(raw.len() as u32, f.raw_len);
@@ -94,7 +94,7 @@ fn every_line_of_a_flow_is_found_through_the_index() {
             // The frames named hold the lines.
             let needle = format!("{port}");
             for h in mine {
-                let f = index.frames[h.frame as usize];
+                let f = index.frame(h.frame).unwrap();
                 let raw = decode_frame(
                     &zst[f.comp_offset as usize..][..f.comp_len as usize],
                     f.raw_len,
@@ -332,7 +332,7 @@ fn the_live_index_covers_whole_frames_of_the_plain_file_and_grows_by_steps() {
     assert!(index.stamp.len <= data.len() as u64 && index.stamp.len >= super::live::MIN_STEP);
     // Frames are byte ranges of the live file, in order, at line starts.
     let mut at = 0;
-    for f in &index.frames {
+    for f in index.frames() {
         assert_eq!((f.comp_offset, f.comp_len), (f.raw_offset, f.raw_len));
         assert_eq!(f.raw_offset, at);
         let lines_before = data[..at as usize].iter().filter(|&&b| b == b'\n').count() as u64;
@@ -350,7 +350,7 @@ fn the_live_index_covers_whole_frames_of_the_plain_file_and_grows_by_steps() {
         let Some(h) = hits.iter().find(|h| h.start == start) else {
             continue;
         };
-        let f = index.frames[h.frame as usize];
+        let f = index.frame(h.frame).unwrap();
         let raw = &data[f.raw_offset as usize..][..f.raw_len as usize];
         assert!(
             memchr::memmem::find(raw, format!(":{port} ").as_bytes()).is_some(),
