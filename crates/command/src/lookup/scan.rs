@@ -643,22 +643,28 @@ impl<'p> Scanner<'p> {
         self.progress.finish();
     }
 
-    /// Reads one decoded piece of an indexed file (a frame of a store
-    /// segment): `data` holds whole lines that stand at byte `offset` and
-    /// line `first_line` of the plain file that `spec` names.
-    pub fn read_piece(&mut self, spec: &Spec, data: &[u8], offset: u64, first_line: u64) {
-        let idx = self.sources.len();
+    /// A source that starts at byte `offset` and line `first_line` of the
+    /// plain file `spec` names, as an index located it: the index chose
+    /// what is read, so no seek and no early stop.
+    fn indexed_source(&mut self, spec: &Spec, offset: u64, first_line: u64) -> usize {
         self.sources.push(SourceInfo {
             spec: spec.clone(),
             start_offset: offset,
             base_line: Some(first_line),
         });
-        let mut skew = Skew::default();
-        // The index chose the pieces: no seek, no early stop.
         self.order = Order {
             full: true,
             ..Order::default()
         };
+        self.sources.len() - 1
+    }
+
+    /// Reads one decoded piece of an indexed file (a frame of a store
+    /// segment): `data` holds whole lines that stand at byte `offset` and
+    /// line `first_line` of the plain file that `spec` names.
+    pub fn read_piece(&mut self, spec: &Spec, data: &[u8], offset: u64, first_line: u64) {
+        let idx = self.indexed_source(spec, offset, first_line);
+        let mut skew = Skew::default();
         self.stats.bytes_read += data.len() as u64;
         self.process(idx, data, offset, 0, &mut skew);
     }
@@ -673,17 +679,8 @@ impl<'p> Scanner<'p> {
         offset: u64,
         first_line: u64,
     ) -> Result<(), String> {
-        let idx = self.sources.len();
-        self.sources.push(SourceInfo {
-            spec: spec.clone(),
-            start_offset: offset,
-            base_line: Some(first_line),
-        });
+        let idx = self.indexed_source(spec, offset, first_line);
         let mut skew = Skew::default();
-        self.order = Order {
-            full: true,
-            ..Order::default()
-        };
         file.seek(SeekFrom::Start(offset))
             .map_err(|e| e.to_string())?;
         self.scan_stream(idx, file, &mut skew, None)
