@@ -55,8 +55,10 @@ pub struct LookupArgs {
     pub public: Option<String>,
 
     /// Log files, directories (their files) and rotated sets (syslog,
-    /// syslog.1, syslog.2.gz, ...; gzip and zstd by magic bytes) to read;
-    /// `-` or none: stdin.
+    /// syslog.1, syslog.2.gz, ...; gzip and zstd by magic bytes) or
+    /// evidence stores to read; `-`: stdin. None: stdin when lines are
+    /// piped in, else the package's evidence store
+    /// (/var/lib/masqlog/store) when there is one.
     #[arg(value_name = "LOG")]
     pub logs: Vec<PathBuf>,
 
@@ -163,6 +165,9 @@ pub struct Io<'a> {
     pub err: &'a mut dyn Write,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Read when no LOG is given and stdin is a terminal: the package's
+    /// evidence store, when there is one.
+    pub default_store: Option<PathBuf>,
 }
 
 /// Runs `masqlog lookup` on the real stdin, stdout and stderr. Errors are
@@ -175,6 +180,7 @@ pub fn run(args: &LookupArgs) -> Result<ExitCode, LookupError> {
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut err = io::stderr();
     let progress = err.is_terminal();
+    let package_store = PathBuf::from(masqlog_command::package::STORE_DIR);
     let result = run_with(
         args,
         Io {
@@ -183,6 +189,7 @@ pub fn run(args: &LookupArgs) -> Result<ExitCode, LookupError> {
             out: &mut out,
             err: &mut err,
             progress,
+            default_store: masqlog_core::store::is_store(&package_store).then_some(package_store),
         },
     )
     .and_then(|exit| out.flush().map(|()| exit).map_err(LookupError::from));
@@ -376,6 +383,10 @@ pub fn run_with(args: &LookupArgs, mut io: Io<'_>) -> Result<Exit, LookupError> 
     if inputs.is_empty() {
         if args.db.is_some() || (io.stdin_is_tty && history.is_some() && single) {
             // Port-block rules only.
+        } else if let Some(store) = io.default_store.as_ref().filter(|_| io.stdin_is_tty) {
+            // Nothing named, nothing piped in: the package's evidence
+            // store (its notes name it).
+            inputs.push(Input::Path(store.clone()));
         } else {
             inputs.push(Input::Stdin);
         }
@@ -698,6 +709,7 @@ mod tests {
                 out: &mut out,
                 err: &mut err,
                 progress: false,
+                default_store: None,
             },
         );
         Ran {
@@ -889,6 +901,53 @@ mod tests {
     }
 
     #[test]
+    fn with_no_log_and_a_terminal_the_packages_store_is_read() {
+        let d = Tmp::new("default-store");
+        let text = std::fs::read_to_string(small_log(&d)).unwrap();
+        let dir = std::path::PathBuf::from(d.path("store"));
+        let (mut w, _) = masqlog_core::store::StoreWriter::open(masqlog_core::store::StoreConfig {
+            dir: dir.clone(),
+            roll: Duration::from_secs(3600),
+            roll_bytes: 1 << 30,
+            keep: Duration::from_secs(86_400 * 36_500),
+            max_bytes: 0,
+        })
+        .unwrap();
+        w.append(text.as_bytes(), t("2026-11-21T12:38:12Z").secs)
+            .unwrap();
+        w.sync().unwrap();
+        let a = args(&["192.0.2.1:53500", "--at", "2026-11-21T12:37:42Z"]);
+        let run = |default_store: Option<std::path::PathBuf>, stdin_is_tty: bool| {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let result = run_with(
+                &a,
+                Io {
+                    stdin: Some(Box::new(io::Cursor::new(Vec::new()))),
+                    stdin_is_tty,
+                    out: &mut out,
+                    err: &mut err,
+                    progress: false,
+                    default_store,
+                },
+            );
+            (result, String::from_utf8(out).unwrap())
+        };
+        let (result, out) = run(Some(dir.clone()), true);
+        assert!(matches!(result, Ok(Exit::Found)), "{result:?} {out}");
+        assert!(out.contains("was 10.99.0.2:"), "{out}");
+        assert!(
+            out.contains(&format!("{}: evidence store", dir.display())),
+            "{out}"
+        );
+        // Lines piped in are read instead of the store (here: none).
+        let (result, out) = run(Some(dir), false);
+        assert!(matches!(result, Ok(Exit::NotFound)), "{result:?} {out}");
+        // No store: the error says what to give.
+        let (result, _) = run(None, true);
+        assert!(matches!(result, Err(LookupError::NoInput)));
+    }
+
+    #[test]
     fn json_is_one_object_with_query_matches_and_evidence() {
         let d = Tmp::new("json");
         let log = small_log(&d);
@@ -1068,6 +1127,7 @@ mod tests {
                 out: &mut Closed,
                 err: &mut err,
                 progress: false,
+                default_store: None,
             },
         );
         assert!(

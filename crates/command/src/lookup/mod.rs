@@ -106,8 +106,9 @@ pub enum LookupError {
     #[error("unknown protocol {input:?}: give a name (tcp, udp, icmp, ...) or a number")]
     BadProto { input: String },
     #[error(
-        "no logs to read: name log files or directories, or pipe lines in \
-         (`zcat syslog.2.gz | masqlog lookup ... -`)"
+        "no logs to read: name log files or directories, an evidence store \
+         (`--store /var/lib/masqlog/store`, read by default when it exists), \
+         or pipe lines in (`zcat syslog.2.gz | masqlog lookup ... -`)"
     )]
     NoInput,
     /// A time where the public endpoint belongs, or an endpoint as --at.
