@@ -120,6 +120,8 @@ pub fn run(args: &LabArgs) -> Result<(), LabError> {
     let ident = args.ident.mode();
     let mut opts = SessionOptions::new(example).with_ident(ident);
     opts.so = args.so.clone();
+    // As the package: the evidence store beside the syslog destination.
+    opts.store = true;
     progress(&format!(
         "building the namespaces and starting rsyslogd, conntrack -E, {}ulogd",
         if ident == IdentMode::Off {
@@ -244,6 +246,9 @@ pub fn run(args: &LabArgs) -> Result<(), LabError> {
             );
         }
         println!("  syslog:      {}", receiver.display());
+        if let Some(store) = &session.store {
+            println!("  store:       {}", store.display());
+        }
         println!("  events:      {}", session.conntrack.path().display());
         let (_, key) = session.lab.seal_key()?;
         let r = session.lab.ns(crate::Role::Router);
@@ -318,6 +323,25 @@ fn answer_a_report(
             "\nAn abuse report: \"{public} connected to {} at {at}\". Who was it?",
             r.spec.remote()
         );
+        if let Some(store) = &session.store {
+            println!(
+                "\nFrom the evidence store, answering from sealed lines only (the lab's key):"
+            );
+            show(
+                &masqlog,
+                &[
+                    "lookup".into(),
+                    public.clone(),
+                    "--at".into(),
+                    at.clone(),
+                    "--key".into(),
+                    key.display().to_string(),
+                    "--store".into(),
+                    store.display().to_string(),
+                ],
+            )?;
+            println!("\nFrom the syslog file, the same answer and evidence lines:");
+        }
         show(
             &masqlog,
             &[

@@ -52,6 +52,9 @@ pub struct SessionOptions {
     /// (default `true`). `false` leaves port 113 to the test (a hostile
     /// identd, or nothing: `refused`).
     pub oidentd: bool,
+    /// Keep the evidence store too, as the package does: `store_dir=` in
+    /// the lab's directory (`store`), beside the example's destination.
+    pub store: bool,
 }
 
 impl SessionOptions {
@@ -63,6 +66,7 @@ impl SessionOptions {
             lab: LabOptions::default(),
             ident: IdentMode::Off,
             oidentd: true,
+            store: false,
         }
     }
 
@@ -101,6 +105,8 @@ pub struct Session {
     /// The client's oidentd, when the session started one.
     pub oidentd: Option<Oidentd>,
     pub ident: IdentMode,
+    /// The evidence store's directory, with [`SessionOptions::store`].
+    pub store: Option<PathBuf>,
     pub lab: Lab,
 }
 
@@ -159,6 +165,10 @@ impl Session {
                 conf.set(MASQ_ID, key, value);
             }
         }
+        let store = opts.store.then(|| lab.path("store"));
+        if let Some(dir) = &store {
+            conf.set(MASQ_ID, "store_dir", &dir.to_string_lossy());
+        }
         for (section, key, value) in &opts.set {
             conf.set(section, key, value);
         }
@@ -171,6 +181,7 @@ impl Session {
             servers,
             oidentd,
             ident: opts.ident,
+            store,
             lab,
         })
     }
