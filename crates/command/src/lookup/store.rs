@@ -397,6 +397,7 @@ pub fn read_as(
     }
     let mut current: Option<(usize, File)> = None;
     let mut comp = Vec::new();
+    let mut decoder = store::FrameDecoder::new();
     for (k, frame) in want {
         let (i, _, plain) = &opened[k];
         let data = segs[*i].data(dir);
@@ -426,10 +427,11 @@ pub fn read_as(
             .seek(SeekFrom::Start(fr.comp_offset))
             .and_then(|_| f.read_exact(&mut comp))
             .map_err(|e| e.to_string());
-        let raw = match read {
-            Ok(()) if *plain => Ok(std::mem::take(&mut comp)),
-            Ok(()) => store::decode_frame(&comp, fr.raw_len).map_err(|e| e.to_string()),
-            Err(e) => Err(e),
+        let raw = match (read, decoder.as_mut()) {
+            (Ok(()), _) if *plain => Ok(&comp[..]),
+            (Ok(()), Ok(dec)) => dec.decode(&comp, fr.raw_len).map_err(|e| e.to_string()),
+            (Ok(()), Err(e)) => Err(e.to_string()),
+            (Err(e), _) => Err(e),
         };
         match raw {
             Ok(raw) => {

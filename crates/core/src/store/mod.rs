@@ -46,7 +46,7 @@ use std::time::Duration;
 
 pub use index::{Frame, Hit, Index, SourceStamp};
 pub use live::{LiveIndexer, live_index_path};
-pub use segment::{SegmentBuilder, decode_frame, whole_lines};
+pub use segment::{FrameDecoder, SegmentBuilder, whole_lines};
 
 /// The marker file that makes a directory a store.
 pub const MARKER: &str = "masqlog-store";

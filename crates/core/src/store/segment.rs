@@ -193,8 +193,39 @@ impl<W: Write> SegmentBuilder<W> {
     }
 }
 
-/// Decodes one frame (its compressed bytes), bounded by the raw length the
-/// index gives.
-pub fn decode_frame(comp: &[u8], raw_len: u32) -> Result<Vec<u8>, StoreError> {
-    zstd::bulk::decompress(comp, raw_len as usize).map_err(StoreError::Decompress)
+/// Decodes frames one after another with one zstd context and one buffer,
+/// which a reader of many frames (a lookup reads one or two a segment, over
+/// up to 48 segments) would otherwise allocate and clear for each.
+pub struct FrameDecoder {
+    zstd: zstd::bulk::Decompressor<'static>,
+    raw: Vec<u8>,
+}
+
+impl FrameDecoder {
+    /// A decoder with its zstd context.
+    pub fn new() -> Result<Self, StoreError> {
+        Ok(FrameDecoder {
+            zstd: zstd::bulk::Decompressor::new().map_err(StoreError::Decompress)?,
+            raw: Vec::new(),
+        })
+    }
+
+    /// Decodes one frame (its compressed bytes), bounded by the raw length
+    /// the index gives; the bytes are valid until the next call.
+    pub fn decode(&mut self, comp: &[u8], raw_len: u32) -> Result<&[u8], StoreError> {
+        self.raw.clear();
+        self.raw.reserve(raw_len as usize);
+        // A Vec is written up to its capacity, which can exceed raw_len:
+        // the bound is checked here, as zstd's one-shot call would.
+        let n = self
+            .zstd
+            .decompress_to_buffer(comp, &mut self.raw)
+            .map_err(StoreError::Decompress)?;
+        if n > raw_len as usize {
+            return Err(StoreError::Decompress(std::io::Error::other(format!(
+                "the frame holds {n} bytes, its index says {raw_len}"
+            ))));
+        }
+        Ok(&self.raw)
+    }
 }

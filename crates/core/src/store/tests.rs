@@ -62,9 +62,10 @@ fn frames_decode_to_the_exact_bytes_as_one_stream_and_each_alone() {
     let index = Index::read(&mut idx.as_slice(), "t").unwrap();
     assert!(index.frame_count() > 2, "{} frames", index.frame_count());
     let mut again = Vec::new();
+    let mut dec = FrameDecoder::new().unwrap();
     for f in index.frames() {
         let c = &zst[f.comp_offset as usize..][..f.comp_len as usize];
-        let raw = decode_frame(c, f.raw_len).unwrap();
+        let raw = dec.decode(c, f.raw_len).unwrap();
         assert_eq!(raw.len() as u32, f.raw_len);
         assert_eq!(f.raw_offset as usize, again.len());
         let lines_before = again.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -74,6 +75,19 @@ fn frames_decode_to_the_exact_bytes_as_one_stream_and_each_alone() {
     }
     assert_eq!(again, data);
     assert_eq!(index.lines, 6000);
+}
+
+#[test]
+fn a_frame_longer_than_its_index_says_is_refused_by_a_reused_decoder() {
+    let long = zstd::bulk::compress(&[b'x'; 4000], 3).unwrap();
+    let short = zstd::bulk::compress(&[b'y'; 100], 3).unwrap();
+    let mut dec = FrameDecoder::new().unwrap();
+    // The buffer's capacity after the long frame must not become the bound.
+    assert_eq!(dec.decode(&long, 4000).unwrap().len(), 4000);
+    assert!(dec.decode(&long, 3999).is_err());
+    assert_eq!(dec.decode(&short, 100).unwrap(), &[b'y'; 100][..]);
+    assert!(dec.decode(&long, 100).is_err());
+    assert!(dec.decode(b"not zstd", 100).is_err());
 }
 
 #[test]
@@ -95,11 +109,14 @@ fn every_line_of_a_flow_is_found_through_the_index() {
             let needle = format!("{port}");
             for h in mine {
                 let f = index.frame(h.frame).unwrap();
-                let raw = decode_frame(
-                    &zst[f.comp_offset as usize..][..f.comp_len as usize],
-                    f.raw_len,
-                )
-                .unwrap();
+                let raw = FrameDecoder::new()
+                    .unwrap()
+                    .decode(
+                        &zst[f.comp_offset as usize..][..f.comp_len as usize],
+                        f.raw_len,
+                    )
+                    .unwrap()
+                    .to_vec();
                 assert!(
                     raw.windows(needle.len()).any(|w| w == needle.as_bytes()),
                     "frame {} lacks {needle}",
