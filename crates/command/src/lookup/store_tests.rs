@@ -25,6 +25,21 @@ fn q(public: &str, at: &str) -> AbuseReport {
     }
 }
 
+/// A report on one of the generated public endpoints (IPv4 on even k,
+/// IPv6 on odd) at a time within the generated flows' hours.
+fn random_report(rng: &mut Rng, k: usize) -> (String, String, AbuseReport) {
+    let at = t("2026-11-21T10:00:00Z").secs + (rng.next_u64() % (4 * 3600 + 600)) as i64;
+    let masq = if k % 2 == 0 {
+        "192.0.2.1"
+    } else {
+        "[2001:db8::1]"
+    };
+    let public = format!("{masq}:{}", 50000 + rng.next_u64() % 40);
+    let when = masqlog_core::time::utc_string(Timestamp::new(at, 0), false);
+    let query = q(&public, &when);
+    (public, when, query)
+}
+
 fn run(q: &AbuseReport, input: &Path) -> (Scan, Verdict) {
     let s = scan(
         &[q],
@@ -133,15 +148,7 @@ fn the_store_gives_the_plain_files_answers() {
         let mut found = 0;
         let mut from_closed = 0;
         for k in 0..120 {
-            let at = t("2026-11-21T10:00:00Z").secs + (rng.next_u64() % (4 * 3600 + 600)) as i64;
-            let masq = if k % 2 == 0 {
-                "192.0.2.1"
-            } else {
-                "[2001:db8::1]"
-            };
-            let public = format!("{masq}:{}", 50000 + rng.next_u64() % 40);
-            let when = masqlog_core::time::utc_string(Timestamp::new(at, 0), false);
-            let query = q(&public, &when);
+            let (public, when, query) = random_report(&mut rng, k);
             let (ps, pv) = run(&query, &plain);
             let (ss, sv) = run(&query, &store_dir);
             assert_eq!(
@@ -344,15 +351,7 @@ fn a_live_segment_searched_through_its_index_gives_the_plain_files_answers() {
     );
     let mut found = 0;
     for k in 0..100 {
-        let at = t("2026-11-21T10:00:00Z").secs + (rng.next_u64() % (4 * 3600 + 600)) as i64;
-        let masq = if k % 2 == 0 {
-            "192.0.2.1"
-        } else {
-            "[2001:db8::1]"
-        };
-        let public = format!("{masq}:{}", 50000 + rng.next_u64() % 40);
-        let when = masqlog_core::time::utc_string(Timestamp::new(at, 0), false);
-        let query = q(&public, &when);
+        let (public, when, query) = random_report(&mut rng, k);
         let (ps, pv) = run(&query, &plain);
         let (ss, sv) = run(&query, &store_dir);
         assert!(
