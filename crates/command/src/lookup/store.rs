@@ -436,7 +436,7 @@ pub fn read_as(
         match raw {
             Ok(raw) => {
                 out.frames += 1;
-                scanner.read_piece(&spec, &raw, fr.raw_offset, fr.first_line);
+                scanner.read_piece(&spec, raw, fr.raw_offset, fr.first_line);
             }
             Err(why) => out.unreadable.push((
                 format!("{} frame {frame}", data.display()),

@@ -29,7 +29,7 @@ fn q(public: &str, at: &str) -> AbuseReport {
 /// IPv6 on odd) at a time within the generated flows' hours.
 fn random_report(rng: &mut Rng, k: usize) -> (String, String, AbuseReport) {
     let at = t("2026-11-21T10:00:00Z").secs + (rng.next_u64() % (4 * 3600 + 600)) as i64;
-    let masq = if k % 2 == 0 {
+    let masq = if k.is_multiple_of(2) {
         "192.0.2.1"
     } else {
         "[2001:db8::1]"

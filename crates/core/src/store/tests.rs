@@ -71,7 +71,7 @@ fn frames_decode_to_the_exact_bytes_as_one_stream_and_each_alone() {
         let lines_before = again.iter().filter(|&&b| b == b'\n').count() as u64;
         assert_eq!(f.first_line, lines_before + 1);
         assert!(raw.ends_with(b"\n"));
-        again.extend_from_slice(&raw);
+        again.extend_from_slice(raw);
     }
     assert_eq!(again, data);
     assert_eq!(index.lines, 6000);
