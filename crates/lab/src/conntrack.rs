@@ -316,9 +316,68 @@ impl ConntrackWatch {
             "the DESTROY event of {} {client} port {sport}",
             proto.name()
         );
-        self.wait_for(&what, timeout, |e| {
+        let found = self.wait_for(&what, timeout, |e| {
             e.kind == CtKind::Destroy && e.is_flow(client, sport, proto)
+        });
+        match found {
+            Err(LabError::Timeout { what, secs }) => Err(LabError::Timeout {
+                what: format!("{what} ({})", self.why_no_destroy(client, sport, proto)),
+                secs,
+            }),
+            other => other,
+        }
+    }
+
+    /// Waits until none of `flows` (client, source port, protocol) is in
+    /// the kernel's table any more. Listing the table destroys expired
+    /// entries at once, so this does not depend on the kernel's garbage
+    /// collection, nor on this listener having received every event.
+    pub fn wait_gone(
+        &self,
+        flows: &[(IpAddr, u16, FlowProto)],
+        timeout: Duration,
+    ) -> Result<(), LabError> {
+        let what = format!("{} flows to leave the kernel's table", flows.len());
+        wait::poll(&what, timeout, || {
+            let mut table = String::new();
+            for family in ["ipv4", "ipv6"] {
+                let out =
+                    process::run_quiet(&["conntrack", "-L", "-f", family], Some(&self.router_ns))?;
+                table.push_str(&String::from_utf8_lossy(&out.stdout));
+            }
+            let left = flows.iter().any(|(client, sport, proto)| {
+                let (src, port) = (format!(" src={client} "), format!(" sport={sport} "));
+                table
+                    .lines()
+                    .any(|l| l.starts_with(proto.name()) && l.contains(&src) && l.contains(&port))
+            });
+            Ok((!left).then_some(()))
         })
+    }
+
+    /// What the event file and the kernel's table say of a flow whose
+    /// DESTROY event did not come: whether its NEW event was seen, whether
+    /// the kernel still holds it (and in which state), and whether the
+    /// listener lost events.
+    fn why_no_destroy(&self, client: IpAddr, sport: u16, proto: FlowProto) -> String {
+        let seen = self.flow_events(client, sport, proto).len();
+        let lost = rsyslog::read_lines(&self.path)
+            .iter()
+            .filter(|l| l.contains("ENOBUFS"))
+            .count();
+        let port = sport.to_string();
+        let table = process::run_quiet(
+            &["conntrack", "-L", "-p", proto.name(), "--sport", &port],
+            Some(&self.router_ns),
+        )
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|e| format!("conntrack -L failed: {e}"));
+        let table = if table.is_empty() {
+            "not in the kernel's table".to_string()
+        } else {
+            format!("in the kernel's table: {table}")
+        };
+        format!("{seen} events of it seen; {table}; {lost} ENOBUFS warnings from the listener")
     }
 }
 

@@ -245,11 +245,16 @@ impl FlowSpec {
         let remote = self.remote();
         let d = self.family.socat_digit();
         let addr = format!("{}:{}", socat_host(remote.ip()), remote.port());
-        let (kind, wait_secs) = match self.proto {
-            FlowProto::Tcp => ("TCP", 10),
-            // UDP has no end: socat waits this long for the reply (1 s was
-            // too short for a server's fork on a busy 2-core machine).
-            FlowProto::Udp => ("UDP", 2),
+        let (kind, wait_secs, until) = match self.proto {
+            FlowProto::Tcp => ("TCP", 10, String::new()),
+            // UDP has no end: socat ends when the whole reply is in
+            // (`readbytes` makes that its end of input), or after 20 s
+            // without it (a server's fork on a busy 2-core machine took
+            // more than 2 s).
+            FlowProto::Udp if self.reply_bytes > 0 => {
+                ("UDP", 20, format!(",readbytes={}", self.reply_bytes))
+            }
+            FlowProto::Udp => ("UDP", 2, String::new()),
         };
         let source = if self.proto == FlowProto::Tcp && !self.hold.is_zero() {
             // The client's stdin stays open while sleep runs: socat half-closes
@@ -264,7 +269,7 @@ impl FlowSpec {
             format!("head -c {} /dev/zero", self.send_bytes)
         };
         format!(
-            "{source} | socat -t {wait_secs} - '{kind}{d}:{addr},sourceport={}'",
+            "{source} | socat -t {wait_secs} - '{kind}{d}:{addr},sourceport={}{until}'",
             self.sport
         )
     }
@@ -347,7 +352,13 @@ mod tests {
         );
         assert_eq!(
             spec(FlowProto::Udp, Family::V6).script(),
-            "head -c 100 /dev/zero | socat -t 2 - 'UDP6:[2001:db8:113::7]:8080,sourceport=40001'"
+            "head -c 100 /dev/zero | socat -t 20 - 'UDP6:[2001:db8:113::7]:8080,sourceport=40001,readbytes=300'"
+        );
+        let mut no_reply = spec(FlowProto::Udp, Family::V4);
+        no_reply.reply_bytes = 0;
+        assert_eq!(
+            no_reply.script(),
+            "head -c 100 /dev/zero | socat -t 2 - 'UDP4:203.0.113.7:8080,sourceport=40001'"
         );
     }
 
