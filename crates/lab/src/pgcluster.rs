@@ -248,6 +248,12 @@ impl TempCluster {
 
     /// Runs SQL with psql as the superuser; returns the unaligned output.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, LabError> {
+        self.psql_within(db, sql, Duration::from_secs(120))
+    }
+
+    /// [`TempCluster::psql`] with its own time limit (an index built over
+    /// a hundred million rows takes longer than two minutes).
+    pub fn psql_within(&self, db: &str, sql: &str, limit: Duration) -> Result<String, LabError> {
         let out = process::run_with(
             &[
                 &format!("{PG_BIN}/psql"),
@@ -264,7 +270,7 @@ impl TempCluster {
             ],
             None,
             None,
-            Duration::from_secs(120),
+            limit,
         )?;
         if !out.status.success() {
             return Err(LabError::Command {

@@ -341,12 +341,13 @@ fn bulk_load(
     }
     let load = begin.elapsed().as_secs_f64();
     let begin = Instant::now();
-    c.psql(
+    c.psql_within(
         "masqlog",
         &format!(
             "SET maintenance_work_mem = '512MB'; {}",
             indexes.iter().map(|s| format!("{s};")).collect::<String>()
         ),
+        Duration::from_secs(3 * 3600),
     )?;
     Ok((load, begin.elapsed().as_secs_f64()))
 }
@@ -419,7 +420,11 @@ fn main() -> Result<()> {
     }
 
     // Sizes.
-    c.psql("masqlog", "ANALYZE masqlog.flow_log")?;
+    c.psql_within(
+        "masqlog",
+        "ANALYZE masqlog.flow_log",
+        Duration::from_secs(1800),
+    )?;
     let parts = partition_sizes(&c)?;
     let rows: f64 = parts.iter().map(|p| p.1).sum();
     let table: f64 = parts.iter().map(|p| p.2).sum();
