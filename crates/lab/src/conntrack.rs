@@ -339,20 +339,24 @@ impl ConntrackWatch {
     ) -> Result<(), LabError> {
         let what = format!("{} flows to leave the kernel's table", flows.len());
         wait::poll(&what, timeout, || {
-            let mut table = String::new();
-            for family in ["ipv4", "ipv6"] {
-                let out =
-                    process::run_quiet(&["conntrack", "-L", "-f", family], Some(&self.router_ns))?;
-                table.push_str(&String::from_utf8_lossy(&out.stdout));
-            }
-            let left = flows.iter().any(|(client, sport, proto)| {
-                let (src, port) = (format!(" src={client} "), format!(" sport={sport} "));
-                table
-                    .lines()
-                    .any(|l| l.starts_with(proto.name()) && l.contains(&src) && l.contains(&port))
+            let table = self.table()?;
+            let left = flows.iter().any(|&(client, sport, proto)| {
+                entries_of(&table, client, sport, proto).next().is_some()
             });
             Ok((!left).then_some(()))
         })
+    }
+
+    /// The router's conntrack table, IPv4 and IPv6 (`conntrack -L` lists
+    /// one family at a time). Listing it destroys expired entries.
+    fn table(&self) -> Result<String, LabError> {
+        let mut table = String::new();
+        for family in ["ipv4", "ipv6"] {
+            let out =
+                process::run_quiet(&["conntrack", "-L", "-f", family], Some(&self.router_ns))?;
+            table.push_str(&String::from_utf8_lossy(&out.stdout));
+        }
+        Ok(table)
     }
 
     /// What the event file and the kernel's table say of a flow whose
@@ -365,25 +369,51 @@ impl ConntrackWatch {
             .iter()
             .filter(|l| l.contains("ENOBUFS"))
             .count();
-        let port = sport.to_string();
-        let table = process::run_quiet(
-            &["conntrack", "-L", "-p", proto.name(), "--sport", &port],
-            Some(&self.router_ns),
-        )
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|e| format!("conntrack -L failed: {e}"));
-        let table = if table.is_empty() {
-            "not in the kernel's table".to_string()
-        } else {
-            format!("in the kernel's table: {table}")
+        let table = match self.table() {
+            Ok(t) => {
+                let held: Vec<&str> = entries_of(&t, client, sport, proto).collect();
+                if held.is_empty() {
+                    "not in the kernel's table".to_string()
+                } else {
+                    format!("in the kernel's table: {}", held.join("; "))
+                }
+            }
+            Err(e) => format!("conntrack -L failed: {e}"),
         };
         format!("{seen} events of it seen; {table}; {lost} ENOBUFS warnings from the listener")
     }
 }
 
+/// The lines of a `conntrack -L` listing that hold a flow: its protocol,
+/// and the client's address and source port in a tuple.
+fn entries_of(
+    table: &str,
+    client: IpAddr,
+    sport: u16,
+    proto: FlowProto,
+) -> impl Iterator<Item = &str> {
+    let (src, port) = (format!(" src={client} "), format!(" sport={sport} "));
+    table
+        .lines()
+        .filter(move |l| l.starts_with(proto.name()) && l.contains(&src) && l.contains(&port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_holds_a_flow_by_protocol_client_and_source_port() {
+        let table = "tcp      6 117 TIME_WAIT src=10.99.0.2 dst=203.0.113.7 sport=40000 dport=8080 src=203.0.113.7 dst=203.0.113.1 sport=8080 dport=40000 [ASSURED] mark=0 use=1\n\
+                     udp      17 1 src=2001:db8:99::2 dst=2001:db8:113::7 sport=40001 dport=8081 src=2001:db8:113::7 dst=2001:db8:99::2 sport=8081 dport=40001 mark=0 use=1\n";
+        let v4: IpAddr = "10.99.0.2".parse().unwrap();
+        let v6: IpAddr = "2001:db8:99::2".parse().unwrap();
+        assert_eq!(entries_of(table, v4, 40000, FlowProto::Tcp).count(), 1);
+        assert_eq!(entries_of(table, v6, 40001, FlowProto::Udp).count(), 1);
+        assert_eq!(entries_of(table, v4, 40000, FlowProto::Udp).count(), 0);
+        assert_eq!(entries_of(table, v4, 40001, FlowProto::Tcp).count(), 0);
+        assert_eq!(entries_of(table, v6, 40000, FlowProto::Tcp).count(), 0);
+    }
 
     #[test]
     fn a_destroy_line_parses_into_both_tuples() {

@@ -97,6 +97,7 @@ fn every_line_of_a_flow_is_found_through_the_index() {
         let (data, flows) = lines(7000, t0, format);
         let (zst, idx) = build(&data);
         let index = Index::read(&mut idx.as_slice(), "t").unwrap();
+        let mut dec = FrameDecoder::new().unwrap();
         for &(ip, port, start) in flows.iter().step_by(97) {
             let hits = index.hits(&mut Cursor::new(&idx), "t", ip, port).unwrap();
             let mine: Vec<_> = hits.iter().filter(|h| h.start == start).collect();
@@ -109,14 +110,12 @@ fn every_line_of_a_flow_is_found_through_the_index() {
             let needle = format!("{port}");
             for h in mine {
                 let f = index.frame(h.frame).unwrap();
-                let raw = FrameDecoder::new()
-                    .unwrap()
+                let raw = dec
                     .decode(
                         &zst[f.comp_offset as usize..][..f.comp_len as usize],
                         f.raw_len,
                     )
-                    .unwrap()
-                    .to_vec();
+                    .unwrap();
                 assert!(
                     raw.windows(needle.len()).any(|w| w == needle.as_bytes()),
                     "frame {} lacks {needle}",
