@@ -50,12 +50,15 @@ fn path_str(p: &Path) -> String {
 /// reads the one that comes back.
 fn flow_from(env: &Env, src: Ipv4Addr, sport: u16, proto: FlowProto) {
     let server = env.server(proto, Family::V4);
-    let (kind, wait_secs) = match proto {
-        FlowProto::Tcp => ("TCP4", 10),
-        FlowProto::Udp => ("UDP4", 1),
+    // UDP has no end: socat stops when the whole reply is in (`readbytes`)
+    // or after 20 s without it, as the lab's own flows do (the server's
+    // forked reply can take seconds on a busy machine).
+    let (kind, wait_secs, until) = match proto {
+        FlowProto::Tcp => ("TCP4", 10, String::new()),
+        FlowProto::Udp => ("UDP4", 20, format!(",readbytes={}", server.reply_bytes)),
     };
     let script = format!(
-        "head -c 100 /dev/zero | socat -t {wait_secs} - '{kind}:{}:{},bind={src}:{sport}'",
+        "head -c 100 /dev/zero | socat -t {wait_secs} - '{kind}:{}:{},bind={src}:{sport}{until}'",
         server.addr().ip(),
         server.port
     );
