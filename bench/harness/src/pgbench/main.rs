@@ -40,6 +40,7 @@ use masqlog_core::record::{
     Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Remote, Timestamp,
 };
 use masqlog_core::seal::{SealState, VerifyKey};
+use masqlog_core::store::StoreConfig;
 use masqlog_lab::TempCluster;
 
 #[derive(Parser, Debug)]
@@ -126,9 +127,20 @@ fn flow_at(i: u64, t0: i64, step_us: i64) -> [FlowRecord; 2] {
     [start, end]
 }
 
-fn config(destination: Destination, seal: Option<&std::path::Path>) -> Config {
+fn config(
+    destination: Destination,
+    seal: Option<&std::path::Path>,
+    store: Option<&std::path::Path>,
+) -> Config {
     Config {
         destination,
+        store: store.map(|dir| StoreConfig {
+            dir: dir.to_path_buf(),
+            roll: Duration::from_secs(3600),
+            roll_bytes: 1 << 30,
+            keep: Duration::from_secs(400 * 86_400),
+            max_bytes: 0,
+        }),
         queue_size: 65_536,
         stats_interval: None,
         send_timeout: Duration::from_secs(30),
@@ -181,6 +193,8 @@ fn process_ns(pid: u32) -> u64 {
 struct Load {
     secs: f64,
     writer_ns: u64,
+    /// The store thread's CPU (a run with a store).
+    store_ns: u64,
 }
 
 /// Loads `flows` flows through a writer to `dest`; `during` is read just
@@ -188,13 +202,19 @@ struct Load {
 fn load(
     dest: Destination,
     seal: Option<&std::path::Path>,
+    store: Option<&std::path::Path>,
     flows: u64,
     t0: i64,
     mut during: impl FnMut(),
 ) -> Result<Load> {
-    let w = Writer::start(&config(dest, seal), Arc::new(NoWake), DropSource::Process)
-        .context("starting the writer")?;
+    let w = Writer::start(
+        &config(dest, seal, store),
+        Arc::new(NoWake),
+        DropSource::Process,
+    )
+    .context("starting the writer")?;
     let before = thread_ns("masqlog-writer");
+    let store_before = thread_ns("masqlog-store");
     let begin = Instant::now();
     for i in 0..flows {
         for rec in flow(i, t0) {
@@ -212,7 +232,8 @@ fn load(
     let want = flows * 2 + u64::from(seal.is_some());
     loop {
         let s = w.stats();
-        if s.written >= want {
+        let stored = s.store.is_none_or(|st| st.written >= want);
+        if s.written >= want && stored {
             break;
         }
         if s.dropped > 0 {
@@ -222,12 +243,17 @@ fn load(
     }
     let secs = begin.elapsed().as_secs_f64();
     let writer_ns = thread_ns("masqlog-writer") - before;
+    let store_ns = thread_ns("masqlog-store").saturating_sub(store_before);
     during();
     let s = w.stop(Duration::from_secs(30));
     if s.dropped > 0 {
         bail!("records dropped at stop: {s:?}");
     }
-    Ok(Load { secs, writer_ns })
+    Ok(Load {
+        secs,
+        writer_ns,
+        store_ns,
+    })
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -270,6 +296,105 @@ fn seal_state(dir: &std::path::Path, t0: i64) -> Result<(std::path::PathBuf, Sea
     Ok((path, state))
 }
 
+/// An index of the schema: its qualified name, its `CREATE INDEX`
+/// statement and the statement's part from `ON`.
+struct SchemaIndex {
+    name: String,
+    create: String,
+    /// `CREATE [UNIQUE] ` ... the table ` (columns) [WHERE ...]`.
+    head: String,
+    tail: String,
+}
+
+impl SchemaIndex {
+    /// The same index on `table`, unnamed.
+    fn on(&self, table: &str) -> String {
+        format!("{}INDEX ON {table}{};", self.head, self.tail)
+    }
+}
+
+/// The `CREATE INDEX` statements of the schema (its comments left out
+/// first: a comment may hold a semicolon).
+fn schema_indexes() -> Result<Vec<SchemaIndex>> {
+    const ON: &str = " ON masqlog.flow_log";
+    let sql: String = db::SCHEMA_V1
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let found: Vec<SchemaIndex> = sql
+        .split(';')
+        .filter_map(|st| {
+            let st = st.trim();
+            let (head, after) = st.split_once("INDEX IF NOT EXISTS ")?;
+            let (name, tail) = after.split_once(ON)?;
+            Some(SchemaIndex {
+                name: format!("masqlog.{}", name.trim()),
+                create: st.to_string(),
+                head: head.to_string(),
+                tail: tail.to_string(),
+            })
+        })
+        .collect();
+    if found.is_empty() {
+        bail!("no CREATE INDEX ... ON masqlog.flow_log in the schema");
+    }
+    Ok(found)
+}
+
+/// What the backend's work per row is made of: the flow rows just loaded,
+/// copied by `INSERT ... SELECT` (one statement, no client) into scratch
+/// tables shaped like the table, without indexes, with each index of the
+/// schema alone and with all of them; (label, microseconds a row) each,
+/// wall time of the statement, the faster of two runs.
+fn backend_parts(c: &TempCluster, rows: f64) -> Result<Vec<(String, f64)>> {
+    let indexes = schema_indexes()?;
+    let mut variants: Vec<(String, Vec<&SchemaIndex>)> =
+        vec![("the heap alone, no index".into(), vec![])];
+    for i in &indexes {
+        variants.push((format!("the heap and {} only", i.name), vec![i]));
+    }
+    variants.push((
+        "the heap and every index of the schema".into(),
+        indexes.iter().collect(),
+    ));
+    // The first read of freshly loaded rows writes their hint bits: done
+    // before any timing, with a warm-up copy; each variant runs twice and
+    // its faster run counts, each after a checkpoint.
+    c.psql_within(
+        "masqlog",
+        "VACUUM ANALYZE masqlog.flow_log",
+        Duration::from_secs(1800),
+    )?;
+    let once = |with: &[&SchemaIndex]| -> Result<f64> {
+        let t = "masqlog.bench_parts";
+        let mut sql = format!("CREATE TABLE {t} (LIKE masqlog.flow_log);");
+        for i in with {
+            sql.push_str(&i.on(t));
+        }
+        sql.push_str("CHECKPOINT;");
+        c.psql("masqlog", &sql)?;
+        let begin = Instant::now();
+        c.psql_within(
+            "masqlog",
+            &format!(
+                "INSERT INTO {t} SELECT * FROM masqlog.flow_log WHERE event IN ('start', 'end')"
+            ),
+            Duration::from_secs(1800),
+        )?;
+        let secs = begin.elapsed().as_secs_f64();
+        c.psql("masqlog", &format!("DROP TABLE {t}"))?;
+        Ok(secs / rows * 1e6)
+    };
+    once(&[])?;
+    let mut out = Vec::new();
+    for (label, with) in variants {
+        let us = once(&with)?.min(once(&with)?);
+        out.push((label, us));
+    }
+    Ok(out)
+}
+
 /// Loads `n` flows from `t0`, `step_us` apart, by the destination's row and
 /// COPY code in big batches, with the indexes dropped and built afterwards.
 /// Returns (load seconds, index build seconds).
@@ -282,28 +407,8 @@ fn bulk_load(
     seal: Option<SealState>,
 ) -> Result<(f64, f64)> {
     const BATCH: usize = 20_000;
-    // The schema's CREATE INDEX statements, its comments left out first
-    // (a comment may hold a semicolon).
-    let sql: String = db::SCHEMA_V1
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let indexes: Vec<String> = sql
-        .split(';')
-        .filter(|st| st.contains("INDEX IF NOT EXISTS"))
-        .map(|st| st.trim().to_string())
-        .collect();
-    if indexes.is_empty() {
-        bail!("no CREATE INDEX in the schema");
-    }
-    let names: Vec<String> = indexes
-        .iter()
-        .filter_map(|st| {
-            let after = st.split("INDEX IF NOT EXISTS").nth(1)?;
-            Some(format!("masqlog.{}", after.split_whitespace().next()?))
-        })
-        .collect();
+    let indexes = schema_indexes()?;
+    let names: Vec<&str> = indexes.iter().map(|i| i.name.as_str()).collect();
     c.psql("masqlog", &format!("DROP INDEX {}", names.join(", ")))?;
     let mut chain = seal
         .map(|st| masqlog_core::seal::Chain::start(st, "masq1", 1))
@@ -345,7 +450,10 @@ fn bulk_load(
         "masqlog",
         &format!(
             "SET maintenance_work_mem = '512MB'; {}",
-            indexes.iter().map(|s| format!("{s};")).collect::<String>()
+            indexes
+                .iter()
+                .map(|i| format!("{};", i.create))
+                .collect::<String>()
         ),
         Duration::from_secs(3 * 3600),
     )?;
@@ -528,6 +636,7 @@ fn writer_figures(
     let pg = load(
         Destination::Postgres(PgTarget::parse(url).context("the URL")?),
         seal,
+        None,
         n,
         t0,
         || {
@@ -558,11 +667,22 @@ fn writer_figures(
     let file = load(
         Destination::File(dir.path().join("flows.log")),
         None,
+        None,
         n,
         t0,
         || {},
     )?;
     let file_bytes = std::fs::metadata(dir.path().join("flows.log"))?.len();
+    // The evidence store alone (destination=none), the same flows.
+    let store_dir = tempfile::tempdir()?;
+    let store = load(
+        Destination::None,
+        None,
+        Some(store_dir.path()),
+        n,
+        t0,
+        || {},
+    )?;
 
     let per_flow = |ns: u64| ns as f64 / n as f64 / 1000.0;
     println!("\n== ingest (one writer) ==");
@@ -577,12 +697,14 @@ fn writer_figures(
             "missed"
         }
     );
-    println!(
-        "file:       {:.1} s, {:.0} rows/s, {:.0} flows/s",
-        file.secs,
-        2.0 * n as f64 / file.secs,
-        n as f64 / file.secs
-    );
+    for (name, l) in [("file:", &file), ("store only:", &store)] {
+        println!(
+            "{name:<11} {:.1} s, {:.0} rows/s, {:.0} flows/s",
+            l.secs,
+            2.0 * n as f64 / l.secs,
+            n as f64 / l.secs
+        );
+    }
     println!("\n== CPU per flow (two records) ==");
     println!(
         "writer thread, postgresql (format + row + COPY client): {:.2} us",
@@ -593,8 +715,41 @@ fn writer_figures(
         per_flow(file.writer_ns)
     );
     println!(
+        "writer and store threads, store only (format + append, live index; no segment closed in the run): {:.2} us (writer {:.2}, store {:.2})",
+        per_flow(store.writer_ns + store.store_ns),
+        per_flow(store.writer_ns),
+        per_flow(store.store_ns)
+    );
+    println!(
         "database backend (COPY, the ledger or unique key, the indexes): {:.2} us",
         per_flow(backend_ns)
+    );
+    println!(
+        "postgresql, writer thread and backend together:        {:.2} us",
+        per_flow(pg.writer_ns + backend_ns)
+    );
+    println!(
+        "(file and store runs not sealed; LOGEMU's figure on the same machine comes from bench/run, which runs stock ulogd)"
+    );
+    println!(
+        "one backend alone at this cost takes at most {:.0} flows/s, however little the writer spends",
+        1e9 / (backend_ns as f64 / n as f64)
+    );
+    println!(
+        "\n== the backend's work per row, by part (INSERT ... SELECT of the same rows, wall time) =="
+    );
+    let parts = backend_parts(c, 2.0 * n as f64)?;
+    let heap = parts.first().map_or(0.0, |p| p.1);
+    for (i, (label, us)) in parts.iter().enumerate() {
+        if i == 0 {
+            println!("{label}: {us:.2} us a row");
+        } else {
+            println!("{label}: {us:.2} us a row (+{:.2})", us - heap);
+        }
+    }
+    println!(
+        "by COPY from the writer (the backend's CPU above): {:.2} us a row",
+        backend_ns as f64 / 2.0 / n as f64 / 1000.0
     );
     println!(
         "(the same lines as a file: {:.0} MiB per million rows)",
