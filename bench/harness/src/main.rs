@@ -18,6 +18,7 @@
 
 mod daemons;
 mod measure;
+mod pgsink;
 mod profile;
 mod report;
 mod rows;
@@ -67,8 +68,9 @@ const PERF_FLOWS: u64 = 100_000;
                   masquerade -> server), and for each row starts stock ulogd in the router \
                   with the same NFCT input and one output stack (a no-op floor, LOGEMU, SYSLOG, \
                   JSON, MASQLOG in three formats to a local rsyslog, text to a remote one over \
-                  TCP and over RELP, and text into a file), sends the same new flows from the \
-                  client (a steady phase at a set rate, then a flood as fast as one core sends), \
+                  TCP and over RELP, text into a file, into the evidence store alone and into \
+                  a PostgreSQL cluster the bench starts, whose backend's CPU is noted beside \
+                  ulogd's), sends the same new flows from the client (a steady phase at a set rate, then a flood as fast as one core sends), \
                   waits until every conntrack entry has expired, and reports ulogd's CPU time \
                   per event above the floor in both phases, flows, lines, lines lost, \"losing \
                   events\" messages, peak RSS and the wake-ups of MASQLOG's writer thread, then \
@@ -413,6 +415,7 @@ fn run(args: &Args) -> Result<bool> {
         remote: remote_addr,
         relp: relp_addr,
         ct1,
+        pg_url: None,
     };
     let mut env = Env {
         lab: &lab,
@@ -430,6 +433,7 @@ fn run(args: &Args) -> Result<bool> {
         ulogd_prefix: Vec::new(),
         ready_limit: Duration::from_secs(30),
         perf_out: None,
+        pg: None,
     };
     env.warm_up()?;
     // The identd that never answers, for the IDENT rows (harmless to the

@@ -183,10 +183,16 @@ impl<'s, 'a> Refs<'s, 'a> {
 
 /// The stock output a MASQLOG row's CPU target compares with (the same
 /// transport for /dev/log; LOGEMU, the cheapest, for the others) and the
-/// share allowed. IDENT rows have their own target.
+/// share allowed. IDENT rows have their own target; the PostgreSQL row has
+/// none (its writer parses and encodes every row, and the database's own
+/// CPU is shown beside it).
 pub fn cpu_target(o: Output) -> Option<(Output, f64)> {
     match o {
         Output::Masqlog { ident: true, .. } => None,
+        Output::Masqlog {
+            dest: Dest::Postgres,
+            ..
+        } => None,
         Output::Masqlog {
             dest: Dest::DevLog, ..
         } => Some((Output::Syslog, DEVLOG_SHARE)),
@@ -734,7 +740,20 @@ pub fn targets(
                         opt(st.wakeups_per_1000(), 1),
                         opt(st.events_per_wakeup(), 1)
                     );
+                    let to_db = matches!(
+                        s.shown.row.output,
+                        Output::Masqlog {
+                            dest: Dest::Postgres,
+                            ..
+                        }
+                    );
                     let v = match st.batches {
+                        // Each batch waits for the database's answers.
+                        Some(_) if to_db => Verdict::Unjudged {
+                            why: "a batch waits for the database's answers (BEGIN, COPY, COMMIT)"
+                                .into(),
+                            fails: false,
+                        },
                         // Waits, not preemptions: what the plugin decides.
                         Some(b) => Verdict::of(w.voluntary <= b),
                         None => Verdict::Unjudged {
@@ -963,7 +982,8 @@ mod tests {
             cpu_target(m(Dest::DevLog, false)),
             Some((Output::Syslog, DEVLOG_SHARE))
         );
-        for d in [Dest::Tcp, Dest::Relp, Dest::File] {
+        assert_eq!(cpu_target(m(Dest::Postgres, false)), None);
+        for d in [Dest::Tcp, Dest::Relp, Dest::File, Dest::Store] {
             assert_eq!(
                 cpu_target(m(d, false)),
                 Some((Output::Logemu, LOGEMU_SHARE))

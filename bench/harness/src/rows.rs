@@ -55,6 +55,11 @@ pub enum Dest {
     Relp,
     /// `file:/ABS/PATH`: a file in the lab directory.
     File,
+    /// `destination=none` with `store_dir`: the evidence store alone, a
+    /// directory in the lab directory.
+    Store,
+    /// `postgresql://`: the bench's own PostgreSQL cluster (a Unix socket).
+    Postgres,
 }
 
 impl Dest {
@@ -65,6 +70,8 @@ impl Dest {
             Dest::Tcp => "-remote",
             Dest::Relp => "-relp",
             Dest::File => "-file",
+            Dest::Store => "-store",
+            Dest::Postgres => "-pg",
         }
     }
 
@@ -74,6 +81,8 @@ impl Dest {
             Dest::Tcp => "tcp",
             Dest::Relp => "relp",
             Dest::File => "file",
+            Dest::Store => "store",
+            Dest::Postgres => "postgresql",
         }
     }
 }
@@ -112,6 +121,10 @@ pub enum Sink {
     Remote,
     /// The RELP rsyslog in the server namespace (imrelp).
     Relp,
+    /// The live segment of a store directory.
+    Store { dir: PathBuf },
+    /// The table of the bench's PostgreSQL cluster.
+    Postgres,
 }
 
 impl Output {
@@ -208,8 +221,12 @@ const MASQLOG_ROWS: [(Format, Dest); 4] = [
 ];
 
 /// masqlog's rows of the UDP section only: the other destinations.
-const MASQLOG_UDP_ONLY: [(Format, Dest); 2] =
-    [(Format::Text, Dest::Relp), (Format::Text, Dest::File)];
+const MASQLOG_UDP_ONLY: [(Format, Dest); 4] = [
+    (Format::Text, Dest::Relp),
+    (Format::Text, Dest::File),
+    (Format::Text, Dest::Store),
+    (Format::Text, Dest::Postgres),
+];
 
 fn masqlog(rows: &[(Format, Dest)], ident: bool) -> impl Iterator<Item = Output> + '_ {
     rows.iter().map(move |&(format, dest)| Output::Masqlog {
@@ -260,6 +277,9 @@ pub struct ConfCtx {
     /// The `[ct1]` section of every row: the keys of
     /// `ulogd-conf/masqlog-local.conf`, with the command line's changes.
     pub ct1: Vec<(String, String)>,
+    /// The URL a router uses to write to the bench's PostgreSQL cluster,
+    /// once it runs (started for the first PostgreSQL row).
+    pub pg_url: Option<String>,
 }
 
 /// The NFCT keys copied from the shipped example into every row.
@@ -336,6 +356,23 @@ pub fn render(row: &Row, ctx: &ConfCtx, dir: &Path, name: &str) -> Result<Render
                         },
                     )
                 }
+                Dest::Store => {
+                    let store = dir.join(format!("{name}.store"));
+                    // One segment for the row (segments roll at midnight).
+                    conf.set("masq1", "store_dir", &store.display().to_string());
+                    conf.set("masq1", "store_roll_min", "1440");
+                    ("none".to_string(), Sink::Store { dir: store })
+                }
+                // In double quotes: ulogd ends an unquoted value at `=`.
+                Dest::Postgres => (
+                    format!(
+                        "\"{}\"",
+                        ctx.pg_url
+                            .as_deref()
+                            .context("no PostgreSQL cluster for the row")?
+                    ),
+                    Sink::Postgres,
+                ),
             };
             conf.set("masq1", "destination", &destination);
             // A spool of the bench's own, emptied by every row's stop or

@@ -15,6 +15,7 @@
 //! too (its wake-ups). Then ulogd stops and the lines are counted.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,11 +23,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use masqlog_lab::process;
 use masqlog_lab::topology::{CLIENT_V4, SERVER_V4};
 use masqlog_lab::ulogd::{LOSING_EVENTS, StatsLine, parse_stats};
-use masqlog_lab::{Lab, Role, Signal, wait};
+use masqlog_lab::{Lab, Role, Signal, TempCluster, wait};
 
 use crate::daemons::{Receiver, Ulogd};
 use crate::measure::{self, Cpu, Switches};
-use crate::rows::{self, ConfCtx, Output, Row, Sink};
+use crate::pgsink::PgSink;
+use crate::rows::{self, ConfCtx, Dest, Output, Row, Sink};
 use crate::sink::{Counts, Tail};
 
 /// Packets per sendmmsg call of the generator.
@@ -101,6 +103,9 @@ pub struct Env<'a> {
     /// `--perf`: record ulogd with `perf record` into this file during the
     /// steady phase.
     pub perf_out: Option<PathBuf>,
+    /// The PostgreSQL cluster of the `postgresql://` rows, started for the
+    /// first of them.
+    pub pg: Option<PgSink>,
 }
 
 /// When `perf record` starts after the generator, and for how long.
@@ -154,6 +159,9 @@ pub struct Phase {
     pub drained: bool,
     /// Share of the machine's CPU (all cores) busy during the phase, 0..1.
     pub machine_busy: f64,
+    /// The database backends' CPU time during the phase (a PostgreSQL
+    /// row), ns: work done for the row outside ulogd.
+    pub backend_ns: Option<u64>,
 }
 
 impl Phase {
@@ -165,6 +173,12 @@ impl Phase {
     /// The same for ulogd's main thread.
     pub fn main_us(&self) -> Option<f64> {
         (self.handled > 0).then(|| self.cpu.main_ns as f64 / self.handled as f64 / 1000.0)
+    }
+
+    /// The database backends' CPU time per event handled, microseconds.
+    pub fn backend_us(&self) -> Option<f64> {
+        let ns = self.backend_ns?;
+        (self.handled > 0).then(|| ns as f64 / self.handled as f64 / 1000.0)
     }
 
     /// The writer thread's wake-ups per 1000 events handled.
@@ -252,6 +266,32 @@ fn file_name(row: &Row, seq: u32) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     format!("r{seq:02}-{key}")
+}
+
+/// The rows of the masqlog table by kind, as the lines of a file are
+/// counted.
+fn count_rows(c: &TempCluster) -> Result<Counts> {
+    let out = c.psql(
+        "masqlog",
+        "SELECT count(*) FILTER (WHERE event = 'start'), count(*) FILTER (WHERE event = 'end'), \
+         count(*) FILTER (WHERE event = 'ident'), \
+         count(*) FILTER (WHERE event NOT IN ('start', 'end', 'ident')) FROM masqlog.flow_log",
+    )?;
+    let n: Vec<u64> = out
+        .trim()
+        .split('|')
+        .map(|v| v.parse())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("counting the rows: {out:?}"))?;
+    let [start, end, ident, other] = n[..] else {
+        bail!("counting the rows: {out:?}");
+    };
+    Ok(Counts {
+        start,
+        end,
+        ident,
+        other,
+    })
 }
 
 /// Waits until the router's conntrack table is empty (entries of an earlier
@@ -438,6 +478,8 @@ impl Env<'_> {
         let writer_tid = measure::thread_named(pid, WRITER_THREAD);
         let sw0 = writer_tid.and_then(|t| measure::switches(pid, t).ok());
         let cpu0 = measure::cpu(pid)?;
+        let pg = self.pg.as_ref().filter(|_| *sink == Sink::Postgres);
+        let backend0 = pg.map(PgSink::backend_ns);
         let m0 = measure::machine_jiffies();
         let t0 = Instant::now();
 
@@ -526,6 +568,12 @@ impl Env<'_> {
             .map(|t| t.duration_since(gen_end).as_secs_f64())
             .unwrap_or_else(|| gen_end.elapsed().as_secs_f64());
         let cpu1 = measure::cpu(pid)?;
+        let backend_ns = backend0.map(|b0| {
+            self.pg
+                .as_ref()
+                .map_or(0, PgSink::backend_ns)
+                .saturating_sub(b0)
+        });
         let sw1 = writer_tid.and_then(|t| measure::switches(pid, t).ok());
         let m1 = measure::machine_jiffies();
         let secs = t0.elapsed().as_secs_f64();
@@ -576,6 +624,7 @@ impl Env<'_> {
             } else {
                 0.0
             },
+            backend_ns,
         })
     }
 
@@ -584,6 +633,18 @@ impl Env<'_> {
         let t_row = Instant::now();
         self.seq += 1;
         let name = file_name(row, self.seq);
+        if matches!(
+            row.output,
+            Output::Masqlog {
+                dest: Dest::Postgres,
+                ..
+            }
+        ) && self.pg.is_none()
+        {
+            let pg = PgSink::start()?;
+            self.ctx.pg_url = Some(pg.url.clone());
+            self.pg = Some(pg);
+        }
         let rendered = rows::render(row, &self.ctx, self.lab.dir(), &name)?;
         let mut notes = Vec::new();
 
@@ -607,6 +668,19 @@ impl Env<'_> {
                 self.remote.check_running()?;
                 self.remote.truncate()?;
                 Some(Tail::from_end(&self.remote.file))
+            }
+            Sink::Store { dir } => {
+                // A store of an earlier run of the row would be added to.
+                let _ = std::fs::remove_dir_all(dir);
+                Some(Tail::live_segment(dir))
+            }
+            Sink::Postgres => {
+                let pg = self.pg.as_ref().context("no PostgreSQL cluster")?;
+                pg.psql("TRUNCATE masqlog.flow_log, masqlog.seal_ledger")?;
+                let c = Arc::clone(&pg.cluster);
+                Some(Tail::query(move || {
+                    count_rows(&c).map_err(|e| std::io::Error::other(format!("{e:#}")))
+                }))
             }
             Sink::Relp => {
                 let relp = self
@@ -672,6 +746,15 @@ impl Env<'_> {
                     p.generator.errors
                 ));
             }
+        }
+        if let Some(us) = steady.backend_us() {
+            notes.push(format!(
+                "the database backend's CPU, outside ulogd's: {us:.2} us/ev steady{}",
+                flood
+                    .as_ref()
+                    .and_then(Phase::backend_us)
+                    .map_or(String::new(), |f| format!(", {f:.2} us/ev flood"))
+            ));
         }
         let hwm_kib = measure::vm_hwm_kib(ulogd.pid())?;
 

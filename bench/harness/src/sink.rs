@@ -1,10 +1,12 @@
 //! Counting what arrived at a sink: the lines of a growing file, read
 //! incrementally, each classified as a flow's start (NEW), end (DESTROY) or
-//! ident line by the marks every output writes.
+//! ident line by the marks every output writes; or a database table's
+//! rows, counted by the database.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use memchr::memmem;
 
@@ -98,69 +100,165 @@ pub fn classify(line: &[u8]) -> Kind {
     Kind::Other
 }
 
-/// A file read from where the last read stopped.
-#[derive(Debug)]
+/// Where a row's lines are counted: a file read from where the last read
+/// stopped (the live segment of a store directory, once there is one), or
+/// a count the sink gives itself (a database table), asked at most once a
+/// second.
 pub struct Tail {
-    path: PathBuf,
-    offset: u64,
-    partial: Vec<u8>,
+    from: From,
     pub counts: Counts,
 }
+
+enum From {
+    File {
+        path: PathBuf,
+        /// A store directory: `path` is its live segment (`*.log`), found
+        /// at the first poll that sees one.
+        dir: Option<PathBuf>,
+        offset: u64,
+        partial: Vec<u8>,
+    },
+    Query {
+        count: Box<dyn FnMut() -> std::io::Result<Counts>>,
+        next: Instant,
+    },
+}
+
+/// How often a sink's own count is asked for.
+const QUERY_EVERY: Duration = Duration::from_secs(1);
 
 impl Tail {
     /// Starts at the current end of `path` (or at 0 when it does not exist).
     pub fn from_end(path: &Path) -> Tail {
         let offset = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         Tail {
-            path: path.to_path_buf(),
-            offset,
-            partial: Vec::new(),
+            from: From::File {
+                path: path.to_path_buf(),
+                dir: None,
+                offset,
+                partial: Vec::new(),
+            },
+            counts: Counts::default(),
+        }
+    }
+
+    /// The live segment of the (empty) store directory `dir`, from its start.
+    pub fn live_segment(dir: &Path) -> Tail {
+        Tail {
+            from: From::File {
+                path: PathBuf::new(),
+                dir: Some(dir.to_path_buf()),
+                offset: 0,
+                partial: Vec::new(),
+            },
+            counts: Counts::default(),
+        }
+    }
+
+    /// The counts `count` gives (all of the sink's lines so far).
+    pub fn query(count: impl FnMut() -> std::io::Result<Counts> + 'static) -> Tail {
+        Tail {
+            from: From::Query {
+                count: Box::new(count),
+                next: Instant::now(),
+            },
             counts: Counts::default(),
         }
     }
 
     /// Reads what was appended; returns whether any complete line came.
     pub fn poll(&mut self) -> std::io::Result<bool> {
-        let mut f = match File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        let len = f.metadata()?.len();
-        if len < self.offset {
-            // truncated behind our back: start over
-            self.offset = 0;
-            self.partial.clear();
-        }
-        if len == self.offset {
-            return Ok(false);
-        }
-        f.seek(SeekFrom::Start(self.offset))?;
         let before = self.counts.total();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
+        match &mut self.from {
+            From::Query { count, next } => {
+                if Instant::now() < *next {
+                    return Ok(false);
+                }
+                self.counts = count()?;
+                *next = Instant::now() + QUERY_EVERY;
             }
-            self.offset += n as u64;
-            let mut chunk = &buf[..n];
-            while let Some(nl) = memchr::memchr(b'\n', chunk) {
-                let line = if self.partial.is_empty() {
-                    &chunk[..nl]
-                } else {
-                    self.partial.extend_from_slice(&chunk[..nl]);
-                    self.partial.as_slice()
-                };
-                let kind = classify(line);
-                self.counts.add(kind);
-                self.partial.clear();
-                chunk = &chunk[nl + 1..];
+            From::File {
+                path,
+                dir,
+                offset,
+                partial,
+            } => {
+                if let Some(d) = dir
+                    && path.as_os_str().is_empty()
+                {
+                    match live_log(d)? {
+                        Some(p) => *path = p,
+                        None => return Ok(false),
+                    }
+                }
+                read_new(path, offset, partial, &mut self.counts)?;
             }
-            self.partial.extend_from_slice(chunk);
         }
         Ok(self.counts.total() > before)
     }
+}
+
+/// The `*.log` file of store directory `dir`, if any.
+fn live_log(dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "log") {
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
+}
+
+/// Counts the complete lines of `path` after `offset`, keeping a partial
+/// last line for the next call.
+fn read_new(
+    path: &Path,
+    offset: &mut u64,
+    partial: &mut Vec<u8>,
+    counts: &mut Counts,
+) -> std::io::Result<()> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    if len < *offset {
+        // truncated behind our back: start over
+        *offset = 0;
+        partial.clear();
+    }
+    if len == *offset {
+        return Ok(());
+    }
+    f.seek(SeekFrom::Start(*offset))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        *offset += n as u64;
+        let mut chunk = &buf[..n];
+        while let Some(nl) = memchr::memchr(b'\n', chunk) {
+            let line = if partial.is_empty() {
+                &chunk[..nl]
+            } else {
+                partial.extend_from_slice(&chunk[..nl]);
+                partial.as_slice()
+            };
+            counts.add(classify(line));
+            partial.clear();
+            chunk = &chunk[nl + 1..];
+        }
+        partial.extend_from_slice(chunk);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -259,10 +259,11 @@ pub fn parse_stats(log: &str) -> Vec<StatsLine> {
         let all = key_values(sink);
         let ident = ident_fields.map(key_values).unwrap_or_default();
         let get = |k: &str| all.get(k).copied();
+        // `destination=none`: the store's counts are the writes.
         let (Some(waiting), Some(written), Some(failed), Some(dropped)) = (
             get("waiting"),
-            get("written"),
-            get("failed"),
+            get("written").or_else(|| get("store_written")),
+            get("failed").or_else(|| get("store_failed")),
             get("dropped"),
         ) else {
             continue;
@@ -288,7 +289,14 @@ fn key_values(fields: &str) -> BTreeMap<String, u64> {
         let Some((k, v)) = tok.split_once('=') else {
             break;
         };
-        let Ok(v) = v.parse::<u64>() else { break };
+        let Ok(v) = v.parse::<u64>() else {
+            // `destination=none` (the store alone) is the one word among
+            // the counts.
+            if k == "destination" {
+                continue;
+            }
+            break;
+        };
         all.insert(k.to_string(), v);
     }
     all
@@ -322,6 +330,16 @@ mod tests {
             (s[1].instance.as_str(), s[1].what.as_str(), s[1].dropped),
             ("m2", "stopped", 1)
         );
+    }
+
+    #[test]
+    fn a_store_only_line_counts_the_store_s_writes() {
+        let log = "x MASQLOG[masq1] stats: waiting=1 destination=none dropped=0 events_lost=0 \
+                   batches=3 events=9 store_written=8 store_failed=2 store_torn_bytes=0 store_closed=0\n";
+        let s = parse_stats(log);
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].waiting, s[0].written, s[0].failed), (1, 8, 2));
+        assert_eq!(s[0].all.get("events"), Some(&9));
     }
 
     #[test]

@@ -43,6 +43,10 @@ use masqlog_core::seal::{SealState, VerifyKey};
 use masqlog_core::store::StoreConfig;
 use masqlog_lab::TempCluster;
 
+#[path = "../pgsink.rs"]
+mod pgsink;
+use pgsink::PgSink;
+
 #[derive(Parser, Debug)]
 #[command(about = "Load generated flows into PostgreSQL through masqlog's destination")]
 struct Args {
@@ -180,14 +184,6 @@ fn thread_ns(name: &str) -> u64 {
         }
     }
     ns
-}
-
-/// CPU time (ns) of process `pid` (all threads).
-fn process_ns(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 struct Load {
@@ -473,17 +469,9 @@ fn main() -> Result<()> {
             );
         }
     }
-    let c = TempCluster::start().context("starting PostgreSQL")?;
-    c.psql("postgres", "CREATE DATABASE masqlog")?;
-    let admin = c.superuser_url_with_file("masqlog")?;
-    let mut client = db::connect(&admin)?;
-    db::init(&mut client, 3)?;
-    c.psql(
-        "masqlog",
-        "CREATE ROLE gw LOGIN PASSWORD 'pw-gw' IN ROLE masqlog_writer",
-    )?;
-    let pw = c.password_file("gw", "pw-gw")?;
-    let url = format!("{}&password_file={}", c.url("gw", "masqlog"), pw.display());
+    let sink = PgSink::start()?;
+    let c = &*sink.cluster;
+    let url = sink.url.clone();
     let step_us = if args.bulk {
         (i64::from(args.days.max(1)) * 86_400 * 1_000_000 / n.max(1) as i64).max(1)
     } else {
@@ -524,7 +512,7 @@ fn main() -> Result<()> {
             "masqlog-pgbench: {n} flows ({} rows), {sealed}, PostgreSQL 15 on a Unix socket (fsync=off, synchronous_commit=off: the cluster is a throwaway one), flush_delay_ms=0, batches of the writer (256 records), {cores} cores",
             2 * n,
         );
-        writer_figures(&c, &url, seal.as_ref().map(|s| s.0.as_path()), n, t0)?;
+        writer_figures(&sink, &url, seal.as_ref().map(|s| s.0.as_path()), n, t0)?;
     }
 
     // Sizes.
@@ -626,7 +614,7 @@ fn main() -> Result<()> {
 
 /// The writer's load into PostgreSQL and into a file, and their figures.
 fn writer_figures(
-    c: &TempCluster,
+    sink: &PgSink,
     url: &str,
     seal: Option<&std::path::Path>,
     n: u64,
@@ -639,20 +627,9 @@ fn writer_figures(
         None,
         n,
         t0,
-        || {
-            let pids = c
-                .psql(
-                    "masqlog",
-                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'masqlog' AND usename = 'gw'",
-                )
-                .unwrap_or_default();
-            backend_ns = pids
-                .lines()
-                .filter_map(|p| p.trim().parse().ok())
-                .map(process_ns)
-                .sum();
-        },
+        || backend_ns = sink.backend_ns(),
     )?;
+    let c = &*sink.cluster;
     let rows: i64 = c
         .psql(
             "masqlog",
