@@ -812,6 +812,46 @@ fn a_stalled_writer_sends_records_to_the_disk_lane_not_to_the_floor() {
 }
 
 #[test]
+fn the_store_alone_keeps_what_the_writer_is_behind_on_in_the_disk_lane() {
+    let dir = temp_dir("store-alone-stalled");
+    let store = dir.path().join("store");
+    let cfg = Config {
+        queue_size: 64,
+        spool: spool_config(&dir.path().join("spool"), 16 << 20),
+        store: Some(masqlog_core::store::StoreConfig {
+            dir: store.clone(),
+            roll: Duration::from_secs(3600),
+            roll_bytes: 1 << 30,
+            keep: Duration::from_secs(86_400),
+            max_bytes: 0,
+        }),
+        ..test_config(Destination::None)
+    };
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (w, _) = start(&cfg, stalled(Arc::clone(&release)));
+    // A burst of many queues' worth while the writer is held: none is
+    // refused (the lane takes them) ...
+    submit_all(&w, 0..5000);
+    assert_eq!(w.stats().dropped, 0);
+    release.store(true, SeqCst);
+    let s = w.stop(LONG);
+    // ... and every one is stored, in order; nothing was spooled.
+    assert_eq!((s.dropped, s.waiting, s.spooled), (0, 0, 0), "{s:?}");
+    let st = s.store.expect("store stats");
+    assert_eq!((st.written, st.failed), (5000, 0), "{s:?}");
+    let mut stored = Vec::new();
+    for seg in masqlog_core::store::list(&store).unwrap() {
+        stored.extend(std::fs::read(seg.data(&store)).unwrap());
+    }
+    let got: Vec<u32> = stored
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(id_of)
+        .collect();
+    assert_eq!(got, (0..5000).collect::<Vec<_>>());
+}
+
+#[test]
 fn records_a_killed_run_left_in_the_lane_go_out_first_at_the_next_start() {
     let dir = temp_dir("writer-lane-restart");
     let path = dir.path().join("log");

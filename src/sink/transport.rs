@@ -131,11 +131,17 @@ fn open_with(dest: &Destination, ipfix: IpfixConfig) -> Box<dyn Transport> {
 }
 
 /// No forwarding destination (`destination=none`): the formatter kept
-/// every message in the store already; there is nothing to send.
+/// every message in the store already; there is nothing to send, and a
+/// batch never yields (nothing goes to the spool: a backlog waits in the
+/// disk lane).
 struct Discard;
 
 impl Transport for Discard {
     fn send(&mut self, _: &[u8], _: &Limit<'_>) -> Result<(), SendError> {
+        Ok(())
+    }
+
+    fn send_batch(&mut self, _: &[Vec<u8>], _: &Limit<'_>) -> Result<(), (usize, SendError)> {
         Ok(())
     }
 }

@@ -358,9 +358,11 @@ pub fn render(row: &Row, ctx: &ConfCtx, dir: &Path, name: &str) -> Result<Render
                 }
                 Dest::Store => {
                     let store = dir.join(format!("{name}.store"));
-                    // One segment for the row (segments roll at midnight).
+                    // One segment for the row (it rolls at midnight or at
+                    // 64 GiB): its lines are counted in the live segment.
                     conf.set("masq1", "store_dir", &store.display().to_string());
                     conf.set("masq1", "store_roll_min", "1440");
+                    conf.set("masq1", "store_roll_mb", "65536");
                     ("none".to_string(), Sink::Store { dir: store })
                 }
                 // In double quotes: ulogd ends an unquoted value at `=`.

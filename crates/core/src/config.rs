@@ -646,9 +646,10 @@ impl Config {
         let retry = r.int("retry_interval_ms", 10, 600_000)? as u64;
         let ident = Self::ident(&r)?;
         let remote = Self::remote(&r)?;
-        // The spool keeps records for a forwarding destination; without
-        // one it has nothing to do.
-        let spool = Self::spool(&r)?.filter(|_| destination.forwards());
+        // The spool keeps records for a forwarding destination; without one
+        // (`none`: the store alone) its directory holds the disk lane only,
+        // where records wait while the writer is behind.
+        let spool = Self::spool(&r)?;
         let mut seal = Self::seal(&r)?;
         let ipfix = Self::ipfix(&r)?;
         if destination.is_ipfix() {
@@ -1102,8 +1103,9 @@ mod tests {
         assert_eq!(c.destination.to_string(), "none");
         assert!(!c.destination.forwards() && !c.destination.is_remote());
         assert!(c.store.is_some());
-        // The spool is the forwarding destination's: none without one.
-        assert!(c.spool.is_none());
+        // Without a forwarding destination the spool's directory is kept
+        // for the disk lane.
+        assert!(c.spool.is_some());
         assert_eq!(parse_destination("none:"), None);
     }
 

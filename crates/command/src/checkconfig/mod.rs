@@ -1123,7 +1123,7 @@ fn check_destination(r: &mut Report, id: &str, dest: &Destination, sys: &dyn Sys
         // The config reader refuses it without a store_dir, checked below.
         Destination::None => r.ok(
             subject,
-            "none: no forwarding; the records are kept in the evidence store (store_dir) only, and the spool_* keys do nothing".to_string(),
+            "none: no forwarding; the records are kept in the evidence store (store_dir) only; the spool directory holds the disk lane only (records wait there while the writer is behind)".to_string(),
         ),
     }
 }
