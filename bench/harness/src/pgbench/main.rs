@@ -501,7 +501,7 @@ fn main() -> Result<()> {
         println!(
             "LOAD PATH: BULK, not the writer: the destination's row and binary COPY code in batches of 20000 rows, the indexes dropped during the load and built afterwards"
         );
-        let (load, build) = bulk_load(&c, &url, n, t0, step_us, seal.map(|s| s.1))?;
+        let (load, build) = bulk_load(c, &url, n, t0, step_us, seal.map(|s| s.1))?;
         println!("\n== bulk load ==");
         println!(
             "COPY: {load:.1} s ({:.0} rows/s); index build: {build:.1} s",
@@ -521,7 +521,7 @@ fn main() -> Result<()> {
         "ANALYZE masqlog.flow_log",
         Duration::from_secs(1800),
     )?;
-    let parts = partition_sizes(&c)?;
+    let parts = partition_sizes(c)?;
     let rows: f64 = parts.iter().map(|p| p.1).sum();
     let table: f64 = parts.iter().map(|p| p.2).sum();
     let idx: f64 = parts.iter().map(|p| p.3).sum();
