@@ -120,9 +120,14 @@ impl Server {
                 format!("TCP{d}-LISTEN:{port},bind={host},reuseaddr,fork{v6only}"),
                 format!("SYSTEM:cat >/dev/null; head -c {reply_bytes} /dev/zero"),
             ),
+            // The reply, then the datagram read and thrown away: a command
+            // that never reads its input can end before socat hands it the
+            // datagram, and socat's child then fails on the closed pipe
+            // (EPIPE) without sending the reply (seen on a busy machine).
+            // `exec` closes the reply's pipe, which ends the exchange.
             FlowProto::Udp => (
                 format!("UDP{d}-RECVFROM:{port},bind={host},fork{v6only}"),
-                format!("SYSTEM:head -c {reply_bytes} /dev/zero"),
+                format!("SYSTEM:head -c {reply_bytes} /dev/zero; exec cat >/dev/null"),
             ),
         };
         let name = format!("server-{}{}-{port}", proto.name(), family.socat_digit());
