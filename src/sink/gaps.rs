@@ -12,6 +12,10 @@ use masqlog_core::record::Timestamp;
 
 /// How often the netlink drop counter is read for gap records.
 const DROP_CHECK: Duration = Duration::from_secs(1);
+
+/// The notice when the drop counter cannot be read.
+pub(super) const UNREADABLE_DROPS: &str =
+    "cannot read /proc/self/net/netlink: lost conntrack events will not be recorded as gaps";
 /// Gap records that may wait in memory for the destination (no spool).
 const MAX_GAPS_WAITING: usize = 1024;
 
@@ -45,6 +49,15 @@ impl DropWatch {
             next: now,
             unreadable: false,
         }
+    }
+
+    /// A watch whose baseline is read at once with `read` (what it found:
+    /// `Nothing`, or `Unreadable`): events lost between now and the first
+    /// periodic check are a gap, however late that check comes.
+    pub(super) fn started(now: Instant, read: impl FnOnce() -> Option<u64>) -> (Self, Reading) {
+        let mut w = DropWatch::new(now);
+        let r = w.check(now, read);
+        (w, r)
     }
 
     /// When the counter is read next; `None` once it proved unreadable.
@@ -88,10 +101,7 @@ impl Worker {
         let gap = match self.drops.check(now, || source.read()) {
             Reading::Nothing => return,
             Reading::Unreadable => {
-                self.outbox.push(
-                    Level::Error,
-                    "cannot read /proc/self/net/netlink: lost conntrack events will not be recorded as gaps".into(),
-                );
+                self.outbox.push(Level::Error, UNREADABLE_DROPS.into());
                 return;
             }
             Reading::Gap(gap) => gap,
@@ -169,6 +179,21 @@ mod tests {
             panic!("no gap");
         };
         assert_eq!(gap.lost, 1);
+    }
+
+    #[test]
+    fn a_watch_started_with_its_baseline_finds_drops_before_its_first_check() {
+        let t0 = Instant::now();
+        let (mut w, r) = DropWatch::started(t0, || Some(7));
+        assert_eq!(r, Reading::Nothing);
+        // The writer thread's first look comes late (a busy machine, a
+        // stopped ulogd): what was lost meanwhile is still a gap.
+        let Reading::Gap(gap) = w.check(t0 + 5 * DROP_CHECK, || Some(19)) else {
+            panic!("no gap");
+        };
+        assert_eq!(gap.lost, 12);
+        let (_, r) = DropWatch::started(t0, || None);
+        assert_eq!(r, Reading::Unreadable);
     }
 
     #[test]

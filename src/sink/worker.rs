@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, at, never, select};
 
 use super::batch::{Batch, Formatter, Outage};
 use super::drops::DropSource;
-use super::gaps::DropWatch;
+use super::gaps::{DropWatch, Reading, UNREADABLE_DROPS};
 use super::lane::LaneReader;
 use super::notices::{Level, Outbox, panic_message};
 use super::sealer::Sealer;
@@ -137,7 +137,7 @@ impl Worker {
         inflow: Inflow,
         stop: Arc<StopSignal>,
         (control, gathering): (Receiver<Control>, Arc<Gathering>),
-        outbox: Outbox,
+        mut outbox: Outbox,
         counts: Arc<Counts>,
         format: FormatFn,
         spool: Option<Spool>,
@@ -145,6 +145,13 @@ impl Worker {
         drop_source: DropSource,
     ) -> Self {
         let now = Instant::now();
+        // The drop counter's baseline is read here, on the starting
+        // thread: events lost before the writer thread first runs (on a
+        // busy machine, or while ulogd is stopped) are still a gap.
+        let (drops, first) = DropWatch::started(now, || drop_source.read());
+        if first == Reading::Unreadable {
+            outbox.push(Level::Error, UNREADABLE_DROPS.into());
+        }
         let (sealer, start) = sealer.unzip();
         let mut formatter = Formatter::new(&cfg, format, sealer);
         // The run's chain-start record goes out before anything else.
@@ -169,7 +176,7 @@ impl Worker {
             retry_at: None,
             outage: None,
             stats: StatsTimer::new(cfg.stats_interval, now),
-            drops: DropWatch::new(now),
+            drops,
             drop_source,
             gaps: own,
             held: super::held::Held::default(),
