@@ -136,11 +136,14 @@ fn json_lines_reach_the_local_syslog() {
 #[test]
 fn a_file_destination_holds_lines_that_lookup_and_verify_read() {
     let test = "a_file_destination_holds_lines_that_lookup_and_verify_read";
+    // Removed when the test ends, also when it fails (unwinding drops it).
     let out = ok(
-        masqlog_lab::tempdir::TempDir::create("file-dest"),
+        tempfile::Builder::new()
+            .prefix("masqlog-file-dest-")
+            .tempdir(),
         "a directory for the log file",
     );
-    let file = out.join("flows.log");
+    let file = out.path().join("flows.log");
     let mut opts = SessionOptions::new(Example::Local);
     opts.set_key("masq1", "destination", &format!("file:{}", file.display()));
     let Some(mut env) = harness::session(test, &opts) else {

@@ -18,9 +18,9 @@ use masqlog_lab::conntrack::ConntrackWatch;
 use masqlog_lab::process::{self, Supervised};
 use masqlog_lab::rsyslog::read_lines;
 use masqlog_lab::session::{DESTROY_WAIT, LINE_WAIT, TCP_PORT, TCP_REPLY};
-use masqlog_lab::tempdir::TempDir;
 use masqlog_lab::topology::{SHORT_WAIT, client_addr};
 use masqlog_lab::{Family, FlowProto, FlowSpec, Role, UlogdConf, logged, ulogd, wait};
+use tempfile::TempDir;
 
 use crate::harness::{self, ok, skip};
 
@@ -180,7 +180,12 @@ fn the_debian_package_installs_works_and_purges_clean() {
         return skip(test, &why);
     }
     let root = &Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = ok(TempDir::create("masqlog-pkg"), "temporary directory");
+    // Removed after the drop of `Installed` restored what it saved there,
+    // also when the test fails.
+    let dir = ok(
+        tempfile::Builder::new().prefix("masqlog-pkg-").tempdir(),
+        "temporary directory",
+    );
     let so = ok(ulogd::find_plugin(), "plugin");
     let deb = must(
         &[
