@@ -1,7 +1,8 @@
 //! The PostgreSQL destination against a real PostgreSQL 15 (a throwaway
 //! cluster on a Unix socket): two writers into one database, an outage of
 //! the database with a spool, no duplicates, `lookup --db`'s inputs, and
-//! the refusals (wrong password, another schema version).
+//! the refusals (wrong password, another schema version), and `verify --db`
+//! over sealed rows, changed, deleted and never-sent ones among them.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -559,6 +560,19 @@ fn two_ulogd_routers_one_database_outage_sigterm_and_kill_9() {
         "{}",
         ran.all()
     );
+    // Every row gw1 wrote verifies with its key, through the outage, the
+    // SIGTERM and both kill -9s: nothing forged, altered, deleted or lost
+    // between sequence numbers.
+    let ran = crate::cli::masqlog(&["verify", "--key", &key.to_string_lossy(), "--db", &desk]);
+    assert_eq!(ran.code, Some(0), "{}", ran.all());
+    assert!(
+        ran.out.contains("/masq1: intact: ") && ran.out.contains("every chain is intact"),
+        "{}",
+        ran.all()
+    );
+    assert!(!ran.out.contains("forged"), "{}", ran.all());
+    // gw2's rows are there too, and without its key they are only counted.
+    assert!(ran.out.contains("no key given for it"), "{}", ran.all());
     // A batch of reports: one flow of each router, and one of neither.
     let g = &b2[b2.len() / 2];
     let (masq2, started2) = public_and_start("gw2", g.sport);
@@ -778,37 +792,41 @@ fn a_batch_sent_again_is_kept_once() {
 /// same batch sent by two connections at once (a retry while the first
 /// connection's transaction still runs) each leave every line once, and a
 /// writer that delivers in order keeps one ledger row per run.
+/// Flows 0..n of router gw1 as text lines sealed by writer gw1/masq1, run
+/// `run` (seq 1 ..= 2n: start and end of each flow).
+fn sealed_lines(key: &masqlog_core::seal::VerifyKey, run: u64, n: u16, t0: i64) -> Vec<Vec<u8>> {
+    use masqlog_core::config::Format;
+    let mut chain = masqlog_core::seal::Chain::start(key.initial_state(), "masq1", run).unwrap();
+    (0..n)
+        .flat_map(|i| flow(1, i, t0))
+        .map(|rec| {
+            let mut m = Vec::new();
+            masqlog_core::format::write_syslog(
+                Format::Text,
+                &masqlog_core::format::Header {
+                    pri: 30,
+                    timestamp: Timestamp::new(t0 + 100, 0),
+                    hostname: Some("gw1"),
+                    app: "masqlog",
+                    pid: 7,
+                },
+                &rec,
+                &mut m,
+            );
+            let body = masqlog_core::format::message_start(&m).unwrap();
+            masqlog_core::format::sealing::seal_message(Format::Text, body, &mut chain, &mut m);
+            m
+        })
+        .collect()
+}
+
 #[test]
 fn sealed_batches_sent_again_are_kept_once_by_the_ledger() {
-    use masqlog_core::config::Format;
-    use masqlog_core::seal::{Chain, VerifyKey};
+    use masqlog_core::seal::VerifyKey;
     let Some((c, _admin)) = setup() else { return };
     let t0 = Timestamp::now().secs - 60;
     let key = VerifyKey::generate("gw1", t0 - 3600, 86_400).unwrap();
-    let sealed = |run: u64, n: u16| -> Vec<Vec<u8>> {
-        let mut chain = Chain::start(key.initial_state(), "masq1", run).unwrap();
-        (0..n)
-            .flat_map(|i| flow(1, i, t0))
-            .map(|rec| {
-                let mut m = Vec::new();
-                masqlog_core::format::write_syslog(
-                    Format::Text,
-                    &masqlog_core::format::Header {
-                        pri: 30,
-                        timestamp: Timestamp::new(t0 + 100, 0),
-                        hostname: Some("gw1"),
-                        app: "masqlog",
-                        pid: 7,
-                    },
-                    &rec,
-                    &mut m,
-                );
-                let body = masqlog_core::format::message_start(&m).unwrap();
-                masqlog_core::format::sealing::seal_message(Format::Text, body, &mut chain, &mut m);
-                m
-            })
-            .collect()
-    };
+    let sealed = |run: u64, n: u16| sealed_lines(&key, run, n, t0);
     let distinct = || -> String {
         c.psql(
             "masqlog",
@@ -873,6 +891,103 @@ fn sealed_batches_sent_again_are_kept_once_by_the_ledger() {
     pg.deliver(&[m.clone(), all[0].clone()], LONG).unwrap();
     pg.deliver(&[m, all[1].clone()], LONG).unwrap();
     assert_eq!(distinct(), "621 621 1");
+}
+
+#[test]
+fn sealed_rows_verify_like_lines_and_a_changed_or_deleted_row_is_named() {
+    use masqlog_core::seal::VerifyKey;
+    let Some((c, _admin)) = setup() else { return };
+    let t0 = Timestamp::now().secs - 60;
+    let key = VerifyKey::generate("gw1", t0 - 3600, 86_400).unwrap();
+    let keyfile = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(keyfile.path(), key.to_text()).unwrap();
+    let keyfile = keyfile.path().to_string_lossy().to_string();
+    let desk = role_url(&c, "desk");
+    let verify = |json: bool| {
+        let mut args = vec!["verify", "--key", &keyfile, "--db", &desk];
+        if json {
+            args.push("--json");
+        }
+        crate::cli::masqlog(&args)
+    };
+    let run1 = sealed_lines(&key, 1, 100, t0); // seq 1 ..= 200
+    let mut pg = masqlog::sink::pg::Postgres::new(PgTarget::parse(&role_url(&c, "gw1")).unwrap());
+    // The later half first, then the rest with a resend: the table's order
+    // is not the sequence's.
+    pg.deliver(&run1[100..], LONG).unwrap();
+    pg.deliver(&run1[..120], LONG).unwrap();
+    let ran = verify(false);
+    assert_eq!(ran.code, Some(0), "{}", ran.all());
+    assert!(
+        ran.out
+            .contains("gw1/masq1: intact: 200 records verify (run 1 seq 1-200)"),
+        "{}",
+        ran.all()
+    );
+    assert!(
+        !ran.out.contains("after a later one") && !ran.out.contains("FAIL"),
+        "{}",
+        ran.all()
+    );
+    assert!(
+        ran.out.contains("200 lines read; every chain is intact"),
+        "{}",
+        ran.all()
+    );
+
+    // Run 2 reached the database with a hole (seq 11-14 never sent).
+    let run2 = sealed_lines(&key, 2, 10, t0);
+    pg.deliver(&run2[..10], LONG).unwrap();
+    pg.deliver(&run2[14..], LONG).unwrap();
+    // Someone with rights on the table (here its owner) changes run 1's
+    // seq 50 and deletes seq 120.
+    c.psql(
+        "masqlog",
+        "UPDATE masqlog.flow_log SET line = replace(line, '10.99.1.2', '10.99.1.3') \
+         WHERE seal_run = 1 AND seal_seq = 50",
+    )
+    .unwrap();
+    c.psql(
+        "masqlog",
+        "DELETE FROM masqlog.flow_log WHERE seal_run = 1 AND seal_seq = 120",
+    )
+    .unwrap();
+    let ran = verify(false);
+    assert_eq!(ran.code, Some(1), "{}", ran.all());
+    let all = ran.all();
+    // The changed row, named by table, router and sequence number.
+    assert!(all.contains("forged or altered lines: 1"), "{all}");
+    assert!(
+        all.contains("router gw1 seq 50: gw1/masq1 run 1 seq 50: the MAC does not verify"),
+        "{all}"
+    );
+    assert!(all.contains("postgresql masqlog.flow_log_"), "{all}");
+    // What the ledger says was committed and is gone, and what never came.
+    assert!(
+        all.contains("FAIL  run 1: seq 50 was committed to this database"),
+        "{all}"
+    );
+    assert!(
+        all.contains("FAIL  run 1: seq 120 was committed to this database"),
+        "{all}"
+    );
+    assert!(
+        all.contains("FAIL  run 2: seq 11-14 are missing (4 records)"),
+        "{all}"
+    );
+    assert!(all.contains("gw1/masq1: BROKEN"), "{all}");
+    // The same as JSON: a row is named by itself, not by file and line.
+    let ran = verify(true);
+    assert_eq!(ran.code, Some(1), "{}", ran.all());
+    assert!(ran.out.contains("\"row\""), "{}", ran.all());
+    assert!(!ran.out.contains("\"line\":0"), "{}", ran.all());
+
+    // A database without the schema is named, exit 2.
+    c.psql("postgres", "CREATE DATABASE empty").unwrap();
+    let empty = c.superuser_url_with_file("empty").unwrap();
+    let ran = crate::cli::masqlog(&["verify", "--key", &keyfile, "--db", &empty]);
+    assert_eq!(ran.code, Some(2), "{}", ran.all());
+    assert!(ran.err.contains("masqlog db init"), "{}", ran.all());
 }
 
 /// A tmpfs mounted for the test, unmounted on drop.

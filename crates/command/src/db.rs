@@ -7,7 +7,8 @@
 //! hands their exact lines to the lookup's own reader, join and
 //! authentication, one input per row, named by table, router and sequence
 //! number, so that the answer, the evidence and the exit codes are those of
-//! a lookup in files.
+//! a lookup in files. `verify --db` reads every row's line the same way,
+//! and the ledger of committed sequence ranges beside them.
 
 use std::sync::Arc;
 
@@ -250,15 +251,12 @@ pub fn lookup_inputs(client: &mut Client, queries: &[&AbuseReport]) -> Result<Ve
             if !seen.insert(line.clone()) {
                 continue;
             }
-            let table: String = r.get(0);
-            let router: String = r.get(1);
-            let name = match r.get::<_, Option<i64>>(2) {
-                Some(seq) => format!("postgresql {table} router {router} seq {seq}"),
-                None => format!(
-                    "postgresql {table} router {router} at {}",
-                    r.get::<_, String>(5)
-                ),
-            };
+            let name = row_name(
+                &r.get::<_, String>(0),
+                &r.get::<_, String>(1),
+                r.get(2),
+                || r.get(5),
+            );
             let mut text = line.into_bytes();
             text.push(b'\n');
             inputs.push(Input::Rows(Rows {
@@ -268,6 +266,83 @@ pub fn lookup_inputs(client: &mut Client, queries: &[&AbuseReport]) -> Result<Ve
         }
     }
     Ok(inputs)
+}
+
+/// How a row is named in evidence and findings: `postgresql TABLE router
+/// ROUTER seq N`, or `... at TIME` for a row without a seal.
+fn row_name(table: &str, router: &str, seq: Option<i64>, at: impl FnOnce() -> String) -> String {
+    match seq {
+        Some(seq) => format!("postgresql {table} router {router} seq {seq}"),
+        None => format!("postgresql {table} router {router} at {}", at()),
+    }
+}
+
+/// Rows fetched from the server at a time by [`each_row`].
+const FETCH: i32 = 5_000;
+
+/// Hands every row of `masqlog.flow_log` to `each` (its name, as in
+/// lookup's evidence, and its exact line), partition by partition in the
+/// order the server stores them, from one snapshot, a few thousand rows
+/// in memory at a time; `progress` hears the count now and then. Returns
+/// the rows read.
+pub fn each_row(
+    client: &mut Client,
+    mut each: impl FnMut(String, &[u8]),
+    mut progress: impl FnMut(u64),
+) -> Result<u64, DbError> {
+    check_version(client)?;
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(sql("starting a read-only transaction"))?;
+    let portal = tx
+        .bind(
+            "SELECT tableoid::regclass::text, router, seal_seq, at::text, line FROM masqlog.flow_log",
+            &[],
+        )
+        .map_err(sql("reading masqlog.flow_log"))?;
+    let mut n = 0u64;
+    loop {
+        let rows = tx
+            .query_portal(&portal, FETCH)
+            .map_err(sql("reading masqlog.flow_log"))?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            let name = row_name(r.get(0), r.get(1), r.get(2), || r.get(3));
+            each(name, r.get::<_, &str>(4).as_bytes());
+        }
+        n += rows.len() as u64;
+        progress(n);
+    }
+    tx.commit().map_err(sql("ending the read"))?;
+    Ok(n)
+}
+
+/// The sequence ranges the database committed, by writer and run (its
+/// `masqlog.seal_ledger`); a writer name that is no `HOST/INSTANCE` is
+/// passed over.
+pub fn committed(client: &mut Client) -> Result<crate::verify::Committed, DbError> {
+    let rows = client
+        .query(
+            "SELECT writer, run, first_seq, last_seq FROM masqlog.seal_ledger ORDER BY 1, 2, 3",
+            &[],
+        )
+        .map_err(sql("reading masqlog.seal_ledger"))?;
+    let mut out = crate::verify::Committed::new();
+    for r in rows {
+        let Some(w) = masqlog_core::seal::WriterId::parse(r.get(0)) else {
+            continue;
+        };
+        let (run, first, last): (i64, i64, i64) = (r.get(1), r.get(2), r.get(3));
+        out.entry((w, run as u64))
+            .or_default()
+            .push((first as u64, last as u64));
+    }
+    Ok(out)
 }
 
 fn postgres_inet(ip: std::net::IpAddr) -> String {

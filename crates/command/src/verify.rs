@@ -6,6 +6,10 @@
 //! log ends. Lines of other programs are passed over; masqlog records
 //! without a seal are counted. An evidence store is read segment by
 //! segment, oldest first, each line named by its segment file and line.
+//! Rows of a database are lines without an order of their own (each named
+//! by table, router and sequence number), and the database's ledger of
+//! committed sequence ranges tells a row that was deleted from one that
+//! never arrived.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, BufReader, Read};
@@ -18,7 +22,8 @@ use masqlog_core::format::sealing::sealed_bytes;
 use masqlog_core::seal::{KeyRing, MacBytes, SealFields, VerifyKey, WriterId, WriterKey};
 use masqlog_core::store;
 
-/// Where a line is: input name and line number (from 1).
+/// Where a line is: input name and line number (from 1); line 0: the
+/// input names the line by itself (a database row).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Loc {
     pub input: String,
@@ -27,9 +32,16 @@ pub struct Loc {
 
 impl std::fmt::Display for Loc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            return f.write_str(&self.input);
+        }
         write!(f, "{}:{}", self.input, self.line)
     }
 }
+
+/// Sequence ranges a database says it committed, by writer and run (its
+/// `masqlog.seal_ledger`): each `(first, last)`, inclusive.
+pub type Committed = BTreeMap<(WriterId, u64), Vec<(u64, u64)>>;
 
 /// At most this many locations are kept of each kind of finding (all are
 /// counted).
@@ -208,6 +220,8 @@ pub struct Verifier<'k> {
     forged: Listed,
     unsealed: Listed,
     no_key: BTreeMap<String, u64>,
+    /// Whether the input order means anything (not for database rows).
+    ordered: bool,
 }
 
 /// One finding about a writer's chain.
@@ -216,6 +230,11 @@ pub enum Problem {
     /// Sequence numbers `from..=to` of run `run` are not in the logs,
     /// between records that are.
     Missing { run: u64, from: u64, to: u64 },
+    /// Sequence numbers `from..=to` of run `run` are not in the database's
+    /// table as rows that verify, but its ledger says they were committed
+    /// there: the rows were deleted or altered (or their partition
+    /// dropped).
+    Deleted { run: u64, from: u64, to: u64 },
     /// The record `seq` does not name the MAC of the record before it.
     BrokenLink { run: u64, seq: u64, loc: Loc },
     /// Two different records that both verify claim the same place (only
@@ -275,6 +294,55 @@ impl Report {
             && self.writers.iter().all(|w| w.problems.is_empty())
             && !self.writers.is_empty()
     }
+
+    /// Splits each run of missing records by what the database committed:
+    /// the part its ledger holds was there and is gone (`Deleted`), the
+    /// rest never arrived (`Missing`).
+    pub fn apply_ledger(&mut self, committed: &Committed) {
+        for w in &mut self.writers {
+            let mut problems = Vec::with_capacity(w.problems.len());
+            for p in w.problems.drain(..) {
+                let Problem::Missing { run, from, to } = p else {
+                    problems.push(p);
+                    continue;
+                };
+                let ranges = committed
+                    .get(&(w.writer.clone(), run))
+                    .map_or(&[][..], Vec::as_slice);
+                let mut at = from;
+                // The committed ranges inside the missing one, in order.
+                let mut cuts: Vec<(u64, u64)> = ranges
+                    .iter()
+                    .filter(|&&(a, b)| a <= to && b >= from)
+                    .map(|&(a, b)| (a.max(from), b.min(to)))
+                    .collect();
+                cuts.sort_unstable();
+                for (a, b) in cuts {
+                    if b < at {
+                        continue;
+                    }
+                    let a = a.max(at);
+                    if a > at {
+                        problems.push(Problem::Missing {
+                            run,
+                            from: at,
+                            to: a - 1,
+                        });
+                    }
+                    problems.push(Problem::Deleted {
+                        run,
+                        from: a,
+                        to: b,
+                    });
+                    at = b + 1;
+                }
+                if at <= to {
+                    problems.push(Problem::Missing { run, from: at, to });
+                }
+            }
+            w.problems = problems;
+        }
+    }
 }
 
 impl<'k> Verifier<'k> {
@@ -286,7 +354,15 @@ impl<'k> Verifier<'k> {
             forged: Listed::default(),
             unsealed: Listed::default(),
             no_key: BTreeMap::new(),
+            ordered: true,
         }
+    }
+
+    /// Lines whose input order means nothing (database rows): no note of
+    /// records that appear after a later one.
+    pub fn unordered(mut self) -> Self {
+        self.ordered = false;
+        self
     }
 
     /// Takes one line (without its newline).
@@ -332,7 +408,7 @@ impl<'k> Verifier<'k> {
             Some(r) if r.mac == mac => run.duplicates += 1,
             Some(_) => run.conflicts.push((fields.seq, loc)),
             None => {
-                if fields.seq < run.high {
+                if self.ordered && fields.seq < run.high {
                     run.reordered += 1;
                     run.first_reordered.get_or_insert_with(|| loc.clone());
                 }
@@ -506,6 +582,15 @@ impl std::fmt::Display for Problem {
                 f,
                 "run {run}: seq {seq} twice with different contents, both sealed ({loc}): made with the key"
             ),
+            Problem::Deleted { run, from, to } if from == to => write!(
+                f,
+                "run {run}: seq {from} was committed to this database (masqlog.seal_ledger) and no row of masqlog.flow_log that verifies holds it now: deleted, altered, or its partition dropped"
+            ),
+            Problem::Deleted { run, from, to } => write!(
+                f,
+                "run {run}: seq {from}-{to} ({} records) were committed to this database (masqlog.seal_ledger) and no row of masqlog.flow_log that verifies holds them now: deleted, altered, or their partition dropped",
+                to - from + 1
+            ),
             Problem::MissingTail {
                 run,
                 last,
@@ -635,6 +720,109 @@ mod tests {
                 }]
             );
         }
+    }
+
+    #[test]
+    fn the_ledger_tells_deleted_rows_from_records_that_never_arrived() {
+        let k = key();
+        let mut l = lines(&k, Format::Text, 1, 11); // seq 1 ..= 12
+        // seq 3-4 and 7-10 are gone.
+        l.drain(6..10);
+        l.drain(2..4);
+        let mut r = verify(std::slice::from_ref(&k), &l);
+        let w = r.writers[0].writer.clone();
+        // The database committed 1-4 and 8-12 (7 never arrived there), and
+        // a range of another run.
+        let committed: Committed = [
+            ((w.clone(), 1), vec![(8, 12), (1, 4)]),
+            ((w.clone(), 2), vec![(1, 100)]),
+        ]
+        .into_iter()
+        .collect();
+        r.apply_ledger(&committed);
+        assert_eq!(
+            r.writers[0].problems,
+            vec![
+                Problem::Deleted {
+                    run: 1,
+                    from: 3,
+                    to: 4
+                },
+                Problem::Missing {
+                    run: 1,
+                    from: 7,
+                    to: 7
+                },
+                Problem::Deleted {
+                    run: 1,
+                    from: 8,
+                    to: 10
+                },
+            ]
+        );
+        assert!(!r.intact());
+        assert!(
+            r.writers[0].problems[0]
+                .to_string()
+                .contains("seq 3-4 (2 records) were committed")
+        );
+        // Without a ledger entry for the run, all of it stays missing.
+        let mut r = verify(std::slice::from_ref(&k), &l);
+        r.apply_ledger(&Committed::new());
+        assert_eq!(r.writers[0].problems.len(), 2);
+        assert!(
+            r.writers[0]
+                .problems
+                .iter()
+                .all(|p| matches!(p, Problem::Missing { .. }))
+        );
+    }
+
+    #[test]
+    fn rows_without_an_order_of_their_own_are_not_noted_as_reordered() {
+        let k = key();
+        let mut l = lines(&k, Format::Text, 1, 5);
+        l.reverse();
+        let keys = std::slice::from_ref(&k);
+        let named = |v: &mut Verifier<'_>| {
+            for (i, line) in l.iter().enumerate() {
+                v.line(
+                    Loc {
+                        input: format!("postgresql masqlog.flow_log_20261205 router gw1 row {i}"),
+                        line: 0,
+                    },
+                    line,
+                );
+            }
+        };
+        let mut v = Verifier::new(keys);
+        named(&mut v);
+        let r = v.finish();
+        assert!(r.intact());
+        assert!(
+            r.writers[0]
+                .notes
+                .iter()
+                .any(|n| matches!(n, Note::Reordered { .. }))
+        );
+        let mut v = Verifier::new(keys).unordered();
+        named(&mut v);
+        let r = v.finish();
+        assert!(r.intact());
+        assert!(
+            !r.writers[0]
+                .notes
+                .iter()
+                .any(|n| matches!(n, Note::Reordered { .. })),
+            "{:?}",
+            r.writers[0].notes
+        );
+        // A row is named by its input alone.
+        let loc = Loc {
+            input: "postgresql t router gw1 seq 3".into(),
+            line: 0,
+        };
+        assert_eq!(loc.to_string(), "postgresql t router gw1 seq 3");
     }
 
     #[test]

@@ -22,7 +22,11 @@ use masqlog_core::seal::VerifyKey;
 /// is missing (the next run's chain-start record names its last record),
 /// runs that did not stop cleanly, lines out of order and duplicates.
 /// Lines of other programs are passed over; masqlog records without a seal
-/// are counted. It needs no network and no database.
+/// are counted. It needs no network and no database, but reads one when
+/// given (--db): every row of masqlog.flow_log, each named by its table,
+/// router and sequence number, and the database's ledger of committed
+/// sequence ranges, which tells rows that were deleted from records that
+/// never arrived.
 ///
 /// Exit status: 0 every chain intact; 1 something is forged, altered or
 /// missing, or nothing could be verified; 2 an error (unreadable key or
@@ -31,6 +35,8 @@ use masqlog_core::seal::VerifyKey;
 /// Example: masqlog verify --key /secure/gw1.verify-key /var/log/masqlog.log*
 ///
 /// Example: masqlog verify --key /secure/gw1.verify-key /var/lib/masqlog/store
+///
+/// Example: masqlog verify --key gw1.verify-key --key gw2.verify-key --db 'postgresql://desk@db.example/masqlog?password_file=/root/.masqlog-db'
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
     /// A verification key file (from `masqlog keygen`); once per router.
@@ -39,9 +45,20 @@ pub struct VerifyArgs {
     /// The logs: files, directories (their files), rotated sets (.1, .2.gz,
     /// ...), gzip or zstd, or an evidence store's directory (`store_dir`:
     /// its segments, oldest first; a line is named by its segment file and
-    /// line number); `-` or nothing for standard input.
+    /// line number); `-` or nothing for standard input (nothing with --db:
+    /// the database alone).
     #[arg(value_name = "LOG")]
     pub logs: Vec<PathBuf>,
+    /// Also verify the rows of a PostgreSQL database that routers write to
+    /// (`destination=postgresql://...`): postgresql://USER@HOST/DB
+    /// (`?host=/DIR` for a Unix socket, `&password_file=/PATH` for the
+    /// password; the abuse desk's masqlog_reader role suffices). Every row
+    /// is read, from one snapshot, a few thousand at a time; their order in
+    /// the table means nothing, the sequence numbers give it. A missing
+    /// record the ledger (masqlog.seal_ledger) says was committed is
+    /// reported as deleted, not as never arrived.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -68,7 +85,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             None => inputs.push(Input::from_arg(p)),
         }
     }
-    if args.logs.is_empty() {
+    if args.logs.is_empty() && args.db.is_none() {
         inputs.push(Input::Stdin);
     }
     let (specs, notes, problems) = source::expand(&inputs);
@@ -80,6 +97,12 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let progress = io::stderr().is_terminal() && specs.len() > 1;
     let mut verifier = Verifier::new(&keys);
+    let mut committed = None;
+    if let Some(url) = &args.db {
+        let (v, c) = db_rows(url, verifier, io::stderr().is_terminal())?;
+        verifier = v;
+        committed = Some(c);
+    }
     for spec in &specs {
         let name = spec.name();
         if progress {
@@ -98,7 +121,10 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         verify::read_lines(&mut verifier, &name, reader)
             .with_context(|| format!("reading {name}"))?;
     }
-    let report = verifier.finish();
+    let mut report = verifier.finish();
+    if let Some(c) = &committed {
+        report.apply_ledger(c);
+    }
     let mut out = Vec::new();
     if args.json {
         to_json(&report).write(&mut out);
@@ -112,6 +138,43 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Feeds the database's rows to `verifier` (which then takes the files as
+/// rows too: their order means nothing once rows are mixed in) and reads
+/// the ledger of committed ranges.
+fn db_rows<'k>(
+    url: &str,
+    verifier: Verifier<'k>,
+    progress: bool,
+) -> anyhow::Result<(Verifier<'k>, verify::Committed)> {
+    use masqlog_command::db;
+    let mut verifier = verifier.unordered();
+    let mut client = db::connect(url)?;
+    let mut told = 0u64;
+    let rows = db::each_row(
+        &mut client,
+        |name, line| {
+            verifier.line(
+                Loc {
+                    input: name,
+                    line: 0,
+                },
+                line,
+            )
+        },
+        |n| {
+            if progress && n >= told + 1_000_000 {
+                told = n;
+                eprintln!("masqlog verify: {n} rows read from the database");
+            }
+        },
+    )?;
+    if progress {
+        eprintln!("masqlog verify: {rows} rows read from the database");
+    }
+    let committed = db::committed(&mut client)?;
+    Ok((verifier, committed))
 }
 
 fn listed(out: &mut Vec<u8>, what: &str, l: &Listed) {
@@ -177,6 +240,10 @@ pub fn render(r: &Report, out: &mut Vec<u8>) {
 }
 
 fn loc_json(l: &Loc) -> Json {
+    if l.line == 0 {
+        // A database row: its name says where it is.
+        return Json::obj([("row", Json::str(l.input.clone()))]);
+    }
     Json::obj([
         ("file", Json::str(l.input.clone())),
         ("line", Json::Int(l.line as i64)),
