@@ -282,14 +282,68 @@ fn partition_sizes(c: &TempCluster) -> Result<Vec<(String, f64, f64, f64)>> {
         .collect()
 }
 
-/// The sealing state of a bench run, in a directory of its own.
-fn seal_state(dir: &std::path::Path, t0: i64) -> Result<(std::path::PathBuf, SealState)> {
+/// The sealing state of a bench run, in a directory of its own, and its
+/// verification key.
+fn seal_state(
+    dir: &std::path::Path,
+    t0: i64,
+) -> Result<(std::path::PathBuf, SealState, VerifyKey)> {
     let key = VerifyKey::generate("bench-gw", t0 - 86_400, 86_400)?;
     let state = key.initial_state();
     let path = dir.join("seal.state");
     std::fs::write(&path, state.to_text())?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok((path, state))
+    Ok((path, state, key))
+}
+
+/// This process's resident memory, from /proc (bytes).
+fn rss() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .context("no VmRSS in /proc/self/status")?;
+    Ok(kb * 1024)
+}
+
+/// `verify --db` as the desk runs it (its own code, in this process): the
+/// rows read and verified a second, and the memory its findings hold.
+fn verify_figures(desk: &str, key: &VerifyKey) -> Result<()> {
+    use masqlog_command::verify::Verifier;
+    let keys = [key.clone()];
+    let before = rss()?;
+    let t = Instant::now();
+    let mut client = db::connect(desk)?;
+    let mut verifier = Verifier::new(&keys).unordered();
+    let rows = db::each_row(
+        &mut client,
+        |name, line| {
+            verifier.line(
+                masqlog_command::verify::Loc {
+                    input: name,
+                    line: 0,
+                },
+                line,
+            )
+        },
+        |_| {},
+    )?;
+    let held = rss()?.saturating_sub(before);
+    let mut report = verifier.finish();
+    report.apply_ledger(&db::committed(&mut client)?);
+    let secs = t.elapsed().as_secs_f64();
+    if !report.intact() {
+        bail!("verify --db: the bench's own rows are not intact: {report:?}");
+    }
+    println!("\n== verify --db ({rows} rows, every chain intact) ==");
+    println!(
+        "{secs:.1} s, {:.0} rows/s; memory held for the findings {:.0} MiB ({:.0} bytes a row)",
+        rows as f64 / secs,
+        held as f64 / f64::from(1 << 20),
+        held as f64 / rows.max(1) as f64
+    );
+    Ok(())
 }
 
 /// An index of the schema: its qualified name, its `CREATE INDEX`
@@ -501,7 +555,7 @@ fn main() -> Result<()> {
         println!(
             "LOAD PATH: BULK, not the writer: the destination's row and binary COPY code in batches of 20000 rows, the indexes dropped during the load and built afterwards"
         );
-        let (load, build) = bulk_load(c, &url, n, t0, step_us, seal.map(|s| s.1))?;
+        let (load, build) = bulk_load(c, &url, n, t0, step_us, seal.as_ref().map(|s| s.1.clone()))?;
         println!("\n== bulk load ==");
         println!(
             "COPY: {load:.1} s ({:.0} rows/s); index build: {build:.1} s",
@@ -609,6 +663,11 @@ fn main() -> Result<()> {
         "p50 {p50:.2} ms, p99 {p99:.2} ms   (target p99 <= 10 ms at 100 M rows: {} at {rows:.0} rows)",
         if p99 <= 10.0 { "met" } else { "missed" },
     );
+    // The whole table verified (the writer's load only: a bulk load's
+    // findings would not fit in memory at 100 M rows).
+    if let (Some((_, _, key)), false) = (&seal, args.bulk) {
+        verify_figures(&desk, key)?;
+    }
     Ok(())
 }
 
