@@ -10,13 +10,17 @@
 //! a lookup in files. `verify --db` reads every row's line the same way,
 //! and the ledger of committed sequence ranges beside them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use masqlog_core::config::PgTarget;
-use postgres::{Client, NoTls};
+/// A connection to the database (the `postgres` crate's).
+pub use postgres::Client;
+use postgres::NoTls;
 
 use crate::lookup::source::{Input, Rows};
 use crate::lookup::{AbuseReport, window_for};
+use crate::verify::Loc;
 
 /// The schema this build creates and reads.
 pub use masqlog_core::pgrow::SCHEMA_VERSION;
@@ -272,22 +276,30 @@ pub fn lookup_inputs(client: &mut Client, queries: &[&AbuseReport]) -> Result<Ve
 /// ROUTER seq N`, or `... at TIME` for a row without a seal.
 fn row_name(table: &str, router: &str, seq: Option<i64>, at: impl FnOnce() -> String) -> String {
     match seq {
-        Some(seq) => format!("postgresql {table} router {router} seq {seq}"),
-        None => format!("postgresql {table} router {router} at {}", at()),
+        Some(seq) => format!("{} seq {seq}", row_place(table, router)),
+        None => format!("{} at {}", row_place(table, router), at()),
     }
+}
+
+/// The table and router part of a row's name.
+fn row_place(table: &str, router: &str) -> String {
+    format!("postgresql {table} router {router}")
 }
 
 /// Rows fetched from the server at a time by [`each_row`].
 const FETCH: i32 = 5_000;
+/// Tables whose rows' names [`each_row`] keeps to share (past that they
+/// are made again).
+const MAX_PLACES: usize = 4096;
 
-/// Hands every row of `masqlog.flow_log` to `each` (its name, as in
-/// lookup's evidence, and its exact line), partition by partition in the
-/// order the server stores them, from one snapshot, a few thousand rows
-/// in memory at a time; `progress` hears the count now and then. Returns
-/// the rows read.
+/// Hands every row of `masqlog.flow_log` to `each` (where it is, named as
+/// in lookup's evidence, and its exact line), partition by partition in
+/// the order the server stores them, from one snapshot, a few thousand
+/// rows in memory at a time; `progress` hears the count now and then.
+/// Returns the rows read.
 pub fn each_row(
     client: &mut Client,
-    mut each: impl FnMut(String, &[u8]),
+    mut each: impl FnMut(Loc, &[u8]),
     mut progress: impl FnMut(u64),
 ) -> Result<u64, DbError> {
     check_version(client)?;
@@ -304,6 +316,7 @@ pub fn each_row(
         )
         .map_err(sql("reading masqlog.flow_log"))?;
     let mut n = 0u64;
+    let mut places: HashMap<String, HashMap<String, Arc<str>>> = HashMap::new();
     loop {
         let rows = tx
             .query_portal(&portal, FETCH)
@@ -312,8 +325,32 @@ pub fn each_row(
             break;
         }
         for r in &rows {
-            let name = row_name(r.get(0), r.get(1), r.get(2), || r.get(3));
-            each(name, r.get::<_, &str>(4).as_bytes());
+            let (table, router): (&str, &str) = (r.get(0), r.get(1));
+            let loc = match r.get::<_, Option<i64>>(2) {
+                Some(seq) => {
+                    // One name per table and router, shared by its rows.
+                    let at = match places.get(table).and_then(|m| m.get(router)) {
+                        Some(at) => Arc::clone(at),
+                        None => {
+                            let at: Arc<str> = Arc::from(row_place(table, router));
+                            if places.len() >= MAX_PLACES {
+                                places.clear();
+                            }
+                            places
+                                .entry(table.to_string())
+                                .or_default()
+                                .insert(router.to_string(), Arc::clone(&at));
+                            at
+                        }
+                    };
+                    Loc::Row {
+                        at,
+                        seq: seq as u64,
+                    }
+                }
+                None => Loc::Named(Arc::from(row_name(table, router, None, || r.get(3)))),
+            };
+            each(loc, r.get::<_, &str>(4).as_bytes());
         }
         n += rows.len() as u64;
         progress(n);

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use masqlog_core::format::chain::{ChainRecord, parse_chain};
 use masqlog_core::format::gap::parse_gap;
@@ -22,20 +23,36 @@ use masqlog_core::format::sealing::sealed_bytes;
 use masqlog_core::seal::{KeyRing, MacBytes, SealFields, VerifyKey, WriterId, WriterKey};
 use masqlog_core::store;
 
-/// Where a line is: input name and line number (from 1); line 0: the
-/// input names the line by itself (a database row).
+/// Where a line is. Kept for every verified record, so it is small: the
+/// input's name is shared by all its lines.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Loc {
-    pub input: String,
-    pub line: u64,
+pub enum Loc {
+    /// Line `line` (from 1) of the input named `input`.
+    Line { input: Arc<str>, line: u64 },
+    /// A database row with a sequence number: `at` names its table and
+    /// router (`postgresql TABLE router ROUTER`).
+    Row { at: Arc<str>, seq: u64 },
+    /// A row named in full (one without a sequence number column).
+    Named(Arc<str>),
+}
+
+impl Loc {
+    /// Line `line` of input `input`.
+    pub fn line(input: &Arc<str>, line: u64) -> Loc {
+        Loc::Line {
+            input: Arc::clone(input),
+            line,
+        }
+    }
 }
 
 impl std::fmt::Display for Loc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.line == 0 {
-            return f.write_str(&self.input);
+        match self {
+            Loc::Line { input, line } => write!(f, "{input}:{line}"),
+            Loc::Row { at, seq } => write!(f, "{at} seq {seq}"),
+            Loc::Named(name) => f.write_str(name),
         }
-        write!(f, "{}:{}", self.input, self.line)
     }
 }
 
@@ -53,7 +70,8 @@ struct Rec {
     mac: MacBytes,
     prev: MacBytes,
     loc: Loc,
-    chain: Option<ChainRecord>,
+    /// Boxed: few records are chain records.
+    chain: Option<Box<ChainRecord>>,
 }
 
 /// What was seen of one run of one writer.
@@ -102,6 +120,7 @@ pub fn read_lines(verifier: &mut Verifier<'_>, name: &str, reader: impl Read) ->
     let mut r = BufReader::with_capacity(1 << 16, reader);
     let mut buf = Vec::with_capacity(1024);
     let mut n = 0u64;
+    let input: Arc<str> = Arc::from(name);
     loop {
         buf.clear();
         if r.read_until(b'\n', &mut buf)? == 0 {
@@ -111,13 +130,7 @@ pub fn read_lines(verifier: &mut Verifier<'_>, name: &str, reader: impl Read) ->
         while matches!(buf.last(), Some(b'\n' | b'\r')) {
             buf.pop();
         }
-        verifier.line(
-            Loc {
-                input: name.to_string(),
-                line: n,
-            },
-            &buf,
-        );
+        verifier.line(Loc::line(&input, n), &buf);
     }
 }
 
@@ -397,7 +410,7 @@ impl<'k> Verifier<'k> {
             }
         };
         let text = String::from_utf8_lossy(line);
-        let chain = parse_chain(&text);
+        let chain = parse_chain(&text).map(Box::new);
         let run = self
             .writers
             .entry(fields.writer)
@@ -504,7 +517,10 @@ fn judge(writer: WriterId, mut runs: BTreeMap<u64, RunLog>) -> WriterReport {
     // Between runs: what each chain-start says of the run before.
     let run_ids: Vec<u64> = runs.keys().copied().collect();
     for &run in &run_ids {
-        let start = runs[&run].recs.get(&1).and_then(|r| r.chain.clone());
+        let start = runs[&run]
+            .recs
+            .get(&1)
+            .and_then(|r| r.chain.as_deref().cloned());
         let Some(ChainRecord::Start {
             previous: Some(prev),
         }) = start
@@ -541,7 +557,7 @@ fn judge(writer: WriterId, mut runs: BTreeMap<u64, RunLog>) -> WriterReport {
     // The end of the newest run.
     if let Some((&run, log)) = runs.last_key_value()
         && let Some((&seq, rec)) = log.recs.last_key_value()
-        && rec.chain != Some(ChainRecord::Stop)
+        && rec.chain.as_deref() != Some(&ChainRecord::Stop)
     {
         notes.push(Note::EndsAt {
             run,
@@ -675,14 +691,9 @@ mod tests {
 
     fn verify(keys: &[VerifyKey], lines: &[Vec<u8>]) -> Report {
         let mut v = Verifier::new(keys);
+        let input: Arc<str> = Arc::from("log");
         for (i, l) in lines.iter().enumerate() {
-            v.line(
-                Loc {
-                    input: "log".into(),
-                    line: i as u64 + 1,
-                },
-                l,
-            );
+            v.line(Loc::line(&input, i as u64 + 1), l);
         }
         v.finish()
     }
@@ -784,12 +795,13 @@ mod tests {
         let mut l = lines(&k, Format::Text, 1, 5);
         l.reverse();
         let keys = std::slice::from_ref(&k);
+        let at: Arc<str> = Arc::from("postgresql masqlog.flow_log_20261205 router gw1");
         let named = |v: &mut Verifier<'_>| {
             for (i, line) in l.iter().enumerate() {
                 v.line(
-                    Loc {
-                        input: format!("postgresql masqlog.flow_log_20261205 router gw1 row {i}"),
-                        line: 0,
+                    Loc::Row {
+                        at: Arc::clone(&at),
+                        seq: 6 - i as u64,
                     },
                     line,
                 );
@@ -817,12 +829,23 @@ mod tests {
             "{:?}",
             r.writers[0].notes
         );
-        // A row is named by its input alone.
-        let loc = Loc {
-            input: "postgresql t router gw1 seq 3".into(),
-            line: 0,
+        // How rows and lines are named.
+        let loc = Loc::Row {
+            at: Arc::clone(&at),
+            seq: 3,
         };
-        assert_eq!(loc.to_string(), "postgresql t router gw1 seq 3");
+        assert_eq!(
+            loc.to_string(),
+            "postgresql masqlog.flow_log_20261205 router gw1 seq 3"
+        );
+        let loc = Loc::Named(Arc::from(
+            "postgresql t router gw1 at 2026-12-05 10:00:00+00",
+        ));
+        assert_eq!(
+            loc.to_string(),
+            "postgresql t router gw1 at 2026-12-05 10:00:00+00"
+        );
+        assert_eq!(Loc::line(&Arc::from("f.log"), 7).to_string(), "f.log:7");
     }
 
     #[test]
@@ -844,7 +867,7 @@ mod tests {
             l.push(inserted.into_bytes());
             let r = verify(std::slice::from_ref(&k), &l);
             assert_eq!(r.forged.count, 2, "{f:?}: {r:?}");
-            assert_eq!(r.forged.locs[0].0.line, 3);
+            assert_eq!(r.forged.locs[0].0, Loc::line(&Arc::from("log"), 3));
             assert!(!r.intact());
         }
     }
@@ -924,8 +947,8 @@ mod tests {
         assert_eq!(r.forged.count, 1, "{r:?}");
         let (loc, _) = &r.forged.locs[0];
         assert_eq!(
-            (loc.input.as_str(), loc.line),
-            (zst.display().to_string().as_str(), 3),
+            loc,
+            &Loc::line(&Arc::from(zst.display().to_string()), 3),
             "{r:?}"
         );
     }

@@ -56,6 +56,12 @@ struct Args {
     /// Lookups to time.
     #[arg(long, default_value_t = 300)]
     lookups: u64,
+    /// Lookups to time on a new connection, three times this many: to the
+    /// running cluster, after the cluster was restarted, and after it was
+    /// restarted with the kernel's page cache dropped (the connect is not
+    /// timed).
+    #[arg(long, default_value_t = 20)]
+    cold: u64,
     /// Seal the records (a sealing state made for the run).
     #[arg(long)]
     seal: bool,
@@ -316,19 +322,7 @@ fn verify_figures(desk: &str, key: &VerifyKey) -> Result<()> {
     let t = Instant::now();
     let mut client = db::connect(desk)?;
     let mut verifier = Verifier::new(&keys).unordered();
-    let rows = db::each_row(
-        &mut client,
-        |name, line| {
-            verifier.line(
-                masqlog_command::verify::Loc {
-                    input: name,
-                    line: 0,
-                },
-                line,
-            )
-        },
-        |_| {},
-    )?;
+    let rows = db::each_row(&mut client, |loc, line| verifier.line(loc, line), |_| {})?;
     let held = rss()?.saturating_sub(before);
     let mut report = verifier.finish();
     report.apply_ledger(&db::committed(&mut client)?);
@@ -523,7 +517,7 @@ fn main() -> Result<()> {
             );
         }
     }
-    let sink = PgSink::start()?;
+    let mut sink = PgSink::start()?;
     let c = &*sink.cluster;
     let url = sink.url.clone();
     let step_us = if args.bulk {
@@ -616,43 +610,14 @@ fn main() -> Result<()> {
     );
     let mut client = db::connect(&desk)?;
     let mut lat = Vec::new();
-    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut reports = Reports {
+        rng: 0x2545_f491_4f6c_dd1d_u64,
+        n,
+        t0,
+        step_us,
+    };
     for _ in 0..args.lookups {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let i = rng % n;
-        let m = masq_of(i);
-        let at = t0 + (i as i64 * step_us) / 1_000_000 + 2;
-        let q = AbuseReport {
-            public_ip: m.ip,
-            public_port: m.port.unwrap_or(0),
-            at: masqlog_command::when::parse_report_time(
-                &format!("@{at}"),
-                &Ok(masqlog_command::when::Zone::utc()),
-            )?,
-            remote: None,
-            proto: None,
-            slack: lookup::DEFAULT_SLACK_SECS,
-            max_age: Some(lookup::DEFAULT_MAX_AGE_SECS),
-        };
-        let t = Instant::now();
-        let inputs = db::lookup_inputs(&mut client, &[&q])?;
-        let scan = lookup::scan(
-            &[&q],
-            &inputs,
-            ScanOptions {
-                stdin: None,
-                progress: &mut NoProgress,
-                scan_all: false,
-                keys: &[],
-            },
-        );
-        let verdict = lookup::decide(&scan, &q);
-        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-        if verdict.matches.is_empty() {
-            bail!("flow {i} not found by lookup");
-        }
+        lat.push(time_lookup(&mut client, &mut reports)?);
     }
     let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
     println!(
@@ -668,6 +633,112 @@ fn main() -> Result<()> {
     if let (Some((_, _, key)), false) = (&seal, args.bulk) {
         verify_figures(&desk, key)?;
     }
+    if args.cold > 0 {
+        let c = Arc::get_mut(&mut sink.cluster).context("the cluster is shared")?;
+        // In turn: a new connection to the running cluster (what each
+        // `masqlog lookup --db` opens: the backend's catalog caches are
+        // empty); the cluster restarted first (its shared buffers empty
+        // too); and the kernel's page cache dropped as well (every page
+        // read from disk).
+        let mut lat: [Vec<f64>; 3] = Default::default();
+        for k in 0..3 * args.cold {
+            let kind = (k % 3) as usize;
+            if kind > 0 {
+                c.stop()?;
+                if kind == 2 {
+                    drop_page_cache()?;
+                }
+                c.restart()?;
+            }
+            let mut client = db::connect(&desk)?;
+            lat[kind].push(time_lookup(&mut client, &mut reports)?);
+        }
+        println!(
+            "\n== lookup --db from cold caches ({} reports each, {rows:.0} rows; each lookup on a new connection, its connect not timed) ==",
+            args.cold
+        );
+        for (what, lat) in [
+            "new connection, cluster running",
+            "cluster restarted, page cache kept",
+            "cluster restarted, page cache dropped",
+        ]
+        .iter()
+        .zip(lat.iter_mut())
+        {
+            let (p50, p99) = (pct(lat, 0.5), pct(lat, 0.99));
+            let max = lat.iter().copied().fold(0.0, f64::max);
+            println!("{what}: p50 {p50:.2} ms, p99 {p99:.2} ms, slowest {max:.2} ms");
+        }
+    }
+    Ok(())
+}
+
+/// Reports about the loaded flows, drawn at random (the same sequence in
+/// every run).
+struct Reports {
+    rng: u64,
+    n: u64,
+    t0: i64,
+    step_us: i64,
+}
+
+impl Reports {
+    /// A report about a random flow: its public endpoint, 2 s after its
+    /// start; and the flow's number.
+    fn next(&mut self) -> Result<(AbuseReport, u64)> {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let i = self.rng % self.n;
+        let m = masq_of(i);
+        let at = self.t0 + (i as i64 * self.step_us) / 1_000_000 + 2;
+        let q = AbuseReport {
+            public_ip: m.ip,
+            public_port: m.port.unwrap_or(0),
+            at: masqlog_command::when::parse_report_time(
+                &format!("@{at}"),
+                &Ok(masqlog_command::when::Zone::utc()),
+            )?,
+            remote: None,
+            proto: None,
+            slack: lookup::DEFAULT_SLACK_SECS,
+            max_age: Some(lookup::DEFAULT_MAX_AGE_SECS),
+        };
+        Ok((q, i))
+    }
+}
+
+/// One report answered as `lookup --db` answers it (the rows read by the
+/// index, the lookup's own reader and join): its time in milliseconds.
+fn time_lookup(client: &mut db::Client, reports: &mut Reports) -> Result<f64> {
+    let (q, i) = reports.next()?;
+    let t = Instant::now();
+    let inputs = db::lookup_inputs(client, &[&q])?;
+    let scan = lookup::scan(
+        &[&q],
+        &inputs,
+        ScanOptions {
+            stdin: None,
+            progress: &mut NoProgress,
+            scan_all: false,
+            keys: &[],
+        },
+    );
+    let verdict = lookup::decide(&scan, &q);
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    if verdict.matches.is_empty() {
+        bail!("flow {i} not found by lookup");
+    }
+    Ok(ms)
+}
+
+/// Writes the dirty pages out and drops the kernel's page cache (root).
+fn drop_page_cache() -> Result<()> {
+    let st = std::process::Command::new("sync").status()?;
+    if !st.success() {
+        bail!("sync failed: {st}");
+    }
+    std::fs::write("/proc/sys/vm/drop_caches", "3").context("dropping the page cache")?;
     Ok(())
 }
 

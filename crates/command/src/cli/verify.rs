@@ -154,15 +154,7 @@ fn db_rows<'k>(
     let mut told = 0u64;
     let rows = db::each_row(
         &mut client,
-        |name, line| {
-            verifier.line(
-                Loc {
-                    input: name,
-                    line: 0,
-                },
-                line,
-            )
-        },
+        |loc, line| verifier.line(loc, line),
         |n| {
             if progress && n >= told + 1_000_000 {
                 told = n;
@@ -240,14 +232,14 @@ pub fn render(r: &Report, out: &mut Vec<u8>) {
 }
 
 fn loc_json(l: &Loc) -> Json {
-    if l.line == 0 {
+    match l {
+        Loc::Line { input, line } => Json::obj([
+            ("file", Json::str(input.to_string())),
+            ("line", Json::Int(*line as i64)),
+        ]),
         // A database row: its name says where it is.
-        return Json::obj([("row", Json::str(l.input.clone()))]);
+        Loc::Row { .. } | Loc::Named(_) => Json::obj([("row", Json::str(l.to_string()))]),
     }
-    Json::obj([
-        ("file", Json::str(l.input.clone())),
-        ("line", Json::Int(l.line as i64)),
-    ])
 }
 
 fn listed_json(l: &Listed) -> Json {
