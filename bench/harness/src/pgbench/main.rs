@@ -7,11 +7,16 @@
 //! for both, the database backend's CPU per flow, the table and index size
 //! per million rows, and the latency of `lookup --db` (the rows read by
 //! the index and answered by the lookup's own code) over a few hundred
-//! reports. Targets are printed beside the figures.
+//! reports on one connection, then `--cold` reports each on a new
+//! connection from cold caches (the running cluster, a restarted one, a
+//! restarted one with the page cache dropped). Targets are printed beside
+//! the figures.
 //!
 //! `masqlog-pgbench --flows N` (default 1,000,000); `--seal` seals the
 //! records as a router with a key does (duplicates then kept out by the
-//! ledger of sequence ranges; without it by the unique key on the digest).
+//! ledger of sequence ranges; without it by the unique key on the digest),
+//! and then times `verify --db` over the whole table (rows a second, the
+//! memory its findings hold).
 //!
 //! `masqlog-pgbench --bulk --flows N --days D` measures the lookup at row
 //! counts the writer would take too long to load: the flows, spread over
