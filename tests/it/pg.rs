@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use masqlog::sink::{Level, Writer, drops::DropSource};
 use masqlog_command::db;
-use masqlog_command::lookup::{self, NoProgress, ScanOptions};
+use masqlog_command::lookup;
 use masqlog_core::config::{Config, Destination, PgTarget, SealConfig, SealMode, SpoolConfig};
 use masqlog_core::record::{
     Counters, Endpoint, Event, FlowRecord, NatKind, Proto, Remote, Timestamp,
@@ -244,19 +244,7 @@ fn two_routers_one_database_an_outage_and_lookup_finds_each_router() {
             max_age: Some(lookup::DEFAULT_MAX_AGE_SECS),
         };
         let mut client = db::connect(&desk).unwrap();
-        let inputs = db::lookup_inputs(&mut client, &[&q]).unwrap();
-        assert!(!inputs.is_empty());
-        let scan = lookup::scan(
-            &[&q],
-            &inputs,
-            ScanOptions {
-                stdin: None,
-                progress: &mut NoProgress,
-                scan_all: false,
-                keys: &[],
-            },
-        );
-        let verdict = lookup::decide(&scan, &q);
+        let (scan, verdict) = db::answer(&mut client, &q).unwrap();
         assert_eq!(verdict.matches.len(), 1, "{:?}", scan.notes);
         let ev = scan.evidence(&verdict.matches[0].flow);
         assert_eq!(ev.len(), 2, "{ev:?}");

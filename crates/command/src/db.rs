@@ -272,6 +272,27 @@ pub fn lookup_inputs(client: &mut Client, queries: &[&AbuseReport]) -> Result<Ve
     Ok(inputs)
 }
 
+/// One report answered from the database alone, as `lookup --db` answers
+/// it without log files or keys: the scan of its rows, and the verdict.
+pub fn answer(
+    client: &mut Client,
+    q: &AbuseReport,
+) -> Result<(crate::lookup::Scan, crate::lookup::Verdict), DbError> {
+    let inputs = lookup_inputs(client, &[q])?;
+    let scan = crate::lookup::scan(
+        &[q],
+        &inputs,
+        crate::lookup::ScanOptions {
+            stdin: None,
+            progress: &mut crate::lookup::NoProgress,
+            scan_all: false,
+            keys: &[],
+        },
+    );
+    let verdict = crate::lookup::decide(&scan, q);
+    Ok((scan, verdict))
+}
+
 /// How a row is named in evidence and findings: `postgresql TABLE router
 /// ROUTER seq N`, or `... at TIME` for a row without a seal.
 fn row_name(table: &str, router: &str, seq: Option<i64>, at: impl FnOnce() -> String) -> String {

@@ -36,7 +36,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use masqlog::sink::{Writer, drops::DropSource};
 use masqlog_command::db;
-use masqlog_command::lookup::{self, AbuseReport, NoProgress, ScanOptions};
+use masqlog_command::lookup::{self, AbuseReport};
 use std::os::unix::fs::PermissionsExt;
 
 use masqlog_core::config::{Config, Destination, Format, PgTarget, SealConfig, SealMode};
@@ -718,18 +718,7 @@ impl Reports {
 fn time_lookup(client: &mut db::Client, reports: &mut Reports) -> Result<f64> {
     let (q, i) = reports.next()?;
     let t = Instant::now();
-    let inputs = db::lookup_inputs(client, &[&q])?;
-    let scan = lookup::scan(
-        &[&q],
-        &inputs,
-        ScanOptions {
-            stdin: None,
-            progress: &mut NoProgress,
-            scan_all: false,
-            keys: &[],
-        },
-    );
-    let verdict = lookup::decide(&scan, &q);
+    let (_, verdict) = db::answer(client, &q)?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     if verdict.matches.is_empty() {
         bail!("flow {i} not found by lookup");
