@@ -978,6 +978,70 @@ fn sealed_rows_verify_like_lines_and_a_changed_or_deleted_row_is_named() {
     assert!(ran.err.contains("masqlog db init"), "{}", ran.all());
 }
 
+#[test]
+fn verify_db_after_retention_notes_the_cut_at_midnight_and_still_fails_a_deletion() {
+    use masqlog_core::seal::VerifyKey;
+    let Some((c, _admin)) = setup() else { return };
+    let midnight = Timestamp::now().secs.div_euclid(86_400) * 86_400 - 86_400; // yesterday
+    let key = VerifyKey::generate("gw1", midnight - 86_400, 86_400).unwrap();
+    let keyfile = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(keyfile.path(), key.to_text()).unwrap();
+    let keyfile = keyfile.path().to_string_lossy().to_string();
+    let desk = role_url(&c, "desk");
+    let verify = || crate::cli::masqlog(&["verify", "--key", &keyfile, "--db", &desk]);
+    // Run 1 crosses midnight: flow i starts at midnight - 3 + i and ends 5 s
+    // later, so the start lines of flows 0-2 (seq 1, 3, 5) fall in the day
+    // before, between end lines (seq 2, 4, 6) of the day after. Run 2 is
+    // two hours into the day.
+    let run1 = sealed_lines(&key, 1, 20, midnight - 3);
+    let run2 = sealed_lines(&key, 2, 10, midnight + 7200);
+    let mut pg = masqlog::sink::pg::Postgres::new(PgTarget::parse(&role_url(&c, "gw1")).unwrap());
+    pg.deliver(&run1, LONG).unwrap();
+    pg.deliver(&run2, LONG).unwrap();
+    let ran = verify();
+    assert_eq!(ran.code, Some(0), "{}", ran.all());
+    // Retention drops the day before.
+    c.psql(
+        "masqlog",
+        &format!(
+            "SELECT masqlog.drop_partitions_before((to_timestamp({midnight}) AT TIME ZONE 'UTC')::date)"
+        ),
+    )
+    .unwrap();
+    assert_eq!(rows(&c, "WHERE seal_run = 1"), 37);
+    let ran = verify();
+    assert_eq!(ran.code, Some(0), "{}", ran.all());
+    let all = ran.all();
+    assert!(
+        all.contains("gw1/masq1: intact: 57 records verify (run 1 seq 2-40, run 2 seq 1-20)"),
+        "{all}"
+    );
+    assert!(all.contains("run 1: the logs begin at seq 2"), "{all}");
+    for seq in [3, 5] {
+        assert!(
+            all.contains(&format!(
+                "note  run 1: seq {seq} was committed to this database and is gone, next to the first minutes of the oldest partition masqlog.flow_log_"
+            )),
+            "{all}"
+        );
+    }
+    assert!(all.contains("dropped by retention"), "{all}");
+    // A row deleted two hours into the day is no retention's doing.
+    c.psql(
+        "masqlog",
+        "DELETE FROM masqlog.flow_log WHERE seal_run = 2 AND seal_seq = 10",
+    )
+    .unwrap();
+    let ran = verify();
+    assert_eq!(ran.code, Some(1), "{}", ran.all());
+    assert!(
+        ran.out
+            .contains("FAIL  run 2: seq 10 was committed to this database"),
+        "{}",
+        ran.all()
+    );
+}
+
 /// A tmpfs mounted for the test, unmounted on drop.
 struct Tiny(std::path::PathBuf);
 

@@ -10,7 +10,7 @@
 //! a lookup in files. `verify --db` reads every row's line the same way,
 //! and the ledger of committed sequence ranges beside them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use masqlog_core::config::PgTarget;
@@ -21,6 +21,7 @@ use postgres::NoTls;
 use crate::lookup::source::{Input, Rows};
 use crate::lookup::{AbuseReport, window_for};
 use crate::verify::Loc;
+use masqlog_core::seal::WriterId;
 
 /// The schema this build creates and reads.
 pub use masqlog_core::pgrow::SCHEMA_VERSION;
@@ -307,22 +308,39 @@ fn row_place(table: &str, router: &str) -> String {
     format!("postgresql {table} router {router}")
 }
 
-/// Rows fetched from the server at a time by [`each_row`].
+/// Rows fetched from the server at a time by [`verify_rows`].
 const FETCH: i32 = 5_000;
-/// Tables whose rows' names [`each_row`] keeps to share (past that they
+/// Tables whose rows' names [`verify_rows`] keeps to share (past that they
 /// are made again).
 const MAX_PLACES: usize = 4096;
 
-/// Hands every row of `masqlog.flow_log` to `each` (where it is, named as
-/// in lookup's evidence, and its exact line), partition by partition in
-/// the order the server stores them, from one snapshot, a few thousand
-/// rows in memory at a time; `progress` hears the count now and then.
-/// Returns the rows read.
-pub fn each_row(
+/// A row this close after the start of the oldest daily partition (in
+/// seconds) may follow, in its writer's sequence, rows of the day before
+/// it: a line's time and its sequence number are not in the same order
+/// across midnight (a start line's time is the flow's start, taken before
+/// lines written just ahead of it). When retention dropped that day, the
+/// sequence numbers missing next to such a row are no sign of deletion.
+pub const EDGE_SECS: i64 = 900;
+
+/// What `verify --db` read, besides the rows it gave the verifier: the
+/// ledger and where retention cut, from the same snapshot as the rows.
+pub struct Verified {
+    pub rows: u64,
+    pub committed: crate::verify::Committed,
+    pub edge: Option<crate::verify::Edge>,
+}
+
+/// Gives every row of `masqlog.flow_log` to `verifier` (where it is, named
+/// as in lookup's evidence, and its exact line), partition by partition in
+/// the order the server stores them, a few thousand rows in memory at a
+/// time; `progress` hears the count now and then. From the same read-only
+/// snapshot: the ledger of committed ranges, and the sealed rows of the
+/// first [`EDGE_SECS`] of the oldest daily partition.
+pub fn verify_rows(
     client: &mut Client,
-    mut each: impl FnMut(Loc, &[u8]),
+    verifier: &mut crate::verify::Verifier<'_>,
     mut progress: impl FnMut(u64),
-) -> Result<u64, DbError> {
+) -> Result<Verified, DbError> {
     check_version(client)?;
     let mut tx = client
         .build_transaction()
@@ -330,10 +348,31 @@ pub fn each_row(
         .read_only(true)
         .start()
         .map_err(sql("starting a read-only transaction"))?;
+    let oldest = tx
+        .query_opt(
+            "SELECT c.oid, c.relname::text, \
+                    extract(epoch FROM to_date(right(c.relname, 8), 'YYYYMMDD'))::bigint \
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'masqlog.flow_log'::regclass \
+               AND c.relname ~ '^flow_log_[0-9]{8}$' \
+             ORDER BY c.relname LIMIT 1",
+            &[],
+        )
+        .map_err(sql("reading the partitions of masqlog.flow_log"))?;
+    let (oid, day) = oldest
+        .as_ref()
+        .map_or((0, 0), |r| (r.get::<_, u32>(0), r.get::<_, i64>(2)));
+    let mut edge = oldest.as_ref().map(|r| crate::verify::Edge {
+        partition: format!("masqlog.{}", r.get::<_, String>(1)),
+        records: HashSet::new(),
+    });
+    let until = (day + EDGE_SECS) as f64;
     let portal = tx
         .bind(
-            "SELECT tableoid::regclass::text, router, seal_seq, at::text, line FROM masqlog.flow_log",
-            &[],
+            "SELECT tableoid::regclass::text, router, seal_seq, at::text, line, seal_writer, seal_run, \
+                    tableoid = $1 AND at < to_timestamp($2) \
+             FROM masqlog.flow_log",
+            &[&oid, &until],
         )
         .map_err(sql("reading masqlog.flow_log"))?;
     let mut n = 0u64;
@@ -371,20 +410,34 @@ pub fn each_row(
                 }
                 None => Loc::Named(Arc::from(row_name(table, router, None, || r.get(3)))),
             };
-            each(loc, r.get::<_, &str>(4).as_bytes());
+            verifier.line(loc, r.get::<_, &str>(4).as_bytes());
+            if let (Some(edge), Some(true), Some(w), Some(run), Some(seq)) = (
+                edge.as_mut(),
+                r.get::<_, Option<bool>>(7),
+                r.get::<_, Option<&str>>(5).and_then(WriterId::parse),
+                r.get::<_, Option<i64>>(6),
+                r.get::<_, Option<i64>>(2),
+            ) {
+                edge.records.insert((w, run as u64, seq as u64));
+            }
         }
         n += rows.len() as u64;
         progress(n);
     }
+    let committed = committed(&mut tx)?;
     tx.commit().map_err(sql("ending the read"))?;
-    Ok(n)
+    Ok(Verified {
+        rows: n,
+        committed,
+        edge,
+    })
 }
 
 /// The sequence ranges the database committed, by writer and run (its
 /// `masqlog.seal_ledger`); a writer name that is no `HOST/INSTANCE` is
 /// passed over.
-pub fn committed(client: &mut Client) -> Result<crate::verify::Committed, DbError> {
-    let rows = client
+fn committed(tx: &mut postgres::Transaction<'_>) -> Result<crate::verify::Committed, DbError> {
+    let rows = tx
         .query(
             "SELECT writer, run, first_seq, last_seq FROM masqlog.seal_ledger ORDER BY 1, 2, 3",
             &[],
@@ -392,7 +445,7 @@ pub fn committed(client: &mut Client) -> Result<crate::verify::Committed, DbErro
         .map_err(sql("reading masqlog.seal_ledger"))?;
     let mut out = crate::verify::Committed::new();
     for r in rows {
-        let Some(w) = masqlog_core::seal::WriterId::parse(r.get(0)) else {
+        let Some(w) = WriterId::parse(r.get(0)) else {
             continue;
         };
         let (run, first, last): (i64, i64, i64) = (r.get(1), r.get(2), r.get(3));

@@ -11,7 +11,7 @@
 //! committed sequence ranges tells a row that was deleted from one that
 //! never arrived.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +59,16 @@ impl std::fmt::Display for Loc {
 /// Sequence ranges a database says it committed, by writer and run (its
 /// `masqlog.seal_ledger`): each `(first, last)`, inclusive.
 pub type Committed = BTreeMap<(WriterId, u64), Vec<(u64, u64)>>;
+
+/// Where retention may have cut a database's rows: its oldest daily
+/// partition, and the sealed records of that partition's first minutes
+/// (writer, run, seq). Records missing right next to one of them may have
+/// been in the day before, dropped whole.
+#[derive(Clone, Debug, Default)]
+pub struct Edge {
+    pub partition: String,
+    pub records: HashSet<(WriterId, u64, u64)>,
+}
 
 /// At most this many locations are kept of each kind of finding (all are
 /// counted).
@@ -274,6 +284,15 @@ pub enum Note {
     Reordered { run: u64, count: u64, first: Loc },
     /// The same record more than once (a resend, overlapping files).
     Duplicates { run: u64, count: u64 },
+    /// Committed to the database and gone, right next to the first
+    /// minutes of its oldest partition: most likely rows of the day
+    /// before, which retention dropped.
+    Dropped {
+        run: u64,
+        from: u64,
+        to: u64,
+        partition: String,
+    },
 }
 
 /// The result for one writer.
@@ -310,9 +329,15 @@ impl Report {
 
     /// Splits each run of missing records by what the database committed:
     /// the part its ledger holds was there and is gone (`Deleted`), the
-    /// rest never arrived (`Missing`).
-    pub fn apply_ledger(&mut self, committed: &Committed) {
+    /// rest never arrived (`Missing`). A committed part right next to a
+    /// record of the first minutes of the oldest partition (`edge`) is
+    /// noted as most likely dropped by retention, not failed.
+    pub fn apply_ledger(&mut self, committed: &Committed, edge: Option<&Edge>) {
         for w in &mut self.writers {
+            let at_edge = |run: u64, seq: u64| {
+                edge.is_some_and(|e| e.records.contains(&(w.writer.clone(), run, seq)))
+            };
+            let mut notes = Vec::new();
             let mut problems = Vec::with_capacity(w.problems.len());
             for p in w.problems.drain(..) {
                 let Problem::Missing { run, from, to } = p else {
@@ -342,11 +367,20 @@ impl Report {
                             to: a - 1,
                         });
                     }
-                    problems.push(Problem::Deleted {
-                        run,
-                        from: a,
-                        to: b,
-                    });
+                    match edge {
+                        Some(e) if at_edge(run, a.wrapping_sub(1)) || at_edge(run, b + 1) => notes
+                            .push(Note::Dropped {
+                                run,
+                                from: a,
+                                to: b,
+                                partition: e.partition.clone(),
+                            }),
+                        _ => problems.push(Problem::Deleted {
+                            run,
+                            from: a,
+                            to: b,
+                        }),
+                    }
                     at = b + 1;
                 }
                 if at <= to {
@@ -354,6 +388,7 @@ impl Report {
                 }
             }
             w.problems = problems;
+            w.notes.extend(notes);
         }
     }
 }
@@ -647,6 +682,25 @@ impl std::fmt::Display for Note {
                 f,
                 "run {run}: {count} records appear more than once (same bytes: a resend or overlapping files)"
             ),
+            Note::Dropped {
+                run,
+                from,
+                to,
+                partition,
+            } => {
+                let (which, gone) = if from == to {
+                    (format!("seq {from} was"), "is")
+                } else {
+                    (
+                        format!("seq {from}-{to} ({} records) were", to - from + 1),
+                        "are",
+                    )
+                };
+                write!(
+                    f,
+                    "run {run}: {which} committed to this database and {gone} gone, next to the first minutes of the oldest partition {partition}: most likely rows of the day before it, dropped by retention (times and sequence numbers cross midnight out of order)"
+                )
+            }
         }
     }
 }
@@ -750,7 +804,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        r.apply_ledger(&committed);
+        r.apply_ledger(&committed, None);
         assert_eq!(
             r.writers[0].problems,
             vec![
@@ -779,7 +833,7 @@ mod tests {
         );
         // Without a ledger entry for the run, all of it stays missing.
         let mut r = verify(std::slice::from_ref(&k), &l);
-        r.apply_ledger(&Committed::new());
+        r.apply_ledger(&Committed::new(), None);
         assert_eq!(r.writers[0].problems.len(), 2);
         assert!(
             r.writers[0]
@@ -787,6 +841,53 @@ mod tests {
                 .iter()
                 .all(|p| matches!(p, Problem::Missing { .. }))
         );
+    }
+
+    #[test]
+    fn a_committed_gap_at_the_oldest_partitions_start_is_noted_as_retention() {
+        let k = key();
+        let mut l = lines(&k, Format::Text, 1, 11); // seq 1 ..= 12
+        // seq 2 and 4 were in the dropped day; seq 9 was deleted.
+        l.remove(8);
+        l.remove(3);
+        l.remove(1);
+        let mut r = verify(std::slice::from_ref(&k), &l);
+        let w = r.writers[0].writer.clone();
+        let committed: Committed = [((w.clone(), 1), vec![(1, 12)])].into_iter().collect();
+        // seq 1, 3 and 5 are rows of the oldest partition's first minutes.
+        let edge = Edge {
+            partition: "masqlog.flow_log_20261101".into(),
+            records: [1, 3, 5].map(|s| (w.clone(), 1, s)).into_iter().collect(),
+        };
+        r.apply_ledger(&committed, Some(&edge));
+        assert_eq!(
+            r.writers[0].problems,
+            vec![Problem::Deleted {
+                run: 1,
+                from: 9,
+                to: 9
+            }]
+        );
+        let dropped: Vec<String> = r.writers[0]
+            .notes
+            .iter()
+            .filter(|n| matches!(n, Note::Dropped { .. }))
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(dropped.len(), 2, "{:?}", r.writers[0].notes);
+        assert!(dropped[0].starts_with("run 1: seq 2 was committed to this database and is gone, next to the first minutes of the oldest partition masqlog.flow_log_20261101"), "{dropped:?}");
+        assert!(!r.intact(), "the deleted seq 9 still fails");
+        // Without the deletion, the edge alone leaves the chain intact.
+        let mut l = lines(&k, Format::Text, 1, 11);
+        l.remove(3);
+        l.remove(1);
+        let mut r = verify(std::slice::from_ref(&k), &l);
+        r.apply_ledger(&committed, Some(&edge));
+        assert!(r.intact(), "{r:?}");
+        // The same gaps without an edge are failures.
+        let mut r = verify(std::slice::from_ref(&k), &l);
+        r.apply_ledger(&committed, None);
+        assert_eq!(r.writers[0].problems.len(), 2);
     }
 
     #[test]

@@ -327,10 +327,11 @@ fn verify_figures(desk: &str, key: &VerifyKey) -> Result<()> {
     let t = Instant::now();
     let mut client = db::connect(desk)?;
     let mut verifier = Verifier::new(&keys).unordered();
-    let rows = db::each_row(&mut client, |loc, line| verifier.line(loc, line), |_| {})?;
+    let read = db::verify_rows(&mut client, &mut verifier, |_| {})?;
+    let rows = read.rows;
     let held = rss()?.saturating_sub(before);
     let mut report = verifier.finish();
-    report.apply_ledger(&db::committed(&mut client)?);
+    report.apply_ledger(&read.committed, read.edge.as_ref());
     let secs = t.elapsed().as_secs_f64();
     if !report.intact() {
         bail!("verify --db: the bench's own rows are not intact: {report:?}");

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use masqlog_command::db;
 use masqlog_command::json::Json;
 use masqlog_command::lookup::source::{self, Input, Opened, Spec};
 use masqlog_command::verify::{self, Listed, Loc, Report, Verifier};
@@ -97,11 +98,11 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let progress = io::stderr().is_terminal() && specs.len() > 1;
     let mut verifier = Verifier::new(&keys);
-    let mut committed = None;
+    let mut from_db = None;
     if let Some(url) = &args.db {
-        let (v, c) = db_rows(url, verifier, io::stderr().is_terminal())?;
+        let (v, read) = db_rows(url, verifier, io::stderr().is_terminal())?;
         verifier = v;
-        committed = Some(c);
+        from_db = Some(read);
     }
     for spec in &specs {
         let name = spec.name();
@@ -122,8 +123,8 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("reading {name}"))?;
     }
     let mut report = verifier.finish();
-    if let Some(c) = &committed {
-        report.apply_ledger(c);
+    if let Some(read) = &from_db {
+        report.apply_ledger(&read.committed, read.edge.as_ref());
     }
     let mut out = Vec::new();
     if args.json {
@@ -141,32 +142,26 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Feeds the database's rows to `verifier` (which then takes the files as
-/// rows too: their order means nothing once rows are mixed in) and reads
-/// the ledger of committed ranges.
+/// rows too: their order means nothing once rows are mixed in), and reads
+/// the ledger of committed ranges and retention's edge with them.
 fn db_rows<'k>(
     url: &str,
     verifier: Verifier<'k>,
     progress: bool,
-) -> anyhow::Result<(Verifier<'k>, verify::Committed)> {
-    use masqlog_command::db;
+) -> anyhow::Result<(Verifier<'k>, db::Verified)> {
     let mut verifier = verifier.unordered();
     let mut client = db::connect(url)?;
     let mut told = 0u64;
-    let rows = db::each_row(
-        &mut client,
-        |loc, line| verifier.line(loc, line),
-        |n| {
-            if progress && n >= told + 1_000_000 {
-                told = n;
-                eprintln!("masqlog verify: {n} rows read from the database");
-            }
-        },
-    )?;
+    let read = db::verify_rows(&mut client, &mut verifier, |n| {
+        if progress && n >= told + 1_000_000 {
+            told = n;
+            eprintln!("masqlog verify: {n} rows read from the database");
+        }
+    })?;
     if progress {
-        eprintln!("masqlog verify: {rows} rows read from the database");
+        eprintln!("masqlog verify: {} rows read from the database", read.rows);
     }
-    let committed = db::committed(&mut client)?;
-    Ok((verifier, committed))
+    Ok((verifier, read))
 }
 
 fn listed(out: &mut Vec<u8>, what: &str, l: &Listed) {
