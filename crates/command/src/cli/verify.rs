@@ -31,7 +31,7 @@ use masqlog_core::seal::VerifyKey;
 ///
 /// Exit status: 0 every chain intact; 1 something is forged, altered or
 /// missing, or nothing could be verified; 2 an error (unreadable key or
-/// log).
+/// log, a database that cannot be read).
 ///
 /// Example: masqlog verify --key /secure/gw1.verify-key /var/log/masqlog.log*
 ///
