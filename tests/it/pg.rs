@@ -774,12 +774,6 @@ fn a_batch_sent_again_is_kept_once() {
     assert!(e.contains("not a row"), "{e}");
 }
 
-/// Sealed rows carry no per-row unique key: the ledger of committed
-/// sequence ranges keeps them once. A batch sent again, a batch half old
-/// and half new, a repeat within a batch, a batch of another run, and the
-/// same batch sent by two connections at once (a retry while the first
-/// connection's transaction still runs) each leave every line once, and a
-/// writer that delivers in order keeps one ledger row per run.
 /// Flows 0..n of router gw1 as text lines sealed by writer gw1/masq1, run
 /// `run` (seq 1 ..= 2n: start and end of each flow).
 fn sealed_lines(key: &masqlog_core::seal::VerifyKey, run: u64, n: u16, t0: i64) -> Vec<Vec<u8>> {
@@ -808,6 +802,12 @@ fn sealed_lines(key: &masqlog_core::seal::VerifyKey, run: u64, n: u16, t0: i64) 
         .collect()
 }
 
+/// Sealed rows carry no per-row unique key: the ledger of committed
+/// sequence ranges keeps them once. A batch sent again, a batch half old
+/// and half new, a repeat within a batch, a batch of another run, and the
+/// same batch sent by two connections at once (a retry while the first
+/// connection's transaction still runs) each leave every line once, and a
+/// writer that delivers in order keeps one ledger row per run.
 #[test]
 fn sealed_batches_sent_again_are_kept_once_by_the_ledger() {
     use masqlog_core::seal::VerifyKey;
@@ -881,30 +881,51 @@ fn sealed_batches_sent_again_are_kept_once_by_the_ledger() {
     assert_eq!(distinct(), "621 621 1");
 }
 
+/// `masqlog verify --key KEY --db URL` as the abuse desk runs it: the
+/// key in a file of its own (removed on drop), the desk's role.
+struct DeskVerify {
+    key: tempfile::TempPath,
+    url: String,
+}
+
+impl DeskVerify {
+    fn new(c: &TempCluster, key: &masqlog_core::seal::VerifyKey) -> DeskVerify {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), key.to_text()).unwrap();
+        DeskVerify {
+            key: file.into_temp_path(),
+            url: role_url(c, "desk"),
+        }
+    }
+
+    /// Runs it against `url` (the desk's by default), with `extra`
+    /// arguments.
+    fn run_on(&self, url: &str, extra: &[&str]) -> crate::cli::Ran {
+        let key = self.key.to_string_lossy();
+        let mut args = vec!["verify", "--key", &key, "--db", url];
+        args.extend_from_slice(extra);
+        crate::cli::masqlog(&args)
+    }
+
+    fn run(&self, extra: &[&str]) -> crate::cli::Ran {
+        self.run_on(&self.url, extra)
+    }
+}
+
 #[test]
 fn sealed_rows_verify_like_lines_and_a_changed_or_deleted_row_is_named() {
     use masqlog_core::seal::VerifyKey;
     let Some((c, _admin)) = setup() else { return };
     let t0 = Timestamp::now().secs - 60;
     let key = VerifyKey::generate("gw1", t0 - 3600, 86_400).unwrap();
-    let keyfile = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(keyfile.path(), key.to_text()).unwrap();
-    let keyfile = keyfile.path().to_string_lossy().to_string();
-    let desk = role_url(&c, "desk");
-    let verify = |json: bool| {
-        let mut args = vec!["verify", "--key", &keyfile, "--db", &desk];
-        if json {
-            args.push("--json");
-        }
-        crate::cli::masqlog(&args)
-    };
+    let desk = DeskVerify::new(&c, &key);
     let run1 = sealed_lines(&key, 1, 100, t0); // seq 1 ..= 200
     let mut pg = masqlog::sink::pg::Postgres::new(PgTarget::parse(&role_url(&c, "gw1")).unwrap());
     // The later half first, then the rest with a resend: the table's order
     // is not the sequence's.
     pg.deliver(&run1[100..], LONG).unwrap();
     pg.deliver(&run1[..120], LONG).unwrap();
-    let ran = verify(false);
+    let ran = desk.run(&[]);
     assert_eq!(ran.code, Some(0), "{}", ran.all());
     assert!(
         ran.out
@@ -940,7 +961,7 @@ fn sealed_rows_verify_like_lines_and_a_changed_or_deleted_row_is_named() {
         "DELETE FROM masqlog.flow_log WHERE seal_run = 1 AND seal_seq = 120",
     )
     .unwrap();
-    let ran = verify(false);
+    let ran = desk.run(&[]);
     assert_eq!(ran.code, Some(1), "{}", ran.all());
     let all = ran.all();
     // The changed row, named by table, router and sequence number.
@@ -965,7 +986,7 @@ fn sealed_rows_verify_like_lines_and_a_changed_or_deleted_row_is_named() {
     );
     assert!(all.contains("gw1/masq1: BROKEN"), "{all}");
     // The same as JSON: a row is named by itself, not by file and line.
-    let ran = verify(true);
+    let ran = desk.run(&["--json"]);
     assert_eq!(ran.code, Some(1), "{}", ran.all());
     assert!(ran.out.contains("\"row\""), "{}", ran.all());
     assert!(!ran.out.contains("\"line\":0"), "{}", ran.all());
@@ -973,7 +994,7 @@ fn sealed_rows_verify_like_lines_and_a_changed_or_deleted_row_is_named() {
     // A database without the schema is named, exit 2.
     c.psql("postgres", "CREATE DATABASE empty").unwrap();
     let empty = c.superuser_url_with_file("empty").unwrap();
-    let ran = crate::cli::masqlog(&["verify", "--key", &keyfile, "--db", &empty]);
+    let ran = desk.run_on(&empty, &[]);
     assert_eq!(ran.code, Some(2), "{}", ran.all());
     assert!(ran.err.contains("masqlog db init"), "{}", ran.all());
 }
@@ -984,11 +1005,7 @@ fn verify_db_after_retention_notes_the_cut_at_midnight_and_still_fails_a_deletio
     let Some((c, _admin)) = setup() else { return };
     let midnight = Timestamp::now().secs.div_euclid(86_400) * 86_400 - 86_400; // yesterday
     let key = VerifyKey::generate("gw1", midnight - 86_400, 86_400).unwrap();
-    let keyfile = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(keyfile.path(), key.to_text()).unwrap();
-    let keyfile = keyfile.path().to_string_lossy().to_string();
-    let desk = role_url(&c, "desk");
-    let verify = || crate::cli::masqlog(&["verify", "--key", &keyfile, "--db", &desk]);
+    let desk = DeskVerify::new(&c, &key);
     // Run 1 crosses midnight: flow i starts at midnight - 3 + i and ends 5 s
     // later, so the start lines of flows 0-2 (seq 1, 3, 5) fall in the day
     // before, between end lines (seq 2, 4, 6) of the day after. Run 2 is
@@ -998,7 +1015,7 @@ fn verify_db_after_retention_notes_the_cut_at_midnight_and_still_fails_a_deletio
     let mut pg = masqlog::sink::pg::Postgres::new(PgTarget::parse(&role_url(&c, "gw1")).unwrap());
     pg.deliver(&run1, LONG).unwrap();
     pg.deliver(&run2, LONG).unwrap();
-    let ran = verify();
+    let ran = desk.run(&[]);
     assert_eq!(ran.code, Some(0), "{}", ran.all());
     // Retention drops the day before.
     c.psql(
@@ -1009,7 +1026,7 @@ fn verify_db_after_retention_notes_the_cut_at_midnight_and_still_fails_a_deletio
     )
     .unwrap();
     assert_eq!(rows(&c, "WHERE seal_run = 1"), 37);
-    let ran = verify();
+    let ran = desk.run(&[]);
     assert_eq!(ran.code, Some(0), "{}", ran.all());
     let all = ran.all();
     assert!(
@@ -1032,7 +1049,7 @@ fn verify_db_after_retention_notes_the_cut_at_midnight_and_still_fails_a_deletio
         "DELETE FROM masqlog.flow_log WHERE seal_run = 2 AND seal_seq = 10",
     )
     .unwrap();
-    let ran = verify();
+    let ran = desk.run(&[]);
     assert_eq!(ran.code, Some(1), "{}", ran.all());
     assert!(
         ran.out
