@@ -256,12 +256,7 @@ pub fn lookup_inputs(client: &mut Client, queries: &[&AbuseReport]) -> Result<Ve
             if !seen.insert(line.clone()) {
                 continue;
             }
-            let name = row_name(
-                &r.get::<_, String>(0),
-                &r.get::<_, String>(1),
-                r.get(2),
-                || r.get(5),
-            );
+            let name = row_name(r.get(0), r.get(1), r.get(2), || r.get(5));
             let mut text = line.into_bytes();
             text.push(b'\n');
             inputs.push(Input::Rows(Rows {
@@ -386,7 +381,8 @@ pub fn verify_rows(
         }
         for r in &rows {
             let (table, router): (&str, &str) = (r.get(0), r.get(1));
-            let loc = match r.get::<_, Option<i64>>(2) {
+            let seq: Option<i64> = r.get(2);
+            let loc = match seq {
                 Some(seq) => {
                     // One name per table and router, shared by its rows.
                     let at = match places.get(table).and_then(|m| m.get(router)) {
@@ -416,7 +412,7 @@ pub fn verify_rows(
                 r.get::<_, Option<bool>>(7),
                 r.get::<_, Option<&str>>(5).and_then(WriterId::parse),
                 r.get::<_, Option<i64>>(6),
-                r.get::<_, Option<i64>>(2),
+                seq,
             ) {
                 edge.records.insert((w, run as u64, seq as u64));
             }

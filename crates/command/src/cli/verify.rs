@@ -98,12 +98,14 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let progress = io::stderr().is_terminal() && specs.len() > 1;
     let mut verifier = Verifier::new(&keys);
-    let mut from_db = None;
-    if let Some(url) = &args.db {
-        let (v, read) = db_rows(url, verifier, io::stderr().is_terminal())?;
-        verifier = v;
-        from_db = Some(read);
-    }
+    let from_db = match &args.db {
+        // Once rows are mixed in, the order of what is read means nothing.
+        Some(url) => {
+            verifier = verifier.unordered();
+            Some(db_rows(url, &mut verifier, io::stderr().is_terminal())?)
+        }
+        None => None,
+    };
     for spec in &specs {
         let name = spec.name();
         if progress {
@@ -141,18 +143,12 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Feeds the database's rows to `verifier` (which then takes the files as
-/// rows too: their order means nothing once rows are mixed in), and reads
-/// the ledger of committed ranges and retention's edge with them.
-fn db_rows<'k>(
-    url: &str,
-    verifier: Verifier<'k>,
-    progress: bool,
-) -> anyhow::Result<(Verifier<'k>, db::Verified)> {
-    let mut verifier = verifier.unordered();
+/// Feeds the database's rows to `verifier`, and reads the ledger of
+/// committed ranges and retention's edge with them.
+fn db_rows(url: &str, verifier: &mut Verifier<'_>, progress: bool) -> anyhow::Result<db::Verified> {
     let mut client = db::connect(url)?;
     let mut told = 0u64;
-    let read = db::verify_rows(&mut client, &mut verifier, |n| {
+    let read = db::verify_rows(&mut client, verifier, |n| {
         if progress && n >= told + 1_000_000 {
             told = n;
             eprintln!("masqlog verify: {n} rows read from the database");
@@ -161,7 +157,7 @@ fn db_rows<'k>(
     if progress {
         eprintln!("masqlog verify: {} rows read from the database", read.rows);
     }
-    Ok((verifier, read))
+    Ok(read)
 }
 
 fn listed(out: &mut Vec<u8>, what: &str, l: &Listed) {
